@@ -1,0 +1,4 @@
+"""The buildmaster: builders, build queue, scoring, dispatch, scanning and
+result collection."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""The ``lp-services`` command line."""
+
+__all__ = []

@@ -1,0 +1,39 @@
+"""The ``lp-services`` command: one entry point, a group per subject.
+
+Each subject's commands live in their own module of this package; add the
+group to ``_GROUPS`` to make it reachable.
+"""
+
+import importlib
+
+import click
+
+from lp_services.cli.context import CLIContext
+
+__all__ = ["cli", "main"]
+
+# (module, attribute) of each command group, in help order.
+_GROUPS = [
+    ("lp_services.cli.db", "db"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database", metavar="URL", envvar="LP_DATABASE_URL",
+              help="PostgreSQL URL (default: $LP_DATABASE_URL, else the "
+                   "embedded server under $LP_HOME).")
+@click.option("--home", metavar="DIR", envvar="LP_HOME",
+              help="State directory (default: $LP_HOME, else ./var).")
+@click.pass_context
+def cli(ctx, database, home):
+    """lp-services: one job table for a software build farm."""
+    ctx.obj = CLIContext(database=database, home=home)
+
+
+for _module, _name in _GROUPS:
+    cli.add_command(getattr(importlib.import_module(_module), _name))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="lp-services")

@@ -1,0 +1,160 @@
+"""Running Storm code from Twisted: the transactor.
+
+Storm is blocking, so Twisted processes touch it only here: a function runs
+in a worker thread with that thread's own Store, the transaction commits if
+it returns and rolls back if it raises, and only plain values come back to
+the reactor thread. Serialization failures, deadlocks and lost connections
+are retried with a bounded back-off; anything else propagates at once.
+"""
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+__all__ = [
+    "StormObjectLeak",
+    "Transactor",
+    "default_backoff",
+    "is_retryable",
+]
+
+
+class StormObjectLeak(TypeError):
+    """A transacted function tried to return a Storm object to the reactor."""
+
+
+def default_backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1-based): 0.05 s doubling,
+    at most 2 s. Short because the caller's Deferred is waiting."""
+    return min(0.05 * 2 ** (attempt - 1), 2.0)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether running the whole transaction again may succeed."""
+    import psycopg2.extensions
+    from storm.exceptions import DisconnectionError
+
+    return isinstance(error, (DisconnectionError,
+                              psycopg2.extensions.TransactionRollbackError))
+
+
+def _check_plain(value, path="result"):
+    """Raise StormObjectLeak if ``value`` holds a Storm object anywhere."""
+    from storm.store import ResultSet
+
+    if value is None or isinstance(value, (str, bytes, int, float, bool)):
+        return
+    if hasattr(value, "__storm_object_info__") or hasattr(
+            type(value), "__storm_table__") or isinstance(value, ResultSet):
+        raise StormObjectLeak(
+            "%s is a Storm object (%s); return plain values or records"
+            % (path, type(value).__name__))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, path)
+            _check_plain(item, "%s[%r]" % (path, key))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            _check_plain(item, "%s[%d]" % (path, index))
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _check_plain(getattr(value, f.name), "%s.%s" % (path, f.name))
+    elif hasattr(type(value), "__attrs_attrs__"):
+        for a in type(value).__attrs_attrs__:
+            _check_plain(getattr(value, a.name), "%s.%s" % (path, a.name))
+
+
+class Transactor:
+    """Run functions of a Store in a thread pool, one transaction each.
+
+    :param url: the database URL (libpq form).
+    :param reactor: the reactor whose thread pool results come back to.
+    :param min_threads, max_threads: the pool's size; each thread holds at
+        most one connection.
+    :param max_retries: how many times a retryable failure is retried.
+    :param backoff: seconds to sleep (in the worker thread) before retry n.
+    """
+
+    def __init__(self, url: str, reactor=None, min_threads: int = 0,
+                 max_threads: int = 4, max_retries: int = 5,
+                 backoff: Callable[[int], float] = default_backoff,
+                 sleep: Callable[[float], None] = time.sleep):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.url = url
+        self._reactor = reactor
+        self._pool = ThreadPool(min_threads, max_threads,
+                                name="transactor")
+        self._local = threading.local()
+        self._stores = []
+        self._stores_lock = threading.Lock()
+        self.max_retries = max_retries
+        self._backoff = backoff
+        self._sleep = sleep
+        self._database = None
+
+    def start(self) -> None:
+        """Start the worker threads. Opens no connection yet."""
+        self._pool.start()
+
+    def stop(self) -> None:
+        """Wait for running work, stop the threads, close every connection."""
+        self._pool.stop()
+        with self._stores_lock:
+            stores, self._stores = self._stores, []
+        for store in stores:
+            try:
+                store.close()
+            except Exception:
+                pass
+
+    def run(self, function: Callable, *args, **kwargs):
+        """Run ``function(store, *args, **kwargs)`` in a worker thread.
+
+        :return: a Deferred firing with the function's (plain) result, or
+            failing with its exception after the transaction rolled back.
+        """
+        return deferToThreadPool(self._reactor, self._pool, self.run_blocking,
+                                 function, *args, **kwargs)
+
+    def run_blocking(self, function: Callable, *args, **kwargs):
+        """As :meth:`run`, but in the calling thread (CLI and scripts)."""
+        store = self._store()
+        attempt = 0
+        while True:
+            try:
+                result = function(store, *args, **kwargs)
+                _check_plain(result)
+                store.commit()
+                return result
+            except BaseException as error:
+                try:
+                    store.rollback()
+                except Exception:
+                    pass
+                attempt += 1
+                if not is_retryable(error) or attempt > self.max_retries:
+                    raise
+                self._sleep(self._backoff(attempt))
+
+    def _store(self):
+        store = getattr(self._local, "store", None)
+        if store is None:
+            from storm.database import create_database
+            from storm.store import Store
+
+            from lp_services.database.connection import storm_uri
+            from lp_services.database.models import load_models
+
+            load_models()
+            if self._database is None:
+                self._database = create_database(storm_uri(self.url))
+            store = Store(self._database)
+            self._local.store = store
+            with self._stores_lock:
+                self._stores.append(store)
+        return store

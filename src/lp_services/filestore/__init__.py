@@ -1,0 +1,3 @@
+"""The content-addressed file store (``library_file``)."""
+
+__all__ = []

@@ -1,0 +1,1 @@
+"""lp-services tests (trial), mirrored on src/lp_services."""

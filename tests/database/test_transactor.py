@@ -1,0 +1,138 @@
+"""Tests of the transactor (lp_services.database.transactor)."""
+
+import psycopg2
+import psycopg2.extensions
+from storm.exceptions import DisconnectionError
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from lp_services.database.transactor import (
+    StormObjectLeak,
+    Transactor,
+    default_backoff,
+)
+from lp_services.job.model import Job
+from lp_services.testing.database import DatabaseTestMixin
+
+
+class TransactorTests(DatabaseTestMixin, TestCase):
+    """Transactor.run against real PostgreSQL, with real worker threads."""
+
+    def setUp(self):
+        super().setUp()
+        self.sleeps = []
+        self.transactor = Transactor(self.database_url, reactor=reactor,
+                                     max_threads=2, max_retries=3,
+                                     sleep=self.sleeps.append)
+        self.transactor.start()
+        self.addCleanup(self.transactor.stop)
+
+    def count_jobs(self):
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM job")
+            return cur.fetchone()[0]
+
+    def add_job(self, store, job_type="noop"):
+        job = Job()
+        job.job_type = job_type
+        store.add(job)
+        store.flush()
+        return job.id
+
+    async def test_commits_on_success(self):
+        """A function that returns has its transaction committed."""
+        job_id = await self.transactor.run(self.add_job)
+        self.assertIsInstance(job_id, int)
+        self.assertEqual(self.count_jobs(), 1)
+
+    async def test_aborts_on_error(self):
+        """A function that raises has its transaction rolled back."""
+        def add_then_fail(store):
+            self.add_job(store)
+            raise ValueError("no")
+
+        with self.assertRaises(ValueError):
+            await self.transactor.run(add_then_fail)
+        self.assertEqual(self.count_jobs(), 0)
+        self.assertEqual(self.sleeps, [])
+
+    async def test_refuses_storm_objects(self):
+        """Returning a Storm object (even nested) fails and rolls back."""
+        def leak(store):
+            job = Job()
+            job.job_type = "noop"
+            store.add(job)
+            return {"jobs": [job]}
+
+        with self.assertRaises(StormObjectLeak) as caught:
+            await self.transactor.run(leak)
+        self.assertIn("result['jobs'][0]", str(caught.exception))
+        self.assertEqual(self.count_jobs(), 0)
+
+    async def test_retries_serialization_failure(self):
+        """A serialization failure reruns the whole function, then commits."""
+        calls = []
+
+        def flaky(store):
+            calls.append(1)
+            self.add_job(store)
+            if len(calls) == 1:
+                store.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'conflict' "
+                    "USING ERRCODE = 'serialization_failure'; END $$")
+            return len(calls)
+
+        self.assertEqual(await self.transactor.run(flaky), 2)
+        self.assertEqual(self.count_jobs(), 1)
+        self.assertEqual(self.sleeps, [default_backoff(1)])
+
+    async def test_retries_lost_connection(self):
+        """A connection killed under the function is reconnected and retried."""
+        calls = []
+
+        def killed_once(store):
+            calls.append(1)
+            if len(calls) == 1:
+                pid = store.execute("SELECT pg_backend_pid()").get_one()[0]
+                admin = psycopg2.connect(self.database_url)
+                admin.autocommit = True
+                with admin.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                admin.close()
+            return self.add_job(store)
+
+        await self.transactor.run(killed_once)
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(self.count_jobs(), 1)
+
+    async def test_retries_are_bounded(self):
+        """After max_retries the retryable error propagates."""
+        def always(store):
+            raise DisconnectionError("gone")
+
+        with self.assertRaises(DisconnectionError):
+            await self.transactor.run(always)
+        self.assertEqual(self.sleeps, [default_backoff(n) for n in (1, 2, 3)])
+
+    async def test_runs_off_the_reactor_thread(self):
+        """The function runs in a worker thread, not the reactor's."""
+        import threading
+
+        main = threading.get_ident()
+        ident = await self.transactor.run(lambda store: threading.get_ident())
+        self.assertNotEqual(ident, main)
+
+    def test_backoff_is_bounded(self):
+        """default_backoff doubles from 50 ms and never exceeds 2 s."""
+        self.assertEqual(default_backoff(1), 0.05)
+        self.assertEqual(default_backoff(2), 0.1)
+        self.assertEqual(default_backoff(30), 2.0)
+
+    def test_serialization_error_class_is_retryable(self):
+        """psycopg2's TransactionRollbackError counts as retryable."""
+        from lp_services.database.transactor import is_retryable
+
+        self.assertTrue(is_retryable(
+            psycopg2.extensions.TransactionRollbackError("x")))
+        self.assertFalse(is_retryable(psycopg2.IntegrityError("x")))

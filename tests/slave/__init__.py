@@ -1,0 +1,1 @@
+"""Tests of lp_services.slave."""
