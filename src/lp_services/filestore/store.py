@@ -1,0 +1,149 @@
+"""The content-addressed file store.
+
+Bytes live on disk under ``<root>/<sha1[:2]>/<sha1>``, written to a temporary
+file in the same directory and renamed into place, so a reader never sees a
+partial file and two writers of one content agree. ``library_file`` rows
+index them (name, size, hashes); several rows may share one content.
+
+The store is blocking: Twisted code calls it from the transactor's threads.
+"""
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FileRecord",
+    "FileStore",
+    "InvalidFileName",
+    "check_filename",
+    "default_file_store",
+]
+
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_CHUNK = 1 << 20
+
+
+class InvalidFileName(ValueError):
+    """A file name that could escape a directory or is otherwise unsafe."""
+
+
+def check_filename(name: str) -> str:
+    """Return ``name`` if it is a safe single path component, else raise.
+
+    Refused: empty, ``.``/``..``, any ``/``, NUL or control character, more
+    than 255 bytes. These match the CHECK on ``library_file.filename``.
+    """
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        raise InvalidFileName("unsafe file name: %r" % (name,))
+    if "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidFileName("unsafe file name: %r" % (name,))
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        raise InvalidFileName("file name longer than 255 bytes: %r..." % name[:40])
+    return name
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A stored file, as plain values (safe to return from a transactor)."""
+
+    id: int
+    sha1: str
+    sha256: str | None
+    size: int
+    filename: str
+
+
+class FileStore:
+    """Files under ``root``, indexed by ``library_file`` rows."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, sha1: str) -> Path:
+        """Where the content with this sha1 lives (whether or not it exists)."""
+        if not _SHA1.match(sha1 or ""):
+            raise ValueError("not a sha1: %r" % (sha1,))
+        return self.root / sha1[:2] / sha1
+
+    def has(self, sha1: str) -> bool:
+        """Whether the content with this sha1 is on disk."""
+        return self.path_for(sha1).exists()
+
+    def put_stream(self, stream, expected_sha1: str | None = None,
+                   max_size: int | None = None) -> tuple[str, str, int]:
+        """Copy a binary stream into the store; return (sha1, sha256, size).
+
+        :raises ValueError: the content's sha1 differs from ``expected_sha1``
+            or it is larger than ``max_size``; nothing is kept.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    size += len(chunk)
+                    if max_size is not None and size > max_size:
+                        raise ValueError("file larger than %d bytes" % max_size)
+                    sha1.update(chunk)
+                    sha256.update(chunk)
+                    out.write(chunk)
+            digest = sha1.hexdigest()
+            if expected_sha1 is not None and digest != expected_sha1:
+                raise ValueError("sha1 mismatch: expected %s, got %s"
+                                 % (expected_sha1, digest))
+            final = self.path_for(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, final)
+            tmp = None
+            return digest, sha256.hexdigest(), size
+        finally:
+            if tmp is not None:
+                os.unlink(tmp)
+
+    def add(self, store, filename: str, stream, expected_sha1: str | None = None,
+            mimetype: str = "application/octet-stream",
+            max_size: int | None = None) -> FileRecord:
+        """Store the content and add a ``library_file`` row in ``store``'s
+        transaction; return its record."""
+        from lp_services.filestore.model import LibraryFile
+
+        check_filename(filename)
+        sha1, sha256, size = self.put_stream(stream, expected_sha1, max_size)
+        row = LibraryFile()
+        row.sha1, row.sha256, row.size = sha1, sha256, size
+        row.filename, row.mimetype = filename, mimetype
+        store.add(row)
+        store.flush()
+        return FileRecord(row.id, sha1, sha256, size, filename)
+
+    def add_path(self, store, path: Path, filename: str | None = None,
+                 **kwargs) -> FileRecord:
+        """As :meth:`add`, from a file on disk."""
+        with open(path, "rb") as stream:
+            return self.add(store, filename or Path(path).name, stream, **kwargs)
+
+    def get(self, store, file_id: int) -> FileRecord | None:
+        """The record of ``library_file`` ``file_id``, or None."""
+        from lp_services.filestore.model import LibraryFile
+
+        row = store.get(LibraryFile, file_id)
+        if row is None:
+            return None
+        return FileRecord(row.id, row.sha1, row.sha256, row.size, row.filename)
+
+    def open(self, sha1: str):
+        """Open the content with this sha1 for reading (binary)."""
+        return open(self.path_for(sha1), "rb")
+
+
+def default_file_store(home: Path | None = None) -> FileStore:
+    """The file store under the state directory: ``$LP_HOME/files``."""
+    from lp_services.config import lp_home
+
+    return FileStore(lp_home(home) / "files")
