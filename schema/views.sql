@@ -1,8 +1,227 @@
--- lp-services: reporting views (ops_*).
+-- lp-services: reporting views (ops_*), documented in docs/ops-views.md.
 --
--- Views carry no data, so they are not patched: `db upgrade` runs this file
--- after the last patch, in one transaction, every time. It must therefore
--- be idempotent: drop each view before creating it.
+-- Views carry no data, so they are not patched: `db upgrade` runs this file,
+-- in one transaction, whenever its text changed. It must therefore be
+-- idempotent: it drops every view first (dependents before what they use)
+-- and then creates them.
 --
--- The ops views themselves are added with the reports (see docs/).
-SELECT 1;
+-- The views answer the questions operators ask of a build farm: how deep is
+-- the queue and when will it clear (ops_queue), what is every builder doing
+-- (ops_builders), what work exists, builds and native jobs together
+-- (ops_work), what is failing (ops_failures), and how long things take
+-- (ops_durations). They read only; `lp-services report` prints them.
+
+DROP VIEW IF EXISTS ops_durations;
+DROP VIEW IF EXISTS ops_failures;
+DROP VIEW IF EXISTS ops_work;
+DROP VIEW IF EXISTS ops_builders;
+DROP VIEW IF EXISTS ops_queue;
+
+-- Names of the smallint statuses (the Python IntEnums hold the same).
+CREATE OR REPLACE FUNCTION job_status_name(smallint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['WAITING', 'RUNNING', 'COMPLETED', 'FAILED',
+                  'SUSPENDED'])[$1 + 1]
+$$;
+
+CREATE OR REPLACE FUNCTION build_status_name(smallint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['NEEDSBUILD', 'FULLYBUILT', 'FAILEDTOBUILD',
+                  'MANUALDEPWAIT', 'CHROOTWAIT', 'SUPERSEDED', 'BUILDING',
+                  'FAILEDTOUPLOAD', 'UPLOADING', 'CANCELLING', 'CANCELLED',
+                  'GATHERING'])[$1 + 1]
+$$;
+
+CREATE OR REPLACE FUNCTION builder_clean_status_name(smallint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['CLEAN', 'DIRTY', 'CLEANING'])[$1 + 1]
+$$;
+
+
+-- The queue per processor and virtualization.
+--   waiting_builds           builds not yet dispatched (job WAITING)
+--   building                 builds on a builder now
+--   oldest_wait              how long the oldest waiting build has waited
+--   estimated_work           sum of the waiting builds' estimated durations
+--   builders_available       builders that may take these builds: active,
+--                            ok, not manual, with the processor and the
+--                            same virtualization
+--   estimated_time_to_clear  estimated_work / builders_available (NULL when
+--                            no builder can take the builds: they will wait
+--                            for ever)
+CREATE VIEW ops_queue AS
+WITH waiting AS (
+    SELECT bq.processor, bq.virtualized,
+           count(*) FILTER (WHERE bq.builder IS NULL
+                            AND j.status = 0) AS waiting_builds,
+           count(*) FILTER (WHERE bq.builder IS NOT NULL) AS building,
+           min(j.date_created) FILTER (WHERE bq.builder IS NULL
+                                       AND j.status = 0) AS oldest_created,
+           coalesce(sum(bq.estimated_duration)
+                    FILTER (WHERE bq.builder IS NULL AND j.status = 0),
+                    interval '0') AS estimated_work
+    FROM build_queue bq
+    JOIN job j ON j.id = bq.job
+    GROUP BY bq.processor, bq.virtualized
+), capacity AS (
+    SELECT bp.processor, b.virtualized, count(*) AS builders_available
+    FROM builder b
+    JOIN builder_processor bp ON bp.builder = b.id
+    WHERE b.active AND b.builderok AND NOT b.manual
+    GROUP BY bp.processor, b.virtualized
+)
+SELECT p.name AS processor,
+       coalesce(w.virtualized, c.virtualized) AS virtualized,
+       coalesce(w.waiting_builds, 0) AS waiting_builds,
+       coalesce(w.building, 0) AS building,
+       now() - w.oldest_created AS oldest_wait,
+       coalesce(w.estimated_work, interval '0') AS estimated_work,
+       coalesce(c.builders_available, 0) AS builders_available,
+       CASE WHEN coalesce(c.builders_available, 0) = 0 THEN
+                CASE WHEN coalesce(w.waiting_builds, 0) = 0
+                     THEN interval '0' END
+            ELSE coalesce(w.estimated_work, interval '0')
+                 / c.builders_available
+       END AS estimated_time_to_clear
+FROM waiting w
+FULL JOIN capacity c
+    ON c.processor = w.processor AND c.virtualized = w.virtualized
+JOIN processor p ON p.id = coalesce(w.processor, c.processor);
+COMMENT ON VIEW ops_queue IS
+    'Queue depth, oldest wait and estimated time to clear per processor and virtualization.';
+
+
+-- Every builder and what it is doing.
+--   state          disabled (not active), failed (not builderok, see
+--                  failnotes), building, manual, cleaning, dirty, idle
+--   current_build  the job id of the build it holds, if any
+--   time_in_state  since dispatch while building, since the clean status
+--                  last changed otherwise; NULL for disabled and failed
+CREATE VIEW ops_builders AS
+SELECT b.id,
+       b.name,
+       b.url,
+       b.virtualized,
+       b.manual,
+       CASE WHEN NOT b.active THEN 'disabled'
+            WHEN NOT b.builderok THEN 'failed'
+            WHEN bq.job IS NOT NULL THEN 'building'
+            WHEN b.manual THEN 'manual'
+            WHEN b.clean_status = 2 THEN 'cleaning'
+            WHEN b.clean_status = 1 THEN 'dirty'
+            ELSE 'idle'
+       END AS state,
+       bq.job AS current_build,
+       CASE WHEN NOT b.active OR NOT b.builderok THEN NULL
+            WHEN bq.job IS NOT NULL THEN now() - bq.date_dispatched
+            ELSE now() - b.date_clean_status_changed
+       END AS time_in_state,
+       b.failure_count,
+       b.failnotes,
+       builder_clean_status_name(b.clean_status) AS clean_status,
+       (SELECT string_agg(p.name, ' ' ORDER BY p.name)
+        FROM builder_processor bp JOIN processor p ON p.id = bp.processor
+        WHERE bp.builder = b.id) AS processors,
+       b.version
+FROM builder b
+LEFT JOIN build_queue bq ON bq.builder = b.id;
+COMMENT ON VIEW ops_builders IS
+    'Each builder: state, current build, time in state, failures, clean status.';
+
+
+-- Builds and native jobs together, one row per job.
+--   kind       'build' or 'native'
+--   type       the build type for builds, the job type for native jobs
+--   status     the job's status; build_status the build's, for builds
+--   outcome    succeeded, failed or cancelled once finished; NULL before
+--   duration   date_finished - date_started (NULL until both exist)
+CREATE VIEW ops_work AS
+SELECT j.id,
+       CASE WHEN f.job IS NULL THEN 'native' ELSE 'build' END AS kind,
+       coalesce(f.build_type, j.job_type) AS type,
+       job_status_name(j.status) AS status,
+       build_status_name(f.status) AS build_status,
+       CASE
+           WHEN f.job IS NOT NULL THEN
+               CASE WHEN f.status = 1 THEN 'succeeded'
+                    WHEN f.status IN (2, 3, 4, 7) THEN 'failed'
+                    WHEN f.status = 10 THEN 'cancelled'
+                    WHEN j.status = 3 THEN 'failed'
+               END
+           WHEN j.status = 2 THEN 'succeeded'
+           WHEN j.status = 3 THEN 'failed'
+       END AS outcome,
+       j.priority,
+       p.name AS processor,
+       b.name AS builder,
+       j.date_created,
+       j.scheduled_start,
+       coalesce(f.date_started, j.date_started) AS date_started,
+       coalesce(f.date_finished, j.date_finished) AS date_finished,
+       coalesce(f.date_finished, j.date_finished)
+           - coalesce(f.date_started, j.date_started) AS duration,
+       j.attempt_count AS attempts,
+       j.max_retries,
+       j.prerequisite,
+       j.last_error
+FROM job j
+LEFT JOIN build_farm_job f ON f.job = j.id
+LEFT JOIN processor p ON p.id = f.processor
+LEFT JOIN builder b ON b.id = f.builder;
+COMMENT ON VIEW ops_work IS
+    'Builds and native jobs in one list: kind, type, status, timeline, attempts.';
+
+
+-- Failure rates over the last day and the last week, per work type and per
+-- builder (builds only). failure_rate = failed / finished; cancelled work
+-- counts as finished but not failed.
+CREATE VIEW ops_failures AS
+WITH finished AS (
+    SELECT 'type' AS dimension, kind || ':' || type AS name, outcome,
+           date_finished
+    FROM ops_work
+    WHERE outcome IS NOT NULL
+      AND date_finished > now() - interval '7 days'
+    UNION ALL
+    SELECT 'builder', builder, outcome, date_finished
+    FROM ops_work
+    WHERE kind = 'build' AND builder IS NOT NULL AND outcome IS NOT NULL
+      AND date_finished > now() - interval '7 days'
+)
+SELECT dimension,
+       name,
+       count(*) FILTER (WHERE date_finished > now() - interval '1 day')
+           AS finished_day,
+       count(*) FILTER (WHERE date_finished > now() - interval '1 day'
+                        AND outcome = 'failed') AS failed_day,
+       round(count(*) FILTER (WHERE date_finished > now() - interval '1 day'
+                              AND outcome = 'failed')::numeric
+             / nullif(count(*) FILTER (
+                   WHERE date_finished > now() - interval '1 day'), 0), 3)
+           AS failure_rate_day,
+       count(*) AS finished_week,
+       count(*) FILTER (WHERE outcome = 'failed') AS failed_week,
+       round(count(*) FILTER (WHERE outcome = 'failed')::numeric
+             / count(*), 3) AS failure_rate_week
+FROM finished
+GROUP BY dimension, name;
+COMMENT ON VIEW ops_failures IS
+    'Failure rate per type and per builder over the last day and week.';
+
+
+-- Duration percentiles of work that succeeded in the last 30 days, per kind
+-- and type.
+CREATE VIEW ops_durations AS
+SELECT kind,
+       type,
+       count(*) AS samples,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY duration) AS p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY duration) AS p90,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY duration) AS p99,
+       max(duration) AS max
+FROM ops_work
+WHERE outcome = 'succeeded' AND duration IS NOT NULL
+  AND date_finished > now() - interval '30 days'
+GROUP BY kind, type;
+COMMENT ON VIEW ops_durations IS
+    'Median, p90, p99 and max duration of successful work per kind and type (30 days).';

@@ -1,0 +1,70 @@
+"""``lp-services report``: the ops views as tables (or JSON)."""
+
+import click
+
+from lp_services.cli.context import echo_json, pass_context, user_errors
+
+__all__ = ["report"]
+
+# The columns a person sees (JSON carries every column). Wide views keep
+# the ones that answer the report's question.
+_SHOWN = {
+    "work": ["id", "kind", "type", "status", "build_status", "outcome",
+             "builder", "date_created", "duration", "attempts", "last_error"],
+    "builders": ["name", "state", "current_build", "time_in_state",
+                 "failure_count", "clean_status", "processors", "failnotes"],
+}
+
+
+@click.command()
+@click.argument("name", type=click.Choice(
+    ["queue", "builders", "work", "failures", "durations"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+              help="At most this many rows (work report).")
+@click.option("--kind", type=click.Choice(["build", "native"]),
+              help="work: only builds or only native jobs.")
+@click.option("--type", "type_", metavar="TYPE", help="work: only this type.")
+@click.option("--status", type=click.Choice(
+    ["WAITING", "RUNNING", "COMPLETED", "FAILED", "SUSPENDED"],
+    case_sensitive=False), help="work: only this job status.")
+@pass_context
+@user_errors
+def report(ctx, name, as_json, limit, kind, type_, status):
+    """Print an ops report: queue, builders, work, failures or durations."""
+    from lp_services.reports import fetch_report, humanize, jsonable
+
+    filters = {}
+    if name == "work":
+        filters = {"kind": kind, "type": type_,
+                   "status": status.upper() if status else None}
+    elif kind or type_ or status:
+        raise click.UsageError("--kind, --type and --status go with `report work`")
+    conn = ctx.connect()
+    try:
+        with conn.cursor() as cur:
+            columns, rows = fetch_report(
+                cur, name, limit=limit if name == "work" else None, **filters)
+    finally:
+        conn.close()
+    if as_json:
+        echo_json([{k: jsonable(v) for k, v in row.items()} for row in rows])
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    shown = _SHOWN.get(name, columns)
+    table = Table(title="ops_%s" % name, title_justify="left")
+    for column in shown:
+        table.add_column(column.replace("_", " "), overflow="fold")
+    for row in rows:
+        # Text, not str: a job's error may contain [markup] rich would eat.
+        table.add_row(*(Text(humanize(row[c])) for c in shown))
+    import sys
+
+    # Piped output has no terminal width; do not fold tables into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    if not rows:
+        console.print("(no rows)")

@@ -1,0 +1,88 @@
+"""Reading the ops_* views (schema/views.sql) as plain rows.
+
+The CLI's ``report`` command and the status pages read through here, so
+every presentation shows the same figures with the same ordering.
+"""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+__all__ = ["REPORTS", "fetch_report", "humanize", "jsonable"]
+
+# name -> (view, ORDER BY). Ordering lives here, once.
+REPORTS = {
+    "queue": ("ops_queue", "processor, virtualized"),
+    "builders": ("ops_builders", "name"),
+    "work": ("ops_work", "id DESC"),
+    "failures": ("ops_failures", "dimension DESC, failure_rate_week DESC NULLS LAST, name"),
+    "durations": ("ops_durations", "kind, type"),
+}
+
+# Filters the work report accepts: option -> column.
+WORK_FILTERS = ("kind", "type", "status", "outcome")
+
+
+def fetch_report(cursor, name: str, limit: int | None = None,
+                 **filters) -> tuple[list[str], list[dict]]:
+    """Return (columns, rows) of one report.
+
+    :param filters: equality filters on the work report (kind, type,
+        status, outcome); None values are ignored.
+    :raises KeyError: an unknown report name.
+    """
+    view, order = REPORTS[name]
+    where, params = [], []
+    for column, value in filters.items():
+        if value is None:
+            continue
+        if name != "work" or column not in WORK_FILTERS:
+            raise ValueError("report %s cannot filter on %s" % (name, column))
+        where.append("%s = %%s" % column)
+        params.append(value)
+    sql = "SELECT * FROM %s" % view
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY " + order
+    if limit is not None:
+        sql += " LIMIT %d" % int(limit)
+    cursor.execute(sql, params)
+    columns = [d[0] for d in cursor.description]
+    return columns, [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def humanize(value) -> str:
+    """A cell for people: short durations, minute-precision times."""
+    if value is None:
+        return "-"
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        if seconds < 0:
+            return "-" + humanize(-value)
+        if seconds < 60:
+            return "%.1fs" % seconds if seconds < 10 else "%ds" % seconds
+        minutes, secs = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        days, hours = divmod(hours, 24)
+        if days:
+            return "%dd %02dh" % (days, hours)
+        if hours:
+            return "%dh %02dm" % (hours, minutes)
+        return "%dm %02ds" % (minutes, secs)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return "%.1f%%" % (value * 100)
+    return str(value)
+
+
+def jsonable(value):
+    """A JSON value: durations as seconds, times as ISO 8601."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
