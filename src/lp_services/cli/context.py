@@ -23,6 +23,19 @@ class CLIContext:
 
         return resolve_database_url(self.database, self.home, start_embedded)
 
+    def file_url(self, sha1: str, filename: str) -> str | None:
+        """The download URL of a stored file, when a file server is known.
+
+        ``LP_FILES_URL`` is the buildmaster's public file-store base URL.
+        """
+        import os
+        from urllib.parse import quote
+
+        base = os.environ.get("LP_FILES_URL")
+        if not base:
+            return None
+        return "%s/%s/%s" % (base.rstrip("/"), sha1, quote(filename))
+
     def connect(self):
         """A psycopg2 connection to the database."""
         from lp_services.database.connection import connect

@@ -16,6 +16,7 @@ __all__ = ["cli", "main"]
 _GROUPS = [
     ("lp_services.cli.db", "db"),
     ("lp_services.cli.report", "report"),
+    ("lp_services.cli.show", "show"),
 ]
 
 

@@ -1,0 +1,94 @@
+"""``lp-services show ID``: any job, build or native, by its id."""
+
+import click
+
+from lp_services.cli.context import echo_json, pass_context, user_errors
+
+__all__ = ["show"]
+
+
+@click.command()
+@click.argument("job_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@user_errors
+def show(ctx, job_id, as_json):
+    """Show a job or build: status, timeline, attempts, links, results."""
+    import dataclasses
+
+    from lp_services.reports import humanize, jsonable
+    from lp_services.work import UnknownWork, describe_work
+
+    conn = ctx.connect()
+    try:
+        with conn.cursor() as cur:
+            try:
+                details = describe_work(cur, job_id, file_url=ctx.file_url)
+            except UnknownWork as error:
+                raise click.ClickException(str(error)) from None
+    finally:
+        conn.close()
+    if as_json:
+        echo_json(_jsonable_tree(dataclasses.asdict(details), jsonable))
+        return
+    for line in format_work(details, humanize):
+        click.echo(line)
+
+
+def _jsonable_tree(value, jsonable):
+    if isinstance(value, dict):
+        return {k: _jsonable_tree(v, jsonable) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_tree(v, jsonable) for v in value]
+    return jsonable(value)
+
+
+def format_work(d, humanize) -> list[str]:
+    """The lines ``show`` prints for a WorkDetails."""
+    lines = ["%s %d: %s %s" % (d.kind, d.id, d.type, d.status)]
+
+    def add(label, value):
+        if value is not None and value != "":
+            lines.append("  %-18s %s" % (label + ":", value))
+
+    add("outcome", d.outcome)
+    add("priority", d.priority)
+    add("requester", d.requester)
+    add("reason", d.reason)
+    add("created", humanize(d.date_created))
+    add("scheduled start", humanize(d.scheduled_start))
+    add("started", humanize(d.date_started) if d.date_started else None)
+    add("finished", humanize(d.date_finished) if d.date_finished else None)
+    add("duration", humanize(d.duration) if d.duration else None)
+    add("attempts", "%d (max retries %d)" % (d.attempts, d.max_retries))
+    if d.lease_holder:
+        add("lease", "%s until %s" % (d.lease_holder, humanize(d.lease_expires)))
+    add("last error", d.last_error)
+    if d.prerequisite:
+        p = d.prerequisite
+        add("prerequisite", "%s %d (%s, %s)" % (p.kind, p.id, p.type, p.status))
+    for dep in d.dependents:
+        add("dependent", "%s %d (%s, %s)" % (dep.kind, dep.id, dep.type, dep.status))
+    b = d.build
+    if b is not None:
+        add("build status", b.build_status)
+        add("processor", "%s%s" % (b.processor, " (virtualized)" if b.virtualized else ""))
+        add("series", b.series)
+        if b.score is not None:
+            add("score", "%d%s" % (b.score, " (pinned)" if b.score_pinned else ""))
+        add("builder", b.builder)
+        if b.estimated_duration is not None:
+            add("estimated duration", humanize(b.estimated_duration))
+        if b.expected_start is not None:
+            add("expected start", humanize(b.expected_start))
+        add("dependencies", b.dependencies)
+        if b.log is not None:
+            add("log", _file_line(b.log))
+        for f in b.files:
+            add("file", _file_line(f))
+    return lines
+
+
+def _file_line(f) -> str:
+    line = "%s  sha1 %s  %d bytes" % (f.filename, f.sha1, f.size)
+    return line + ("  " + f.url if f.url else "")

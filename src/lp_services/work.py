@@ -1,0 +1,195 @@
+"""Any job by its id: the one namespace of builds and native jobs.
+
+:func:`describe_work` is the single code path behind ``lp-services show``
+and the status pages' job and build pages. The common part (kind, type,
+status, timeline, attempts, errors, prerequisite, dependents) comes from
+``ops_work`` for every job; a build adds its build-specific part (processor,
+score, builder, build status, log and result files) on top.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+__all__ = [
+    "BuildDetails",
+    "FileLink",
+    "UnknownWork",
+    "WorkDetails",
+    "describe_work",
+]
+
+
+class UnknownWork(LookupError):
+    """No job has that id."""
+
+    def __init__(self, job_id):
+        self.job_id = job_id
+        super().__init__("no job or build with id %s" % (job_id,))
+
+
+@dataclass(frozen=True)
+class FileLink:
+    """A stored file: name, hashes, size and where to download it."""
+
+    filename: str
+    sha1: str
+    size: int
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Related:
+    """Another job named from this one (prerequisite or dependent)."""
+
+    id: int
+    kind: str
+    type: str
+    status: str
+
+
+@dataclass(frozen=True)
+class BuildDetails:
+    """What only builds have."""
+
+    build_type: str
+    build_status: str
+    processor: str
+    virtualized: bool
+    series: str
+    score: int | None
+    score_pinned: bool
+    builder: str | None
+    estimated_duration: timedelta | None
+    expected_start: datetime | None
+    dependencies: str | None
+    logtail: str | None
+    log: FileLink | None
+    files: tuple[FileLink, ...]
+
+
+@dataclass(frozen=True)
+class WorkDetails:
+    """A job of either kind, as ``show`` prints it."""
+
+    id: int
+    kind: str
+    type: str
+    status: str
+    outcome: str | None
+    priority: int
+    requester: str | None
+    reason: str | None
+    date_created: datetime
+    scheduled_start: datetime
+    date_started: datetime | None
+    date_finished: datetime | None
+    duration: timedelta | None
+    attempts: int
+    max_retries: int
+    lease_holder: str | None
+    lease_expires: datetime | None
+    last_error: str | None
+    data: dict
+    prerequisite: Related | None
+    dependents: tuple[Related, ...]
+    build: BuildDetails | None = field(default=None)
+
+
+def _one(cursor, sql, params):
+    cursor.execute(sql, params)
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cursor.description], row))
+
+
+def _related(cursor, sql, params) -> list[Related]:
+    cursor.execute(sql, params)
+    return [Related(*row) for row in cursor.fetchall()]
+
+
+def describe_work(cursor, job_id: int, file_url=None, now=None) -> WorkDetails:
+    """Describe job ``job_id``, build or native.
+
+    :param cursor: a psycopg2 cursor (any transaction).
+    :param file_url: ``f(sha1, filename) -> url`` for download links, or
+        None to leave URLs out.
+    :param now: the time expected starts are computed from (default: the
+        database's now()).
+    :raises UnknownWork: no such job.
+    """
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
+        raise UnknownWork(job_id)
+    common = _one(cursor, """
+        SELECT w.*, j.requester, j.reason, j.json_data, j.lease_holder,
+               j.lease_expires
+        FROM ops_work w JOIN job j ON j.id = w.id
+        WHERE w.id = %s""", (job_id,))
+    if common is None:
+        raise UnknownWork(job_id)
+    prerequisite = None
+    if common["prerequisite"] is not None:
+        found = _related(cursor, """
+            SELECT id, kind, type, status FROM ops_work WHERE id = %s""",
+                         (common["prerequisite"],))
+        prerequisite = found[0] if found else None
+    dependents = _related(cursor, """
+        SELECT w.id, w.kind, w.type, w.status FROM job j
+        JOIN ops_work w ON w.id = j.id
+        WHERE j.prerequisite = %s ORDER BY j.id""", (job_id,))
+    build = None
+    if common["kind"] == "build":
+        build = _describe_build(cursor, job_id, file_url, now)
+    return WorkDetails(
+        id=common["id"], kind=common["kind"], type=common["type"],
+        status=common["status"], outcome=common["outcome"],
+        priority=common["priority"], requester=common["requester"],
+        reason=common["reason"], date_created=common["date_created"],
+        scheduled_start=common["scheduled_start"],
+        date_started=common["date_started"],
+        date_finished=common["date_finished"], duration=common["duration"],
+        attempts=common["attempts"], max_retries=common["max_retries"],
+        lease_holder=common["lease_holder"],
+        lease_expires=common["lease_expires"],
+        last_error=common["last_error"], data=common["json_data"] or {},
+        prerequisite=prerequisite, dependents=tuple(dependents), build=build)
+
+
+def _link(file_url, sha1, filename, size) -> FileLink:
+    return FileLink(filename, sha1, size,
+                    file_url(sha1, filename) if file_url else None)
+
+
+def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
+    from lp_services.estimates import expected_start
+
+    row = _one(cursor, """
+        SELECT f.build_type, build_status_name(f.status) AS build_status,
+               p.name AS processor, f.virtualized, f.series,
+               bq.lastscore, bq.manual, b.name AS builder,
+               bq.estimated_duration, f.dependencies, bq.logtail,
+               l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size
+        FROM build_farm_job f
+        JOIN processor p ON p.id = f.processor
+        LEFT JOIN build_queue bq ON bq.job = f.job
+        LEFT JOIN builder b ON b.id = coalesce(bq.builder, f.builder)
+        LEFT JOIN library_file l ON l.id = f.log
+        WHERE f.job = %s""", (job_id,))
+    cursor.execute("""
+        SELECT l.sha1, bf.filename, l.size FROM build_file bf
+        JOIN library_file l ON l.id = bf.library_file
+        WHERE bf.build = %s ORDER BY bf.filename""", (job_id,))
+    files = tuple(_link(file_url, sha1, name, size)
+                  for sha1, name, size in cursor.fetchall())
+    log = None
+    if row["log_sha1"] is not None:
+        log = _link(file_url, row["log_sha1"], row["log_name"], row["log_size"])
+    return BuildDetails(
+        build_type=row["build_type"], build_status=row["build_status"],
+        processor=row["processor"], virtualized=row["virtualized"],
+        series=row["series"], score=row["lastscore"],
+        score_pinned=bool(row["manual"]), builder=row["builder"],
+        estimated_duration=row["estimated_duration"],
+        expected_start=expected_start(cursor, job_id, now),
+        dependencies=row["dependencies"], logtail=row["logtail"], log=log,
+        files=files)
