@@ -15,6 +15,7 @@ __all__ = ["cli", "main"]
 # (module, attribute) of each command group, in help order.
 _GROUPS = [
     ("lp_services.cli.db", "db"),
+    ("lp_services.cli.job", "job"),
     ("lp_services.cli.report", "report"),
     ("lp_services.cli.show", "show"),
 ]

@@ -1,7 +1,16 @@
-"""`twistd jobrunner`: options and service (not yet able to do its work)."""
+"""`twistd jobrunner`: options and service.
 
-from twisted.application.service import Service
-from twisted.logger import Logger
+::
+
+    twistd -n jobrunner --database URL --concurrency 8 \\
+        --include noop --include http-notify --exclude sleep \\
+        --poll-interval 5 --grace 30 --holder runner-1 \\
+        --module lp_services.buildmaster.recipe
+
+See docs/jobrunner.md.
+"""
+
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 __all__ = ["Options", "makeService"]
@@ -11,25 +20,87 @@ class Options(usage.Options):
     """Options of `twistd jobrunner`."""
 
     optParameters = [
-        ["config", "c", None, "Configuration file."],
+        ["database", "d", None,
+         "PostgreSQL URL (default: $LP_DATABASE_URL, else the running "
+         "embedded server under $LP_HOME)."],
+        ["concurrency", "n", 4, "Jobs at once (child processes).", int],
+        ["poll-interval", None, 5.0,
+         "Seconds between polls: NOTIFY wakes the runner at once; the poll "
+         "catches scheduled jobs coming due, expired leases and anything a "
+         "lost connection missed.", float],
+        ["grace", None, 30.0,
+         "On SIGTERM, seconds to let running jobs finish before handing "
+         "them back.", float],
+        ["holder", None, None,
+         "Lease holder name, unique per live runner (default host:pid)."],
+        ["claim-batch", None, None,
+         "At most this many jobs per claim statement (default: "
+         "concurrency).", int],
+        ["config", "c", None, "Unused; accepted for compatibility."],
     ]
 
+    def __init__(self):
+        super().__init__()
+        self["include"] = []
+        self["exclude"] = []
+        self["module"] = []
 
-class _NotYetService(Service):
-    """Starts, says plainly that it cannot work yet, and stops on SIGTERM."""
+    def opt_include(self, name):
+        """Claim only this job type (repeatable; default: all known)."""
+        self["include"].append(name)
 
-    log = Logger()
+    def opt_exclude(self, name):
+        """Never claim this job type (repeatable)."""
+        self["exclude"].append(name)
 
-    def startService(self):
-        super().startService()
-        self.log.warn("jobrunner is not yet able to do its work in this "
-                      "version of lp-services; idling until stopped")
+    def opt_module(self, name):
+        """Import this module to register more job types (repeatable)."""
+        self["module"].append(name)
 
-    def stopService(self):
-        self.log.info("jobrunner stopping")
-        return super().stopService()
+    def postOptions(self):
+        if self["concurrency"] < 1:
+            raise usage.UsageError("--concurrency must be at least 1")
+        if self["poll-interval"] <= 0:
+            raise usage.UsageError("--poll-interval must be positive")
+        if self["grace"] < 0:
+            raise usage.UsageError("--grace must be >= 0")
+        from lp_services.job.registry import job_types, load_modules
+
+        try:
+            load_modules(self["module"])
+        except ImportError as error:
+            raise usage.UsageError("cannot import job-type module: %s" % error)
+        known = set(job_types.names())
+        for name in self["include"] + self["exclude"]:
+            if name not in known:
+                raise usage.UsageError(
+                    "unknown job type %r (known: %s)"
+                    % (name, ", ".join(sorted(known))))
+        names = set(self["include"]) or known
+        names -= set(self["exclude"])
+        if not names:
+            raise usage.UsageError("no job types left to run")
+        self["types"] = sorted(names)
 
 
 def makeService(options):
     """Build the jobrunner service from its options."""
-    return _NotYetService()
+    from lp_services.database.connection import (
+        DatabaseUnreachable, resolve_database_url)
+    from lp_services.job.registry import job_types
+    from lp_services.job.runner import JobRunner, default_holder
+
+    try:
+        url = resolve_database_url(options["database"], start_embedded=False)
+    except DatabaseUnreachable as error:
+        raise usage.UsageError(str(error))
+    top = MultiService()
+    runner = JobRunner(
+        url, [job_types.get(n) for n in options["types"]],
+        holder=options["holder"] or default_holder(),
+        concurrency=options["concurrency"], modules=options["module"],
+        poll_interval=options["poll-interval"], grace=options["grace"],
+        claim_batch=options["claim-batch"])
+    runner.setName("jobrunner")
+    runner.setServiceParent(top)
+    return top

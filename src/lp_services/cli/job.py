@@ -1,0 +1,192 @@
+"""``lp-services job``: enqueue, inspect, cancel and retry native jobs."""
+
+import json
+from datetime import datetime, timezone
+
+import click
+
+from lp_services.cli.context import echo_json, pass_context, user_errors
+
+__all__ = ["job"]
+
+
+@click.group()
+def job():
+    """Native jobs: enqueue, show, list, cancel, retry."""
+
+
+def _now():
+    from twisted.internet import reactor
+
+    from lp_services.clock import utcnow
+
+    return utcnow(reactor)
+
+
+def _in_transaction(ctx, action):
+    """Run ``action(cursor)`` in one transaction; map domain errors to one
+    clear line (nothing written)."""
+    from lp_services.job.admin import NotANativeJob
+    from lp_services.job.registry import InvalidJobData, UnknownJobType
+    from lp_services.job.status import InvalidTransition
+    from lp_services.job.transition import UnknownJob
+
+    conn = ctx.connect()
+    try:
+        with conn:
+            with conn.cursor() as cur:
+                return action(cur)
+    except (UnknownJobType, InvalidJobData, UnknownJob, InvalidTransition,
+            NotANativeJob) as error:
+        raise click.ClickException(
+            error.args[0] if isinstance(error, LookupError) and error.args
+            else str(error)) from None
+    finally:
+        conn.close()
+
+
+def _parse_time(value):
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("not an ISO 8601 time: %r" % value,
+                                 param_hint="--at") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when
+
+
+@job.command()
+@click.argument("job_type")
+@click.option("--data", default="{}", metavar="JSON",
+              help="The job's data, a JSON object.")
+@click.option("--at", metavar="ISO8601",
+              help="Not before this time (UTC unless it says otherwise).")
+@click.option("--max-retries", type=click.IntRange(min=0),
+              help="Default: the type's.")
+@click.option("--after", type=int, metavar="JOB_ID",
+              help="Run only once this job has COMPLETED.")
+@click.option("--priority", type=int, default=0, show_default=True)
+@click.option("--module", multiple=True,
+              help="Import this module to register more job types.")
+@pass_context
+@user_errors
+def enqueue(ctx, job_type, data, at, max_retries, after, priority, module):
+    """Queue a job of JOB_TYPE; print its id."""
+    from lp_services.job.enqueue import enqueue as do_enqueue
+    from lp_services.job.registry import job_types, load_modules
+
+    try:
+        parsed = json.loads(data)
+    except ValueError as error:
+        raise click.BadParameter("not valid JSON: %s" % error,
+                                 param_hint="--data") from None
+    when = _parse_time(at)
+    try:
+        load_modules(module)
+    except ImportError as error:
+        raise click.ClickException("cannot import %s" % error) from None
+    job_id = _in_transaction(ctx, lambda cur: do_enqueue(
+        cur, job_type, parsed, priority=priority, scheduled_start=when,
+        max_retries=max_retries, prerequisite=after,
+        requester="cli", registry=job_types))
+    click.echo(job_id)
+
+
+def _show(record, as_json):
+    if as_json:
+        echo_json(record.as_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in record.as_json().items():
+        if key == "json_data":
+            value = json.dumps(value, sort_keys=True)
+        table.add_row(key, "" if value is None else str(value))
+    Console().print(table)
+
+
+@job.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@user_errors
+def show(ctx, job_id, as_json):
+    """Show one job."""
+    from lp_services.job.admin import get_job
+
+    _show(_in_transaction(ctx, lambda cur: get_job(cur, job_id)), as_json)
+
+
+@job.command(name="list")
+@click.option("--status", type=click.Choice(
+    ["waiting", "running", "completed", "failed", "suspended"],
+    case_sensitive=False))
+@click.option("--type", "job_type", metavar="T")
+@click.option("--limit", type=click.IntRange(min=1), default=50,
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@user_errors
+def list_(ctx, status, job_type, limit, as_json):
+    """List jobs, newest first."""
+    from lp_services.job.admin import list_jobs
+    from lp_services.job.status import JobStatus
+
+    wanted = None if status is None else JobStatus[status.upper()]
+    records = _in_transaction(ctx, lambda cur: list_jobs(
+        cur, wanted, job_type, limit))
+    if as_json:
+        echo_json([r.as_json() for r in records])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="jobs (%d shown)" % len(records))
+    for name in ("id", "type", "status", "prio", "attempts", "scheduled",
+                 "finished", "holder / last error"):
+        table.add_column(name)
+    for r in records:
+        note = r.lease_holder or (r.last_error or "").strip().splitlines()[-1:]
+        if isinstance(note, list):
+            note = note[0] if note else ""
+        table.add_row(str(r.id), r.job_type, r.status.name, str(r.priority),
+                      "%d/%d" % (r.attempt_count, r.max_retries + 1),
+                      _short(r.scheduled_start), _short(r.date_finished),
+                      note[:60])
+    Console().print(table)
+
+
+def _short(when):
+    return "" if when is None else when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@job.command()
+@click.argument("job_id", type=int)
+@pass_context
+@user_errors
+def cancel(ctx, job_id):
+    """Fail a waiting, suspended or running job (a running one is stopped
+    by its runner at its next lease renewal)."""
+    from lp_services.job.admin import cancel_job
+
+    record = _in_transaction(ctx, lambda cur: cancel_job(cur, job_id, _now()))
+    click.echo("job %d cancelled (%s)" % (record.id, record.status.name))
+
+
+@job.command()
+@click.argument("job_id", type=int)
+@pass_context
+@user_errors
+def retry(ctx, job_id):
+    """Queue a FAILED job again, with its full retry allowance."""
+    from lp_services.job.admin import retry_job
+
+    record = _in_transaction(ctx, lambda cur: retry_job(cur, job_id, _now()))
+    click.echo("job %d queued again (%s)" % (record.id, record.status.name))

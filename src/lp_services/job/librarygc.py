@@ -1,0 +1,125 @@
+"""Garbage-collecting the file store (the ``library-gc`` job's work).
+
+Content is removed only when nothing references it and it is older than a
+cutoff. "References" are read from the schema, not from a list in code:
+every foreign key that points at ``library_file`` (``build_file``,
+``chroot``, ``build_farm_job.log`` today, and whatever later patches add)
+protects the rows it points at, and so do the sha1s named in pending
+builds' ``build_queue.filemap``.
+
+1. In one transaction: delete ``library_file`` rows created before the
+   cutoff that no foreign key and no filemap refers to (the same statement
+   re-checks, so a reference added concurrently wins: the foreign key makes
+   one of the two transactions fail, and the job is retried).
+2. After commit: walk the store and unlink every content file older than the
+   cutoff (by mtime) whose sha1 no ``library_file`` row names any more, and
+   abandoned ``.incoming-*`` temporaries older than the cutoff.
+
+The mtime check closes the race with a concurrent upload of the same
+content: :meth:`FileStore.put_stream` renames a fresh file into place before
+its row commits, so that file's mtime is recent and survives.
+"""
+
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from psycopg2 import sql
+
+__all__ = ["GCResult", "collect", "referencing_columns"]
+
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class GCResult:
+    """What a collection removed."""
+
+    rows_deleted: int
+    files_removed: int
+    bytes_freed: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def referencing_columns(cursor) -> list[tuple[str, str]]:
+    """(table, column) of every single-column foreign key to library_file."""
+    cursor.execute("""
+        SELECT c.conrelid::regclass::text, a.attname
+        FROM pg_constraint c
+        JOIN pg_attribute a
+          ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+        WHERE c.contype = 'f' AND c.confrelid = 'library_file'::regclass
+          AND array_length(c.conkey, 1) = 1
+        ORDER BY 1, 2""")
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+def _has_filemap(cursor) -> bool:
+    cursor.execute("""
+        SELECT 1 FROM information_schema.columns
+        WHERE table_name = 'build_queue' AND column_name = 'filemap'""")
+    return cursor.fetchone() is not None
+
+
+def collect(connection, file_store, cutoff: datetime) -> GCResult:
+    """Remove unreferenced content older than ``cutoff``; see the module
+    docstring. Commits on ``connection``."""
+    with connection.cursor() as cur:
+        guards = [
+            sql.SQL("NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{c} = lf.id)")
+            .format(t=sql.SQL(table), c=sql.Identifier(column))
+            for table, column in referencing_columns(cur)]
+        if _has_filemap(cur):
+            guards.append(sql.SQL(
+                "NOT EXISTS (SELECT 1 FROM build_queue bq, "
+                "jsonb_each_text(bq.filemap) f WHERE f.value = lf.sha1)"))
+        condition = sql.SQL(" AND ").join(
+            [sql.SQL("lf.date_created < %(cutoff)s")] + guards)
+        cur.execute(sql.SQL("DELETE FROM library_file lf WHERE {} "
+                            "RETURNING lf.id").format(condition),
+                    {"cutoff": cutoff})
+        rows_deleted = cur.rowcount
+    connection.commit()
+
+    files_removed = bytes_freed = 0
+    limit = cutoff.timestamp()
+    candidates = []
+    root = file_store.root
+    if root.is_dir():
+        for bucket in sorted(os.scandir(root), key=lambda e: e.name):
+            if bucket.name.startswith(".incoming-") and bucket.is_file():
+                stat = bucket.stat()
+                if stat.st_mtime < limit:
+                    os.unlink(bucket.path)
+                    files_removed += 1
+                    bytes_freed += stat.st_size
+                continue
+            if not bucket.is_dir() or len(bucket.name) != 2:
+                continue
+            for entry in os.scandir(bucket.path):
+                if len(entry.name) == 40 and entry.is_file() \
+                        and entry.stat().st_mtime < limit:
+                    candidates.append(entry.name)
+    for start in range(0, len(candidates), _BATCH):
+        batch = candidates[start:start + _BATCH]
+        with connection.cursor() as cur:
+            cur.execute("SELECT DISTINCT sha1 FROM library_file"
+                        " WHERE sha1 = ANY(%s)", (batch,))
+            live = {row[0] for row in cur.fetchall()}
+        connection.rollback()
+        for sha1 in batch:
+            if sha1 in live:
+                continue
+            path = file_store.path_for(sha1)
+            try:
+                stat = path.stat()
+                if stat.st_mtime >= limit:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            files_removed += 1
+            bytes_freed += stat.st_size
+    return GCResult(rows_deleted, files_removed, bytes_freed)

@@ -1,0 +1,235 @@
+"""The runner's pool of long-lived child processes.
+
+Each :class:`Worker` is one ``python -m lp_services.job.worker`` child
+that runs one job at a time (see that module for the protocol). The pool
+keeps ``size`` of them alive: a child that dies — killed for a timeout or a
+lost lease, crashed, ``os._exit``-ed, out of memory — is replaced, and the
+job it was running gets an outcome (``timeout``, ``cancelled``,
+``crashed``) instead of a reply. Job code never runs in the runner's own
+process.
+"""
+
+import json
+import os
+import signal
+import sys
+
+from twisted.internet import defer, error as txerror, protocol
+from twisted.logger import Logger
+
+__all__ = ["Worker", "WorkerPool"]
+
+log = Logger()
+
+
+class Worker(protocol.ProcessProtocol):
+    """One child process and the job it runs."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.pid = None
+        self.ready = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.alive = False
+        self.job_id = None
+        self._result = None
+        self._buffer = b""
+        self._err_buffer = b""
+        self._timer = None
+        self._kill_reason = None
+
+    # -- process events ------------------------------------------------
+
+    def connectionMade(self):
+        self.alive = True
+        self.pid = self.transport.pid
+
+    def outReceived(self, data):
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if "ready" in message:
+                if not self.ready.called:
+                    self.ready.callback(self)
+            elif message.get("job") == self.job_id:
+                self._finish(message)
+
+    def errReceived(self, data):
+        self._err_buffer += data
+        while b"\n" in self._err_buffer:
+            line, self._err_buffer = self._err_buffer.split(b"\n", 1)
+            log.info("worker {pid} (job {job}): {line}", pid=self.pid,
+                     job=self.job_id, line=line.decode("utf-8", "replace"))
+
+    def processEnded(self, reason):
+        self.alive = False
+        if self.job_id is not None:
+            if self._kill_reason is not None:
+                outcome, message = self._kill_reason
+            else:
+                outcome, message = "crashed", "its worker process died (%s)" % (
+                    _describe(reason.value),)
+            self._finish({"job": self.job_id, "outcome": outcome,
+                          "message": message, "traceback": None})
+        if not self.ready.called:
+            self.ready.errback(reason)
+        self.ended.callback(None)
+        self.pool._worker_ended(self)
+
+    # -- driving it ----------------------------------------------------
+
+    def run(self, request: dict, timeout: float | None):
+        """Send a job; return a Deferred firing with the reply dict."""
+        assert self.job_id is None and self.alive
+        self.job_id = request["job"]
+        self._result = defer.Deferred()
+        if timeout is not None:
+            self._timer = self.pool.clock.callLater(
+                timeout, self.kill, "timeout",
+                "timed out after %s seconds" % timeout)
+        self.transport.write(json.dumps(request).encode("utf-8") + b"\n")
+        return self._result
+
+    def kill(self, outcome: str, message: str) -> None:
+        """Kill the child; its job (if any) ends with ``outcome``."""
+        if self._kill_reason is None:
+            self._kill_reason = (outcome, message)
+        if self.alive:
+            try:
+                self.transport.signalProcess("KILL")
+            except txerror.ProcessExitedAlready:
+                pass
+
+    def _finish(self, message):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        result, self._result = self._result, None
+        self.job_id = None
+        if result is not None:
+            result.callback(message)
+
+
+def _describe(error) -> str:
+    if isinstance(error, txerror.ProcessTerminated):
+        if error.signal is not None:
+            try:
+                return "killed by %s" % signal.Signals(error.signal).name
+            except ValueError:
+                return "killed by signal %d" % error.signal
+        return "exit status %s" % error.exitCode
+    return str(error)
+
+
+class WorkerPool:
+    """``size`` workers, replaced as they die.
+
+    :param modules: job-type modules each child imports.
+    :param env: extra environment for the children (LP_DATABASE_URL).
+    :param clock: IReactorTime for timeouts (a task.Clock in tests).
+    :param reactor: IReactorProcess that spawns the children.
+    """
+
+    #: A child that dies before saying it is ready is restarted after this
+    #: long, so that a broken installation does not spin the CPU.
+    RESPAWN_DELAY = 1.0
+
+    def __init__(self, size: int, modules=(), env=None, clock=None,
+                 reactor=None, on_idle=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.size = size
+        self.modules = tuple(modules)
+        self.env = dict(env or {})
+        self.clock = clock if clock is not None else reactor
+        self.reactor = reactor
+        self.on_idle = on_idle
+        self.workers: set[Worker] = set()
+        self.idle: list[Worker] = []
+        self._stopping = False
+
+    def start(self):
+        """Spawn the children; fire when every one is ready."""
+        return defer.gatherResults([self._spawn() for _ in range(self.size)],
+                                   consumeErrors=True)
+
+    def _spawn(self):
+        worker = Worker(self)
+        env = dict(os.environ)
+        env.update(self.env)
+        args = [sys.executable, "-m", "lp_services.job.worker"]
+        for module in self.modules:
+            args += ["--module", module]
+        self.workers.add(worker)
+        self.reactor.spawnProcess(worker, sys.executable, args, env=env,
+                                  childFDs={0: "w", 1: "r", 2: "r"})
+
+        def ready(w):
+            if w.alive and not self._stopping:
+                self.idle.append(w)
+                if self.on_idle is not None:
+                    self.on_idle()
+            return w
+
+        return worker.ready.addCallback(ready)
+
+    def _worker_ended(self, worker):
+        self.workers.discard(worker)
+        if worker in self.idle:
+            self.idle.remove(worker)
+        if self._stopping:
+            return
+        delay = 0 if worker.ready.called and worker.ready.result is worker \
+            else self.RESPAWN_DELAY
+        log.info("worker {pid} ended; starting a replacement", pid=worker.pid)
+        self.reactor.callLater(delay, self._respawn)
+
+    def _respawn(self):
+        if not self._stopping:
+            self._spawn().addErrback(
+                lambda f: log.warn("a replacement worker failed to start: "
+                                   "{e}", e=f.getErrorMessage()))
+
+    def take(self):
+        """An idle worker, or None."""
+        while self.idle:
+            worker = self.idle.pop()
+            if worker.alive:
+                return worker
+        return None
+
+    def give_back(self, worker):
+        """Return a worker after its job ended (dead ones are replaced)."""
+        if worker.alive and not self._stopping:
+            self.idle.append(worker)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self.idle)
+
+    def stop(self, timeout: float = 5.0):
+        """Close the children's stdin (they exit), kill any still alive
+        after ``timeout``; fire when all have ended."""
+        self._stopping = True
+        self.idle = []
+        ended = [w.ended for w in self.workers]
+        for worker in list(self.workers):
+            try:
+                worker.transport.closeStdin()
+            except Exception:
+                pass
+
+        def kill_rest():
+            for worker in list(self.workers):
+                worker.kill("cancelled", "the runner stopped")
+
+        timer = self.reactor.callLater(timeout, kill_rest)
+        d = defer.DeferredList(ended)
+
+        def done(result):
+            if timer.active():
+                timer.cancel()
+            return None
+
+        return d.addCallback(done)

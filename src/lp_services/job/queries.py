@@ -1,0 +1,161 @@
+"""The runner's SQL, by name.
+
+Every status change here is a guarded edge of the transition table
+(:mod:`lp_services.job.status`), applied to many jobs in one statement:
+each statement names the one source status it moves from (checked against
+``TRANSITIONS`` at import, so an edge removed from the table breaks this
+module loudly) and, for jobs a runner holds, ``lease_holder = %(holder)s``,
+so that a runner that lost a lease (cancelled, or reclaimed after it was
+presumed dead) changes nothing. Times are parameters from the runner's
+clock, never SQL ``now()``.
+"""
+
+from lp_services.job.status import JobStatus, check_transition
+
+__all__ = [
+    "CLAIM",
+    "COMPLETE",
+    "COMPLETE_ONE",
+    "FAIL",
+    "FAIL_ORPHANS",
+    "HAND_BACK",
+    "HEARTBEAT",
+    "NOTIFY_CHANNEL",
+    "RECLAIM_EXPIRED",
+    "RETRY",
+]
+
+W, R, C, F = (int(JobStatus.WAITING), int(JobStatus.RUNNING),
+              int(JobStatus.COMPLETED), int(JobStatus.FAILED))
+for _source, _target in ((W, R), (R, C), (R, W), (R, F), (W, F)):
+    check_transition(_source, _target)
+
+#: LISTEN/NOTIFY channel; the payload is the job type.
+NOTIFY_CHANNEL = "lp_job"
+
+#: Claim up to %(limit)s claimable jobs of %(types)s. %(leases)s gives each
+#: type's lease in seconds (same order as %(types)s). The selection walks
+#: job__waiting__idx (priority DESC, id) WHERE status = 0. It is a
+#: MATERIALIZED CTE, evaluated exactly once: as a plain subquery joined to
+#: the lease table the planner may rescan it, and every rescan locks more
+#: rows, claiming more than LIMIT.
+CLAIM = f"""
+WITH c AS MATERIALIZED (
+    SELECT j.id FROM job j
+    WHERE j.status = {W}
+      AND j.scheduled_start <= %(now)s
+      AND j.job_type = ANY(%(types)s::text[])
+      AND (j.prerequisite IS NULL OR EXISTS (
+           SELECT 1 FROM job p WHERE p.id = j.prerequisite AND p.status = {C}))
+    ORDER BY j.priority DESC, j.id
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE OF j SKIP LOCKED
+), l AS MATERIALIZED (
+    SELECT * FROM unnest(%(types)s::text[], %(leases)s::float8[])
+        AS l(job_type, seconds)
+)
+UPDATE job SET
+    status = {R},
+    attempt_count = job.attempt_count + 1,
+    date_started = %(now)s,
+    lease_holder = %(holder)s,
+    lease_expires = %(now)s + make_interval(secs => l.seconds)
+FROM c, l
+WHERE job.id = c.id AND job.status = {W} AND l.job_type = job.job_type
+RETURNING job.id, job.job_type, job.json_data, job.attempt_count,
+          job.max_retries
+"""
+
+#: Complete the jobs %(ids)s this runner holds.
+COMPLETE = f"""
+UPDATE job SET status = {C}, date_finished = %(now)s,
+    lease_expires = NULL, lease_holder = NULL
+WHERE id = ANY(%(ids)s::bigint[]) AND status = {R}
+  AND lease_holder = %(holder)s
+RETURNING id
+"""
+
+#: Complete one job inside a transactional type's own transaction (run by
+#: the child, see lp_services.job.interfaces).
+COMPLETE_ONE = f"""
+UPDATE job SET status = {C}, date_finished = %(now)s,
+    lease_expires = NULL, lease_holder = NULL
+WHERE id = %(id)s AND status = {R} AND lease_holder = %(holder)s
+RETURNING id
+"""
+
+#: Put jobs back to WAITING until %(ats)s[i], recording %(errors)s[i].
+RETRY = f"""
+UPDATE job SET status = {W}, scheduled_start = v.at, last_error = v.error,
+    lease_expires = NULL, lease_holder = NULL
+FROM unnest(%(ids)s::bigint[], %(ats)s::timestamptz[], %(errors)s::text[])
+    AS v(id, at, error)
+WHERE job.id = v.id AND job.status = {R} AND job.lease_holder = %(holder)s
+RETURNING job.id
+"""
+
+#: Fail jobs with %(errors)s[i].
+FAIL = f"""
+UPDATE job SET status = {F}, date_finished = %(now)s, last_error = v.error,
+    lease_expires = NULL, lease_holder = NULL
+FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS v(id, error)
+WHERE job.id = v.id AND job.status = {R} AND job.lease_holder = %(holder)s
+RETURNING job.id
+"""
+
+#: Renew the leases of running jobs: %(seconds)s[i] from now. Ids missing
+#: from the result are no longer this runner's (cancelled or reclaimed).
+HEARTBEAT = f"""
+UPDATE job SET lease_expires = %(now)s + make_interval(secs => v.seconds)
+FROM unnest(%(ids)s::bigint[], %(seconds)s::float8[]) AS v(id, seconds)
+WHERE job.id = v.id AND job.status = {R} AND job.lease_holder = %(holder)s
+RETURNING job.id
+"""
+
+#: Graceful stop: unfinished jobs go back to WAITING at once. The attempt
+#: is not counted against them (they did not fail; this runner left).
+HAND_BACK = f"""
+UPDATE job SET status = {W}, lease_expires = NULL, lease_holder = NULL,
+    attempt_count = greatest(job.attempt_count - 1, 0)
+WHERE id = ANY(%(ids)s::bigint[]) AND status = {R}
+  AND lease_holder = %(holder)s
+RETURNING id
+"""
+
+#: Jobs whose holder stopped renewing: back to WAITING (the attempt counts)
+#: or FAILED when that was their last attempt. Any runner does this for the
+#: types it knows; SKIP LOCKED keeps two runners from queueing on it.
+RECLAIM_EXPIRED = f"""
+WITH x AS MATERIALIZED (
+    SELECT e.id FROM job e
+    WHERE e.status = {R} AND e.lease_expires < %(now)s
+      AND e.job_type = ANY(%(types)s::text[])
+    ORDER BY e.lease_expires
+    LIMIT 1000
+    FOR NO KEY UPDATE OF e SKIP LOCKED
+)
+UPDATE job SET
+    status = CASE WHEN job.attempt_count > job.max_retries THEN {F} ELSE {W} END,
+    date_finished = CASE WHEN job.attempt_count > job.max_retries
+                         THEN %(now)s END,
+    last_error = 'attempt ' || job.attempt_count || ' lost: the lease held by '
+        || job.lease_holder || ' expired at ' || job.lease_expires
+        || CASE WHEN job.attempt_count > job.max_retries
+                THEN ' (no attempts left)' ELSE '' END,
+    lease_expires = NULL, lease_holder = NULL
+FROM x
+WHERE job.id = x.id AND job.status = {R}
+RETURNING job.id, job.status
+"""
+
+#: WAITING jobs whose prerequisite FAILED fail too, naming it. A chain
+#: fails one link per run; the runner repeats until nothing changes.
+FAIL_ORPHANS = f"""
+UPDATE job SET status = {F}, date_finished = %(now)s,
+    last_error = left('prerequisite job ' || p.id || ' failed'
+                      || coalesce(': ' || p.last_error, ''), 2000)
+FROM job p
+WHERE job.prerequisite = p.id AND p.status = {F}
+  AND job.status = {W} AND job.job_type = ANY(%(types)s::text[])
+RETURNING job.id
+"""
