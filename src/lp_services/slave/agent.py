@@ -1,0 +1,347 @@
+"""The agent's domain object: state, the current build, the file cache.
+
+:class:`Agent` holds everything; the XML-RPC resource
+(:mod:`lp_services.slave.rpc`) only translates calls to it. Every method
+either does what it says or raises an :class:`~lp_services.slave.errors.
+AgentError` having changed nothing. The state moves only through
+:class:`~lp_services.slave.state.StateMachine`.
+"""
+
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.slave.buildlog import BuildLog
+from lp_services.slave.cache import FileCache
+from lp_services.slave.cgroup import Limits
+from lp_services.slave.config import AgentConfig
+from lp_services.slave.errors import (
+    BadArguments, BadBuildId, BadFileName, BadSha1, WrongState)
+from lp_services.slave.manager import BuildContext, BuildOutcome, ManagerRegistry
+from lp_services.slave.state import BuilderStatus, BuildStatus, StateMachine
+
+__all__ = [
+    "Agent",
+    "BUILDER_VERSION",
+    "PROTOCOL_VERSION",
+    "default_registry",
+    "make_backend",
+]
+
+PROTOCOL_VERSION = "1.0"
+BUILDER_VERSION = "lp-services-buildslave 0.1.0"
+
+_SHA1 = re.compile(r"\A[0-9a-f]{40}\Z")
+#: Build ids become directory names: safe characters, bounded length.
+_BUILD_ID = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._+:-]{0,199}\Z")
+_MAX_URL = 8192
+_MAX_CREDENTIAL = 1024
+_MAX_FILES = 1000
+#: Common build args and their types (PROTOCOL.md); others are free.
+_COMMON_ARGS = {
+    "arch_tag": str, "series": str, "suite": str, "archives": list,
+    "archive_private": bool, "build_url": str, "builder_constraints": list,
+    "fast_cleanup": bool, "image_type": str,
+}
+_LIST_OF_STR = {"archives", "builder_constraints"}
+
+
+def default_registry() -> ManagerRegistry:
+    """The build types this agent knows."""
+    from lp_services.slave.script import ScriptBuildManager
+
+    registry = ManagerRegistry()
+    registry.register(ScriptBuildManager)
+    return registry
+
+
+def make_backend(config: AgentConfig, reactor):
+    """The backend named by ``config.backend``."""
+    limits = Limits(memory=config.memory_limit, pids=config.pids_limit,
+                    cpu=config.cpu_limit)
+    if config.backend == "sandbox":
+        from lp_services.slave.sandbox import SandboxBackend
+
+        return SandboxBackend(reactor, limits, cgroup_mode=config.cgroup)
+    raise ValueError("unknown backend %r (known: sandbox)" % config.backend)
+
+
+@dataclass
+class _Build:
+    build_id: str
+    build_dir: Path
+    manager: object
+    log: BuildLog
+    outcome: BuildOutcome | None = None
+
+
+def _check_str(name: str, value, limit: int, optional: bool = False):
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise BadArguments("%s must be a string%s, not %s"
+                           % (name, " or nil" if optional else "",
+                              type(value).__name__))
+    if len(value) > limit:
+        raise BadArguments("%s is longer than %d characters" % (name, limit))
+    if "\0" in value:
+        raise BadArguments("%s contains NUL" % name)
+
+
+def check_sha1(value, what: str = "sha1") -> str:
+    """``value`` if it is 40 lower-case hex digits, else BadSha1."""
+    if not isinstance(value, str) or not _SHA1.match(value):
+        raise BadSha1("%s is not 40 lower-case hex digits: %.60r"
+                      % (what, value))
+    return value
+
+
+class Agent:
+    """See the module docstring."""
+
+    log = Logger()
+
+    def __init__(self, config: AgentConfig, reactor, backend=None,
+                 registry: ManagerRegistry | None = None):
+        self.config = config
+        self.reactor = reactor
+        self.cache = FileCache(config.cache_dir, reactor, config.max_file_size,
+                               config.download_timeout)
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        self.backend = backend if backend is not None \
+            else make_backend(config, reactor)
+        self.registry = registry if registry is not None else default_registry()
+        self._machine = StateMachine()
+        self._waiters: list[tuple[BuilderStatus, defer.Deferred]] = []
+        self._build: _Build | None = None
+        self._trash: list[defer.Deferred] = []
+
+    @property
+    def state(self) -> BuilderStatus:
+        """The current state."""
+        return self._machine.state
+
+    @property
+    def build_log_path(self) -> Path | None:
+        """The current build's log, if there is a build."""
+        return self._build.log.path if self._build is not None else None
+
+    def wait_for(self, state: BuilderStatus) -> defer.Deferred:
+        """A Deferred firing (with None) when the agent is in ``state``
+        (at once if it is). For tests and in-process callers."""
+        if self.state is state:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiters.append((state, d))
+        return d
+
+    def _move(self, state: BuilderStatus) -> None:
+        self._machine.move(state)
+        ready = [w for w in self._waiters if w[0] is state]
+        self._waiters = [w for w in self._waiters if w[0] is not state]
+        for _, d in ready:
+            d.callback(None)
+
+    # -- protocol methods ------------------------------------------------
+
+    def echo(self, *args) -> list:
+        """The arguments, unchanged."""
+        return list(args)
+
+    def info(self) -> list:
+        """``[protocol version, arch tag, build type names]``."""
+        return [PROTOCOL_VERSION, self.config.arch_tag, self.registry.names()]
+
+    def status(self) -> dict:
+        """The protocol's status dict (``logtail`` as bytes)."""
+        state = self.state
+        result = {"builder_status": state.value,
+                  "builder_version": BUILDER_VERSION}
+        build = self._build
+        if state is BuilderStatus.BUILDING:
+            result["build_id"] = build.build_id
+            result["logtail"] = build.log.tail()
+        elif state is BuilderStatus.ABORTING:
+            result["build_id"] = build.build_id
+        elif state is BuilderStatus.WAITING:
+            outcome = build.outcome
+            result["build_id"] = build.build_id
+            result["build_status"] = outcome.status.value
+            if outcome.status in (BuildStatus.OK, BuildStatus.PACKAGEFAIL,
+                                  BuildStatus.DEPFAIL):
+                result["filemap"] = dict(outcome.filemap)
+            if outcome.status is BuildStatus.DEPFAIL:
+                result["dependencies"] = outcome.dependencies or ""
+        return result
+
+    def ensure_present(self, sha1, url, username=None, password=None):
+        """A Deferred firing with ``[present, info]`` (see FileCache)."""
+        check_sha1(sha1)
+        _check_str("url", url, _MAX_URL, optional=True)
+        _check_str("username", username, _MAX_CREDENTIAL, optional=True)
+        _check_str("password", password, _MAX_CREDENTIAL, optional=True)
+        return self.cache.ensure_present(sha1, url, username, password)
+
+    def build(self, build_id, build_type, chroot_sha1, filemap, args) -> list:
+        """Start a build, or answer UNKNOWNBUILDER / UNKNOWNSUM, or raise."""
+        if self.state is not BuilderStatus.IDLE:
+            raise WrongState("build() needs the builder IDLE; it is %s"
+                             % self.state.value)
+        if not isinstance(build_id, str) or not build_id:
+            raise BadBuildId("build id must be a non-empty string")
+        if not _BUILD_ID.match(build_id):
+            raise BadBuildId("build id %.60r has unsafe characters or is "
+                             "longer than 200 (allowed: A-Z a-z 0-9 _ . + : -,"
+                             " not first . + : -)" % build_id)
+        _check_str("build type", build_type, 100)
+        check_sha1(chroot_sha1, "chroot sha1")
+        if not isinstance(filemap, dict):
+            raise BadArguments("filemap must be a struct {name: sha1}, not %s"
+                               % type(filemap).__name__)
+        if len(filemap) > _MAX_FILES:
+            raise BadArguments("more than %d files" % _MAX_FILES)
+        for name, sha1 in filemap.items():
+            try:
+                check_filename(name)
+            except InvalidFileName as e:
+                raise BadFileName(str(e)) from None
+            if name == "out":
+                raise BadFileName("'out' is the output directory's name")
+            check_sha1(sha1, "sha1 of %s" % name)
+        if not isinstance(args, dict):
+            raise BadArguments("args must be a struct, not %s"
+                               % type(args).__name__)
+        for key, kind in _COMMON_ARGS.items():
+            if key in args and not isinstance(args[key], kind):
+                raise BadArguments("args[%r] must be %s, not %s" % (
+                    key, kind.__name__, type(args[key]).__name__))
+            if key in _LIST_OF_STR and key in args and \
+                    not all(isinstance(x, str) for x in args[key]):
+                raise BadArguments("args[%r] must be a list of strings" % key)
+
+        manager_cls = self.registry.get(build_type)
+        if manager_cls is None:
+            return ["BuildStatus.UNKNOWNBUILDER",
+                    "unknown build type %.100r (known: %s)"
+                    % (build_type, ", ".join(self.registry.names()))]
+        manager_cls.validate_args(args)
+        for name in manager_cls.needed_files(args):
+            if name not in filemap:
+                raise BadArguments("args name %r, which is not in the filemap"
+                                   % name)
+        if not self.cache.has(chroot_sha1):
+            return ["BuilderStatus.UNKNOWNSUM",
+                    "chroot %s is not in the cache" % chroot_sha1]
+        for name, sha1 in sorted(filemap.items()):
+            if not self.cache.has(sha1):
+                return ["BuilderStatus.UNKNOWNSUM",
+                        "%s (%s) is not in the cache" % (name, sha1)]
+
+        build_dir = self.config.work_dir / build_id
+        if os.path.lexists(build_dir):
+            self._discard(build_dir)
+        build_dir.mkdir(mode=0o755)
+        log = BuildLog(build_dir / "buildlog", self.reactor,
+                       self.config.max_log_size)
+        context = BuildContext(
+            build_id=build_id, build_dir=build_dir,
+            chroot=self.cache.path_for(chroot_sha1),
+            files={n: self.cache.path_for(s) for n, s in filemap.items()},
+            args=dict(args), backend=self.backend, cache=self.cache,
+            log=log, reactor=self.reactor, timeout=self.config.build_timeout)
+        build = _Build(build_id, build_dir, manager_cls(context), log)
+        self._move(BuilderStatus.BUILDING)
+        self._build = build
+        log.line("build %s (%s) on %s" % (build_id, build_type,
+                                          self.config.name))
+        self.log.info("build {id} ({type}) started", id=build_id,
+                      type=build_type)
+        d = defer.maybeDeferred(build.manager.start)
+        d.addErrback(self._manager_failed, build)
+        d.addCallback(self._finished, build)
+        return [BuilderStatus.BUILDING.value, build_id]
+
+    def abort(self) -> str:
+        """Kill the build; the agent ends in WAITING/ABORTED."""
+        state = self.state
+        if state is BuilderStatus.ABORTING:
+            return state.value
+        if state is not BuilderStatus.BUILDING:
+            raise WrongState("abort() needs the builder BUILDING; it is %s"
+                             % state.value)
+        self._move(BuilderStatus.ABORTING)
+        self._build.log.line("abort requested")
+        self._build.manager.abort()
+        return BuilderStatus.ABORTING.value
+
+    def clean(self):
+        """Remove the finished build; a Deferred firing with the IDLE state
+        string once its directory is deleted."""
+        if self.state is not BuilderStatus.WAITING:
+            raise WrongState("clean() needs the builder WAITING; it is %s"
+                             % self.state.value)
+        build = self._build
+        build.manager.destroy()
+        build.log.close()
+        for sha1 in build.outcome.added:
+            self.cache.remove(sha1)
+        d = self._discard(build.build_dir)
+        self._build = None
+        self._move(BuilderStatus.IDLE)
+        self.log.info("build {id} cleaned", id=build.build_id)
+        return d.addCallback(lambda _: BuilderStatus.IDLE.value)
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> defer.Deferred:
+        """Remove what a previous run left in the work directory."""
+        ds = [self._discard(p) for p in self.config.work_dir.iterdir()]
+        return defer.gatherResults(ds)
+
+    def stop(self) -> defer.Deferred:
+        """Kill any build and close connections."""
+        if self._build is not None:
+            self._build.manager.destroy()
+        self.backend.stop()
+        return defer.gatherResults(list(self._trash) + [self.cache.stop()])
+
+    # -- internals -------------------------------------------------------
+
+    def _discard(self, path: Path) -> defer.Deferred:
+        """Rename ``path`` out of the way now; delete it in a thread."""
+        trash = self.config.work_dir / (".trash-" + uuid.uuid4().hex)
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return defer.succeed(None)
+        pool = self.reactor.getThreadPool()
+        d = threads.deferToThreadPool(self.reactor, pool, shutil.rmtree,
+                                      trash, ignore_errors=True)
+        self._trash.append(d)
+        d.addBoth(lambda r: (self._trash.remove(d), r)[1])
+        return d
+
+    def _manager_failed(self, failure, build):
+        self.log.failure("build {id}: manager failed", failure,
+                         id=build.build_id)
+        build.log.line("agent failure: %s" % failure.getErrorMessage())
+        return BuildOutcome(BuildStatus.BUILDERFAIL)
+
+    def _finished(self, outcome: BuildOutcome, build: _Build):
+        if self._build is not build:
+            return
+        if self.state is BuilderStatus.ABORTING:
+            outcome = BuildOutcome(BuildStatus.ABORTED, added=outcome.added)
+        build.outcome = outcome
+        build.log.header("result")
+        build.log.line(outcome.status.value)
+        self._move(BuilderStatus.WAITING)
+        self.log.info("build {id} finished: {status}", id=build.build_id,
+                      status=outcome.status.value)

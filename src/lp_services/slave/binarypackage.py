@@ -1,0 +1,633 @@
+"""Build type ``binarypackage``: build a Debian source package's binaries.
+
+The filemap carries a source package: its ``.dsc`` (named by
+``args["dsc"]``, or the one ``.dsc`` in the filemap) and every file the
+``.dsc`` lists. Steps (each with a header in the log):
+
+1. **verify** — before anything else: the ``.dsc`` is parsed (a clear-
+   signed one too; the signature itself is not checked: the master vouches
+   for its files) and every file in ``Checksums-Sha256`` (and ``Files``,
+   MD5) must be in the filemap with that size and hash. A missing or
+   mismatched file, or a ``.dsc`` that lists none -> ``PACKAGEFAIL`` with
+   the reason in the log; nothing is unpacked.
+2. **unpack** the chroot into ``<build>/chroot`` (``CHROOTFAIL`` if
+   refused) and copy the files into ``<build>/build`` (``/work``).
+3. **extract**: ``dpkg-source -x`` in the backend (the source is untrusted)
+   into ``/work/src``.
+4. **install build dependencies**, the only step with network: in a
+   bubblewrap of its own (a user namespace where the builder is root, the
+   per-build chroot writable, the host's network shared so the archives
+   are reachable, nothing else of the host visible), the chroot's apt
+   sources are replaced by ``args["archives"]`` (sources.list lines; the
+   chroot's own are kept if none are given), then ``apt-get update`` and
+   ``apt-get build-dep`` on the ``.dsc``. The installed packages land in
+   this build's own unpacked chroot only. The build backend then sees the
+   chroot read-only, without network, whatever backend it is (``sandbox``
+   or ``qemu``). An archive that cannot be reached (``apt-get update``
+   fails) -> ``GIVENBACK``.
+5. **check build dependencies**: ``dpkg-checkbuilddeps`` in the backend;
+   unmet ones -> ``DEPFAIL``, ``dependencies`` being the list it printed
+   (e.g. ``libfoo-dev (>= 1.2), bar``).
+6. **build**: ``dpkg-buildpackage -us -uc -b`` in ``/work/src`` as the
+   backend's unprivileged user (fakeroot for the root-requiring targets;
+   it is installed in step 4 when the chroot lacks it). Failure or timeout
+   -> ``PACKAGEFAIL``.
+7. **collect** the ``.deb``, ``.udeb``, ``.ddeb``, ``.changes`` and
+   ``.buildinfo`` files dpkg-buildpackage left in ``/work``.
+
+Args: ``dsc`` (optional, see above), ``archives`` (list of sources.list
+lines, optional), ``arch_indep`` (bool: also build Architecture: all
+packages, ``-b``; default true; false gives ``-B``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import stat
+
+from twisted.internet import defer, threads
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from zope.interface import implementer, provider
+
+from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
+from lp_services.slave.errors import BadArguments
+from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
+from lp_services.slave.manager import BuildContext, BuildOutcome
+from lp_services.slave.state import BuildStatus
+
+__all__ = [
+    "BinaryPackageBuildManager",
+    "DscError",
+    "SourcePackage",
+    "dep_install_argv",
+    "parse_dsc",
+    "parse_unmet_dependencies",
+    "verify_source",
+]
+
+#: Suffixes of result files.
+RESULT_SUFFIXES = (".deb", ".udeb", ".ddeb", ".changes", ".buildinfo")
+MAX_RESULTS = 1000
+_DSC_MAX = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Build-dependency installation may take this long (downloads).
+DEP_INSTALL_TIMEOUT = 1800.0
+#: Environment of the dependency-installation step.
+_APT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/root",
+}
+_APT_OPTIONS = [
+    # Only root exists in the user namespace: apt cannot drop to _apt.
+    "-o", "APT::Sandbox::User=root",
+    "-o", "Acquire::Retries=3",
+    "-o", "Debug::pkgProblemResolver=yes",
+    "-o", "APT::Install-Recommends=false",
+    "-o", "Dpkg::Use-Pty=0",
+]
+
+
+class DscError(ValueError):
+    """A source package that cannot be built as given (one clear line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourcePackage:
+    """What a .dsc says."""
+
+    source: str
+    version: str
+    #: name -> (size, sha256 or None, md5 or None)
+    files: dict[str, tuple[int, str | None, str | None]]
+    build_depends: str
+
+
+def _strip_signature(text: str) -> str:
+    """The signed content of a clear-signed message (or `text` as is)."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "-----BEGIN PGP SIGNED MESSAGE-----":
+        return text
+    body, state = [], "headers"
+    for line in lines[1:]:
+        if state == "headers":
+            if not line.strip():
+                state = "body"
+            continue
+        if line.startswith("-----BEGIN PGP SIGNATURE-----"):
+            break
+        body.append(line[2:] if line.startswith("- ") else line)
+    return "\n".join(body)
+
+
+def _fields(text: str) -> dict[str, str]:
+    """The first deb822 paragraph: field (lower-cased) -> value, with
+    continuation lines joined by newlines."""
+    fields: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        if line[0] in " \t":
+            if key is None:
+                raise DscError("continuation line before any field")
+            fields[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, value = line.split(":", 1)
+            key = key.strip().lower()
+            fields[key] = value.strip()
+        else:
+            raise DscError(f"malformed line in the .dsc: {line[:60]!r}")
+    return fields
+
+
+def parse_dsc(text: str) -> SourcePackage:
+    """Parse a .dsc (clear-signed or not).
+
+    :raises DscError: if it is not a source package description, lists no
+        files, or lists a file under an unsafe name.
+    """
+    fields = _fields(_strip_signature(text))
+    for required in ("source", "version"):
+        if not fields.get(required):
+            raise DscError(f"the .dsc has no {required.capitalize()} field")
+    files: dict[str, list] = {}
+
+    def listing(field: str, hash_len: int, slot: int):
+        for line in fields.get(field, "").splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3 or not re.fullmatch(
+                    r"[0-9a-f]{%d}" % hash_len, parts[0]) \
+                    or not parts[1].isdigit():
+                raise DscError(f"malformed {field} line: {line[:80]!r}")
+            digest, size, name = parts[0], int(parts[1]), parts[2]
+            try:
+                check_filename(name)
+            except InvalidFileName as e:
+                raise DscError(f"unsafe file name in the .dsc: {e}") from None
+            entry = files.setdefault(name, [size, None, None])
+            if entry[0] != size:
+                raise DscError(f"{name}: the .dsc gives two sizes")
+            entry[slot] = digest
+
+    listing("checksums-sha256", 64, 1)
+    listing("files", 32, 2)
+    if not files:
+        raise DscError("the .dsc lists no files (no Checksums-Sha256 "
+                       "or Files)")
+    return SourcePackage(
+        source=fields["source"], version=fields["version"],
+        files={k: tuple(v) for k, v in files.items()},
+        build_depends=", ".join(fields[f] for f in (
+            "build-depends", "build-depends-arch", "build-depends-indep")
+            if fields.get(f)).replace("\n", " "))
+
+
+def verify_source(dsc_name: str, files: dict) -> SourcePackage:
+    """Check a source package against the build's files (name -> Path)
+    before anything runs (blocking: hashes the files).
+
+    :raises DscError: naming the first missing or mismatched file.
+    """
+    try:
+        with open(files[dsc_name], "rb") as f:
+            raw = f.read(_DSC_MAX + 1)
+    except KeyError:
+        raise DscError(f"{dsc_name} is not among the build's files") from None
+    if len(raw) > _DSC_MAX:
+        raise DscError(f"{dsc_name} is larger than {_DSC_MAX} bytes")
+    package = parse_dsc(raw.decode("utf-8", "replace"))
+    for name, (size, sha256, md5) in sorted(package.files.items()):
+        path = files.get(name)
+        if path is None:
+            raise DscError(f"{name} (listed in {dsc_name}) is missing from "
+                           "the build's files")
+        actual = os.stat(path).st_size
+        if actual != size:
+            raise DscError(f"{name}: size {actual} but {dsc_name} says "
+                           f"{size}")
+        h256, h5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h256.update(block)
+                h5.update(block)
+        if sha256 is not None and h256.hexdigest() != sha256:
+            raise DscError(f"{name}: SHA-256 {h256.hexdigest()} does not "
+                           f"match {dsc_name} ({sha256})")
+        if md5 is not None and h5.hexdigest() != md5:
+            raise DscError(f"{name}: MD5 {h5.hexdigest()} does not match "
+                           f"{dsc_name} ({md5})")
+    return package
+
+
+_UNMET = re.compile(r"Unmet build dependencies:\s*(.*)")
+
+
+def parse_unmet_dependencies(output: str) -> str | None:
+    """The dependencies ``dpkg-checkbuilddeps`` says are unmet, as a
+    comma-separated list (``foo (>= 1.0), bar | baz``); None if none."""
+    found = []
+    for line in output.splitlines():
+        m = _UNMET.search(line)
+        if m:
+            found.append(m.group(1).strip())
+    if not found:
+        return None
+    # dpkg-checkbuilddeps separates the unmet ones with spaces; put commas
+    # back between them without splitting "foo (>= 1.0)" or "a | b".
+    items, current, depth = [], "", 0
+    for token in " ".join(found).split():
+        if current and depth == 0 and not token.startswith(("(", "|", "[",
+                                                              "<")) \
+                and not current.endswith("|"):
+            items.append(current)
+            current = token
+        else:
+            current = f"{current} {token}" if current else token
+        depth += token.count("(") + token.count("[") + token.count("<")
+        depth -= token.count(")") + token.count("]") + token.count(">")
+        depth = max(depth, 0)
+    if current:
+        items.append(current)
+    return ", ".join(items)
+
+
+def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
+                     resolv_conf: str = "/etc/resolv.conf") -> list[str]:
+    """bubblewrap command line of the dependency-installation step: root
+    in a user namespace, the chroot writable, the network shared."""
+    argv = [bwrap, "--unshare-user", "--uid", "0", "--gid", "0",
+            "--unshare-all", "--share-net", "--die-with-parent",
+            "--new-session", "--hostname", "lp-build",
+            "--bind", str(root), "/",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", str(work), "/work"]
+    if os.path.exists(resolv_conf):
+        argv += ["--ro-bind", resolv_conf, "/etc/resolv.conf"]
+    argv += ["--chdir", "/work", "--clearenv"]
+    for key, value in _APT_ENV.items():
+        argv += ["--setenv", key, value]
+    return argv + ["--", "/bin/sh", "-c", script]
+
+
+def dep_install_script(dsc: str, archives: list[str] | None,
+                       need_fakeroot: bool) -> str:
+    """The shell run by the dependency-installation step."""
+    opts = " ".join(_APT_OPTIONS)
+    lines = ["set -e"]
+    if archives:
+        text = "".join(line.strip() + "\n" for line in archives)
+        lines += [
+            "rm -f /etc/apt/sources.list.d/*.list "
+            "/etc/apt/sources.list.d/*.sources",
+            "cat > /etc/apt/sources.list <<'LP_EOF'\n" + text + "LP_EOF",
+        ]
+    lines += [
+        f"apt-get {opts} -q update || exit 90",
+        # Unmet build dependencies are judged by dpkg-checkbuilddeps next;
+        # this step installs what it can.
+        f"apt-get {opts} -q -y build-dep /work/{dsc} || true",
+    ]
+    if need_fakeroot:
+        lines.append(f"apt-get {opts} -q -y install fakeroot || true")
+    lines.append("apt-get clean")
+    return "\n".join(lines) + "\n"
+
+
+#: Exit status of the dependency step when `apt-get update` failed.
+_UPDATE_FAILED = 90
+
+
+class _Collector(ProcessProtocol):
+    def __init__(self, output, done):
+        self.output = output
+        self.done = done
+
+    def connectionMade(self):
+        self.transport.closeStdin()
+
+    def childDataReceived(self, fd, data):
+        self.output(data)
+
+    def processEnded(self, reason):
+        code = 0 if reason.check(ProcessDone) else reason.value.exitCode
+        self.done.callback(code)
+
+
+@provider(IBuildManagerFactory)
+@implementer(IBuildManager)
+class BinaryPackageBuildManager:
+    """See the module docstring."""
+
+    name = "binarypackage"
+    log = Logger()
+    #: The bubblewrap binary of the dependency step.
+    bwrap = "bwrap"
+
+    @staticmethod
+    def validate_args(args: dict) -> None:
+        """``dsc`` (if given) must be a safe name ending in ``.dsc``;
+        ``archives`` a list of ``deb`` lines."""
+        dsc = args.get("dsc")
+        if dsc is not None:
+            if not isinstance(dsc, str) or not dsc.endswith(".dsc"):
+                raise BadArguments("args['dsc'] must name a .dsc file")
+            try:
+                check_filename(dsc)
+            except InvalidFileName as e:
+                raise BadArguments("args['dsc']: %s" % e) from None
+        archives = args.get("archives")
+        if archives is not None:
+            if not isinstance(archives, list) or not all(
+                    isinstance(a, str) for a in archives):
+                raise BadArguments("args['archives'] must be a list of "
+                                   "sources.list lines")
+            for line in archives:
+                if "\n" in line or not re.match(r"\s*deb(-src)?\s", line):
+                    raise BadArguments("not a sources.list line: %r"
+                                       % line[:80])
+        if not isinstance(args.get("arch_indep", True), bool):
+            raise BadArguments("args['arch_indep'] must be a boolean")
+
+    @staticmethod
+    def needed_files(args: dict) -> list[str]:
+        """Names that must be in the build's filemap."""
+        return [args["dsc"]] if args.get("dsc") else []
+
+    def __init__(self, context: BuildContext):
+        self.ctx = context
+        self._aborted = False
+        self._sandbox = None
+        self._dep_transport = None
+
+    def _thread(self, f, *args):
+        reactor = self.ctx.reactor
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
+                                         f, *args)
+
+    def start(self):
+        """See ``IBuildManager.start``."""
+        d = defer.ensureDeferred(self._run())
+
+        def failed(failure):
+            self.log.failure("build {id} failed in the agent", failure,
+                             id=self.ctx.build_id)
+            self.ctx.log.line("agent failure: %s" % failure.getErrorMessage())
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+
+        return d.addErrback(failed)
+
+    def abort(self):
+        """See ``IBuildManager.abort``."""
+        self._aborted = True
+        self._kill()
+
+    def destroy(self):
+        """Kill everything of the build and release its sandbox."""
+        self._aborted = True
+        self._kill()
+        if self._sandbox is not None:
+            self._sandbox.destroy()
+
+    def _kill(self):
+        if self._sandbox is not None:
+            self._sandbox.kill()
+        if self._dep_transport is not None:
+            try:
+                self._dep_transport.signalProcess("KILL")
+            except Exception:  # already gone
+                pass
+
+    def _dsc_name(self) -> str:
+        name = self.ctx.args.get("dsc")
+        if name:
+            return name
+        dscs = sorted(n for n in self.ctx.files if n.endswith(".dsc"))
+        if len(dscs) != 1:
+            raise DscError("the build's files hold %d .dsc files; name one "
+                           "with args['dsc']" % len(dscs))
+        return dscs[0]
+
+    async def _in_sandbox(self, argv, timeout, output=None):
+        """Run argv in the build's backend sandbox."""
+        return await self._sandbox.run(argv, output or self.ctx.log.write,
+                                       timeout)
+
+    async def _run(self) -> BuildOutcome:
+        ctx, log = self.ctx, self.ctx.log
+        root = ctx.build_dir / "chroot"
+        work = ctx.build_dir / "build"
+
+        log.header("verify")
+        try:
+            dsc = self._dsc_name()
+            package = await self._thread(verify_source, dsc, ctx.files)
+        except (DscError, OSError) as e:
+            log.line("source package refused: %s" % e)
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
+        log.line("source %s %s: %d files verified" % (
+            package.source, package.version, len(package.files)))
+
+        log.header("unpack")
+        try:
+            count = await self._thread(unpack, ctx.chroot, root)
+        except UnsafeArchive as e:
+            log.line("chroot refused: %s" % e)
+            return BuildOutcome(BuildStatus.CHROOTFAIL)
+        log.line("unpacked %d members of the chroot" % count)
+        for tool in ("/bin/sh", "/usr/bin/dpkg-source",
+                     "/usr/bin/dpkg-buildpackage", "/usr/bin/apt-get"):
+            if resolve_in_root(root, tool) is None:
+                log.line("the chroot has no %s (a buildd chroot is needed)"
+                         % tool)
+                return BuildOutcome(BuildStatus.CHROOTFAIL)
+        await self._thread(_place_files, ctx.files, work)
+        if self._aborted:
+            return BuildOutcome(BuildStatus.ABORTED)
+        self._sandbox = ctx.backend.sandbox(ctx.build_id, root, work)
+
+        log.header("extract")
+        result = await self._in_sandbox(
+            ["dpkg-source", "--no-check", "-x", "/work/" + dsc, "/work/src"],
+            ctx.timeout)
+        outcome = self._failed_step(result, "dpkg-source -x")
+        if outcome is not None:
+            return outcome
+
+        log.header("install build dependencies")
+        need_fakeroot = resolve_in_root(root, "/usr/bin/fakeroot") is None
+        code = await self._install_deps(root, work, dsc, need_fakeroot)
+        if self._aborted:
+            return BuildOutcome(BuildStatus.ABORTED)
+        if code == _UPDATE_FAILED:
+            log.line("apt-get update failed: the archives are unreachable; "
+                     "giving the build back")
+            return BuildOutcome(BuildStatus.GIVENBACK)
+        if code != 0:
+            log.line("dependency installation failed (exit %s)" % code)
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+
+        log.header("check build dependencies")
+        chunks: list[bytes] = []
+
+        def tee(data):
+            chunks.append(data)
+            log.write(data)
+        result = await self._in_sandbox(
+            ["/bin/sh", "-c", "cd /work/src && dpkg-checkbuilddeps"],
+            ctx.timeout, tee)
+        if self._aborted or result.killed:
+            return BuildOutcome(BuildStatus.ABORTED)
+        if not result.started:
+            log.line("the sandbox did not start: %s" % result.error)
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+        if result.exit_code != 0:
+            missing = parse_unmet_dependencies(
+                b"".join(chunks).decode("utf-8", "replace"))
+            if missing:
+                log.line("missing dependencies: %s" % missing)
+                return BuildOutcome(BuildStatus.DEPFAIL,
+                                    dependencies=missing)
+            log.line("dpkg-checkbuilddeps failed (exit %s)"
+                     % result.exit_code)
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
+
+        log.header("build")
+        flag = "-b" if ctx.args.get("arch_indep", True) else "-B"
+        result = await self._in_sandbox(
+            ["/bin/sh", "-c", "cd /work/src && exec dpkg-buildpackage -us "
+             "-uc %s" % flag], ctx.timeout)
+        status = BuildStatus.OK
+        outcome = self._failed_step(result, "dpkg-buildpackage")
+        if outcome is not None:
+            if outcome.status is not BuildStatus.PACKAGEFAIL:
+                return outcome
+            status = BuildStatus.PACKAGEFAIL
+        else:
+            log.line("dpkg-buildpackage exited 0")
+
+        log.header("collect")
+        filemap, added, notes = await self._thread(_collect, work, ctx.cache)
+        for note in notes:
+            log.line(note)
+        for name, sha1 in sorted(filemap.items()):
+            log.line("result %s %s" % (sha1, name))
+        if status is BuildStatus.OK and not any(
+                n.endswith(".deb") or n.endswith(".udeb") for n in filemap):
+            log.line("the build made no .deb")
+            status = BuildStatus.PACKAGEFAIL
+        return BuildOutcome(status, filemap, None, frozenset(added))
+
+    def _failed_step(self, result, what) -> BuildOutcome | None:
+        """The outcome of a failed backend step, or None if it succeeded."""
+        log = self.ctx.log
+        if self._aborted or result.killed:
+            log.line("aborted")
+            return BuildOutcome(BuildStatus.ABORTED)
+        if not result.started:
+            log.line("the sandbox did not start: %s" % result.error)
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+        if result.timed_out:
+            log.line("%s timed out after %g s; killed"
+                     % (what, self.ctx.timeout))
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
+        if result.exit_code != 0:
+            log.line("%s exited %s" % (what, result.exit_code))
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
+        return None
+
+    def _install_deps(self, root, work, dsc, need_fakeroot) -> defer.Deferred:
+        """Run the dependency step; fire with its exit code."""
+        ctx = self.ctx
+        argv = dep_install_argv(
+            root, work, dep_install_script(dsc, ctx.args.get("archives"),
+                                           need_fakeroot),
+            bwrap=shutil.which(self.bwrap) or self.bwrap)
+        done = defer.Deferred()
+        proto = _Collector(ctx.log.write, done)
+        self._dep_transport = ctx.reactor.spawnProcess(
+            proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
+            childFDs={0: "w", 1: "r", 2: "r"})
+        timer = ctx.reactor.callLater(min(DEP_INSTALL_TIMEOUT, ctx.timeout),
+                                      self._kill_deps)
+
+        def ended(code):
+            self._dep_transport = None
+            if timer.active():
+                timer.cancel()
+            return code
+        return done.addCallback(ended)
+
+    def _kill_deps(self):
+        self.ctx.log.line("dependency installation timed out; killed")
+        if self._dep_transport is not None:
+            try:
+                self._dep_transport.signalProcess("KILL")
+            except Exception:  # already gone
+                pass
+
+
+def _place_files(files: dict, work) -> None:
+    """Copy the build's files into ``work`` (blocking)."""
+    work.mkdir(mode=0o755)
+    for name, source in files.items():
+        shutil.copyfile(source, work / name)
+        os.chmod(work / name, 0o644)
+
+
+def _collect(work, cache):
+    """Move result files into the cache (blocking); never follows a link
+    the build made. Returns (filemap, new sha1s, notes)."""
+    filemap, added, notes = {}, set(), []
+    try:
+        work_fd = os.open(work, _DIR_FLAGS)
+    except OSError as e:
+        return filemap, added, ["no build directory: %s" % e.strerror]
+    try:
+        for name in sorted(os.listdir(work_fd)):
+            if not name.endswith(RESULT_SUFFIXES):
+                continue
+            try:
+                check_filename(name)
+            except InvalidFileName:
+                notes.append("skipped unsafe result name %r" % name)
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW
+                             | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=work_fd)
+            except OSError:
+                notes.append("skipped %s: not a regular file" % name)
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    notes.append("skipped %s: not a regular file" % name)
+                    continue
+                if len(filemap) >= MAX_RESULTS:
+                    notes.append("more than %d results: %s skipped"
+                                 % (MAX_RESULTS, name))
+                    continue
+                try:
+                    sha1, size, new = cache.add_fd(fd)
+                except ValueError as e:
+                    notes.append("skipped %s: %s" % (name, e))
+                    continue
+                filemap[name] = sha1
+                if new:
+                    added.add(sha1)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(work_fd)
+    return filemap, added, notes

@@ -1,0 +1,280 @@
+"""Unpacking a chroot tarball safely.
+
+The archive is read as a stream (gzip, xz, zstd or plain tar, detected by
+its magic bytes: cache files have no extension) and every member is checked
+before it is written. Refused: absolute names, ``..``, device nodes, links
+(symbolic or hard) whose target lies outside the root, and any member whose
+path passes through a symbolic link (extraction never follows a link, so an
+archive cannot plant ``bin -> /usr/bin`` and then write through it into the
+host). Files are written through directory file descriptors opened with
+``O_NOFOLLOW``. Ownership is not kept (everything belongs to the agent's
+user) and set-uid/set-gid bits are dropped: inside the sandbox the root is
+read-only and no privilege can be gained anyway.
+
+Blocking: call :func:`unpack` in a thread.
+"""
+
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from pathlib import Path
+
+import zstandard
+
+__all__ = ["MOUNT_POINTS", "UnsafeArchive", "resolve_in_root", "unpack"]
+
+#: Directories bubblewrap mounts over; created if the archive lacks them.
+MOUNT_POINTS = ("proc", "dev", "tmp", "work")
+
+_MAGIC_GZ = b"\x1f\x8b"
+_MAGIC_XZ = b"\xfd7zXZ\x00"
+_MAGIC_ZST = b"\x28\xb5\x2f\xfd"
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafeArchive(ValueError):
+    """A member that could escape the root, or an unreadable archive."""
+
+
+def _open_stream(raw):
+    head = raw.read(6)
+    raw.seek(0)
+    if head.startswith(_MAGIC_ZST):
+        reader = zstandard.ZstdDecompressor().stream_reader(raw)
+        return tarfile.open(fileobj=reader, mode="r|")
+    if head.startswith(_MAGIC_GZ):
+        return tarfile.open(fileobj=raw, mode="r|gz")
+    if head.startswith(_MAGIC_XZ):
+        return tarfile.open(fileobj=raw, mode="r|xz")
+    return tarfile.open(fileobj=raw, mode="r|")
+
+
+def _clean_name(name: str) -> list[str]:
+    """Member name -> path components, or UnsafeArchive."""
+    if "\0" in name:
+        raise UnsafeArchive("member name with NUL: %r" % name)
+    if name.startswith("/"):
+        raise UnsafeArchive("absolute member name: %r" % name)
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive("member name with '..': %r" % name)
+    return parts
+
+
+def _inside(base_parts: list[str], target: str) -> bool:
+    """Whether symlink ``target`` seen from directory ``base_parts`` stays
+    inside the root (an absolute target is read relative to the root, as
+    it is inside the sandbox)."""
+    if target.startswith("/"):
+        joined = target
+    else:
+        joined = "/" + "/".join(base_parts + [target])
+    depth = 0
+    for part in joined.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        else:
+            depth += 1
+    return True
+
+
+class _Writer:
+    """Writes members under an open root directory fd, never following
+    a symbolic link."""
+
+    def __init__(self, root_fd: int):
+        self.root_fd = root_fd
+
+    def parent(self, parts: list[str]) -> int:
+        """Open (creating as needed) the directory holding ``parts``."""
+        fd = os.dup(self.root_fd)
+        for i, part in enumerate(parts[:-1]):
+            try:
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeArchive(
+                        "member path passes through a link or file: %r"
+                        % "/".join(parts[:i + 1])) from None
+                raise
+            os.close(fd)
+            fd = nfd
+        return fd
+
+    @staticmethod
+    def clear(name: str, dir_fd: int) -> None:
+        """Remove a non-directory entry ``name`` so it can be replaced."""
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise UnsafeArchive("member replaces a directory: %r" % name)
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def unpack(archive: Path, root: Path) -> int:
+    """Unpack ``archive`` into the new directory ``root``; return the
+    number of members. Raise :class:`UnsafeArchive` on the first refused
+    member (``root`` is then partly filled: the caller removes it)."""
+    root = Path(root)
+    root.mkdir(mode=0o755, parents=True)
+    root_fd = os.open(root, _DIR_FLAGS)
+    writer = _Writer(root_fd)
+    count = 0
+    dir_modes = []
+    try:
+        with open(archive, "rb") as raw:
+            try:
+                tar = _open_stream(raw)
+            except (tarfile.TarError, zstandard.ZstdError, EOFError,
+                    OSError) as e:
+                raise UnsafeArchive("not a readable tar archive: %s" % e) from None
+            try:
+                for member in _members(tar):
+                    count += 1
+                    _extract(tar, member, writer, dir_modes)
+            except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
+                raise UnsafeArchive("corrupt archive: %s" % e) from None
+        for parts, mode in reversed(dir_modes):
+            fd = _open_dir(root_fd, parts)
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+        for name in MOUNT_POINTS:
+            try:
+                os.mkdir(name, 0o755, dir_fd=root_fd)
+            except FileExistsError:
+                st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise UnsafeArchive("/%s is not a directory" % name) from None
+    finally:
+        os.close(root_fd)
+    return count
+
+
+def _members(tar):
+    while True:
+        member = tar.next()
+        if member is None:
+            return
+        yield member
+
+
+def _open_dir(root_fd: int, parts: list[str]) -> int:
+    fd = os.dup(root_fd)
+    for part in parts:
+        nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    return fd
+
+
+def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
+    parts = _clean_name(member.name)
+    if not parts:
+        return  # the root itself
+    if member.ischr() or member.isblk():
+        raise UnsafeArchive("device node: %r" % member.name)
+    if not (member.isfile() or member.isdir() or member.issym()
+            or member.islnk() or member.isfifo()):
+        raise UnsafeArchive("unsupported member type: %r" % member.name)
+    mode = member.mode & 0o1777
+    name = parts[-1]
+    parent = writer.parent(parts)
+    try:
+        if member.isdir():
+            try:
+                os.mkdir(name, 0o755, dir_fd=parent)
+            except FileExistsError:
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise UnsafeArchive("directory over a non-directory: %r"
+                                        % member.name) from None
+            dir_modes.append((parts, mode | 0o700))
+        elif member.issym():
+            if not _inside(parts[:-1], member.linkname):
+                raise UnsafeArchive("symlink points outside the root: %r -> %r"
+                                    % (member.name, member.linkname))
+            writer.clear(name, parent)
+            os.symlink(member.linkname, name, dir_fd=parent)
+        elif member.islnk():
+            target = _clean_name(member.linkname)
+            if not target:
+                raise UnsafeArchive("hard link to the root: %r" % member.name)
+            src_parent = writer.parent(target)
+            try:
+                writer.clear(name, parent)
+                os.link(target[-1], name, src_dir_fd=src_parent,
+                        dst_dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(src_parent)
+        elif member.isfifo():
+            writer.clear(name, parent)
+            os.mkfifo(name, mode, dir_fd=parent)
+        else:
+            writer.clear(name, parent)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+            try:
+                source = tar.extractfile(member)
+                while chunk := source.read(_CHUNK):
+                    _write_all(fd, chunk)
+                os.fchmod(fd, mode)
+                os.utime(fd, (member.mtime, member.mtime))
+            finally:
+                os.close(fd)
+    finally:
+        os.close(parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def resolve_in_root(root: Path, path: str, max_links: int = 40) -> Path | None:
+    """Resolve ``path`` inside ``root`` as the sandbox would see it
+    (absolute link targets are relative to ``root``); None if missing or
+    looping. Never leaves ``root``."""
+    root = Path(root)
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = root.joinpath(*done, part)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > max_links:
+                return None
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            pending = [p for p in target.split("/") if p not in ("", ".")] \
+                + pending
+            continue
+        done.append(part)
+    return root.joinpath(*done)

@@ -1,0 +1,64 @@
+"""Errors the agent reports to its caller, each with its XML-RPC fault code.
+
+The domain object raises these; the XML-RPC layer turns them into
+``xmlrpc.client.Fault(code, message)``. Codes 8001/8002 are Twisted's own
+(method not found, unexpected failure).
+"""
+
+__all__ = [
+    "AgentError",
+    "BadArguments",
+    "BadBuildId",
+    "BadFileName",
+    "BadSha1",
+    "WrongState",
+    "FAULT_CODES",
+]
+
+
+class AgentError(Exception):
+    """A request the agent refuses; nothing was changed."""
+
+    fault_code = 1
+
+
+class BadArguments(AgentError):
+    """Wrong number or types of arguments, or bad build ``args``."""
+
+    fault_code = 1
+
+
+class WrongState(AgentError):
+    """The method is not allowed in the agent's current state."""
+
+    fault_code = 2
+
+
+class BadBuildId(AgentError):
+    """An empty, too long or unsafe build id."""
+
+    fault_code = 3
+
+
+class BadFileName(AgentError):
+    """A file name that is not one safe path component."""
+
+    fault_code = 4
+
+
+class BadSha1(AgentError):
+    """Not 40 lower-case hexadecimal digits."""
+
+    fault_code = 5
+
+
+#: code -> meaning, for docs and tests.
+FAULT_CODES = {
+    1: "bad arguments (count, types, build args)",
+    2: "wrong state for this method",
+    3: "bad build id",
+    4: "bad file name",
+    5: "bad sha1",
+    8001: "no such method (Twisted)",
+    8002: "unexpected failure or unparseable request (Twisted)",
+}

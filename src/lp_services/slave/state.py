@@ -1,0 +1,82 @@
+"""The agent's states, build results and the one transition table.
+
+The strings are the protocol's (see docs/protocol.md): the master compares
+them literally, so they are the enum values.
+"""
+
+import enum
+
+__all__ = [
+    "BuildStatus",
+    "BuilderStatus",
+    "InvalidTransition",
+    "StateMachine",
+    "TRANSITIONS",
+]
+
+
+class BuilderStatus(enum.Enum):
+    """What the agent is doing (``status()["builder_status"]``)."""
+
+    IDLE = "BuilderStatus.IDLE"
+    BUILDING = "BuilderStatus.BUILDING"
+    WAITING = "BuilderStatus.WAITING"
+    ABORTING = "BuilderStatus.ABORTING"
+
+
+class BuildStatus(enum.Enum):
+    """How a build ended (``status()["build_status"]`` in WAITING)."""
+
+    OK = "BuildStatus.OK"
+    PACKAGEFAIL = "BuildStatus.PACKAGEFAIL"
+    DEPFAIL = "BuildStatus.DEPFAIL"
+    CHROOTFAIL = "BuildStatus.CHROOTFAIL"
+    BUILDERFAIL = "BuildStatus.BUILDERFAIL"
+    GIVENBACK = "BuildStatus.GIVENBACK"
+    ABORTED = "BuildStatus.ABORTED"
+
+
+#: Every legal edge. Anything else raises :class:`InvalidTransition`.
+TRANSITIONS: dict[BuilderStatus, frozenset[BuilderStatus]] = {
+    # build() accepted a build.
+    BuilderStatus.IDLE: frozenset({BuilderStatus.BUILDING}),
+    # The build ended by itself, or abort() was called.
+    BuilderStatus.BUILDING: frozenset({BuilderStatus.WAITING,
+                                       BuilderStatus.ABORTING}),
+    # Every process of the build is dead; the result is ABORTED.
+    BuilderStatus.ABORTING: frozenset({BuilderStatus.WAITING}),
+    # clean() removed the build.
+    BuilderStatus.WAITING: frozenset({BuilderStatus.IDLE}),
+}
+
+
+class InvalidTransition(Exception):
+    """An edge that is not in :data:`TRANSITIONS`."""
+
+    def __init__(self, current: BuilderStatus, wanted: BuilderStatus):
+        super().__init__("cannot go from %s to %s"
+                         % (current.value, wanted.value))
+        self.current = current
+        self.wanted = wanted
+
+
+class StateMachine:
+    """The agent's current state; moves only along :data:`TRANSITIONS`."""
+
+    def __init__(self, initial: BuilderStatus = BuilderStatus.IDLE):
+        self._state = initial
+
+    @property
+    def state(self) -> BuilderStatus:
+        """The current state."""
+        return self._state
+
+    def can(self, wanted: BuilderStatus) -> bool:
+        """Whether ``wanted`` is reachable in one step from here."""
+        return wanted in TRANSITIONS[self._state]
+
+    def move(self, wanted: BuilderStatus) -> None:
+        """Go to ``wanted`` or raise :class:`InvalidTransition`."""
+        if not self.can(wanted):
+            raise InvalidTransition(self._state, wanted)
+        self._state = wanted
