@@ -256,8 +256,11 @@ def parse_unmet_dependencies(output: str) -> str | None:
             current = token
         else:
             current = f"{current} {token}" if current else token
-        depth += token.count("(") + token.count("[") + token.count("<")
-        depth -= token.count(")") + token.count("]") + token.count(">")
+        depth += token.count("(") + token.count("[")
+        depth -= token.count(")") + token.count("]")
+        # Build profiles: "<!nocheck !cross>" ("(>= 1)" has no "<" first).
+        depth += token.startswith("<")
+        depth -= token.endswith(">") and not token.startswith("(")
         depth = max(depth, 0)
     if current:
         items.append(current)

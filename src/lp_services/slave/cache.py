@@ -130,11 +130,9 @@ class FileCache:
     def _describe(self, failure) -> str:
         if failure.check(DownloadFailed):
             return str(failure.value)
-        if failure.check(defer.CancelledError, defer.TimeoutError):
-            return ("Download failed: no complete answer within %g s"
-                    % self._download_timeout)
-        self.log.failure("download failed", failure)
-        return "Download failed: %s" % failure.getErrorMessage()
+        reason = failure.getErrorMessage() or failure.type.__name__
+        self.log.warn("download failed: {reason}", reason=reason)
+        return "Download failed: %s" % reason
 
     def _release(self, result, sha1):
         for waiter in self._inflight.pop(sha1, []):
@@ -161,7 +159,7 @@ class FileCache:
                 raise DownloadFailed("Download failed: HTTP %d %s" % (
                     response.code,
                     response.phrase.decode("latin-1", "replace")))
-            if response.length is not None and \
+            if isinstance(response.length, int) and \
                     response.length > self._max_file_size:
                 response.deliverBody(Protocol())
                 raise DownloadFailed("Download failed: file larger than "
@@ -206,8 +204,13 @@ class FileCache:
         d.addCallback(got_response)
         d.addCallback(got_body)
         d.addBoth(cleanup)
-        d.addTimeout(self._download_timeout, self._reactor)
+        d.addTimeout(self._download_timeout, self._reactor,
+                     onTimeoutCancel=self._timed_out)
         return d
+
+    def _timed_out(self, result, timeout):
+        raise DownloadFailed("Download failed: no complete answer within "
+                             "%g s" % timeout)
 
     # -- results ---------------------------------------------------------
 

@@ -1,0 +1,386 @@
+"""Tests of the ``binarypackage`` build type: .dsc parsing and
+verification (fast), and real Debian package builds in a cached buildd
+chroot in the sandbox backend (slow)."""
+
+import hashlib
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from lp_services.slave.binarypackage import (
+    BinaryPackageBuildManager,
+    DscError,
+    dep_install_argv,
+    dep_install_script,
+    parse_dsc,
+    parse_unmet_dependencies,
+    verify_source,
+)
+from lp_services.slave.errors import BadArguments
+from lp_services.slave.interfaces import IBuildManagerFactory
+from lp_services.slave.state import BuildStatus
+from lp_services.testing.tiers import slow
+
+
+def _dsc_text(files, signed=False):
+    sha = "".join(" %s %d %s\n" % (hashlib.sha256(d).hexdigest(), len(d), n)
+                  for n, d in files.items())
+    md5 = "".join(" %s %d %s\n" % (hashlib.md5(d).hexdigest(), len(d), n)
+                  for n, d in files.items())
+    body = ("Format: 3.0 (native)\nSource: hello\nVersion: 1.0\n"
+            "Build-Depends: debhelper-compat (= 13),\n libfoo-dev\n"
+            "Checksums-Sha256:\n" + sha + "Files:\n" + md5)
+    if signed:
+        return ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
+                + body + "\n-----BEGIN PGP SIGNATURE-----\n\nabc\n"
+                "-----END PGP SIGNATURE-----\n")
+    return body
+
+
+class ParseDscTests(unittest.SynchronousTestCase):
+    """parse_dsc()."""
+
+    def test_fields_and_files(self):
+        """Source, version, build-depends and every listed file with its
+        size and both hashes are read."""
+        data = b"source tarball"
+        package = parse_dsc(_dsc_text({"hello_1.0.tar.xz": data}))
+        self.assertEqual(("hello", "1.0"), (package.source, package.version))
+        self.assertEqual("debhelper-compat (= 13), libfoo-dev",
+                         package.build_depends)
+        self.assertEqual(
+            {"hello_1.0.tar.xz": (len(data), hashlib.sha256(data).hexdigest(),
+                                  hashlib.md5(data).hexdigest())},
+            package.files)
+
+    def test_clear_signed(self):
+        """A clear-signed .dsc parses to the same content."""
+        files = {"hello_1.0.tar.xz": b"x"}
+        self.assertEqual(parse_dsc(_dsc_text(files)),
+                         parse_dsc(_dsc_text(files, signed=True)))
+
+    def test_no_files(self):
+        """A .dsc listing no files is refused."""
+        with self.assertRaisesRegex(DscError, "lists no files"):
+            parse_dsc("Source: a\nVersion: 1\n")
+
+    def test_missing_source(self):
+        """A .dsc without Source is refused."""
+        with self.assertRaisesRegex(DscError, "no Source"):
+            parse_dsc("Version: 1\nFiles:\n %s 1 a.tar.xz\n" % ("0" * 32))
+
+    def test_unsafe_name(self):
+        """A listed file whose name is a path is refused."""
+        text = "Source: a\nVersion: 1\nFiles:\n %s 1 ../etc/passwd\n" % (
+            "0" * 32)
+        with self.assertRaisesRegex(DscError, "unsafe file name"):
+            parse_dsc(text)
+
+    def test_malformed_line(self):
+        """A checksum line that is not 'hash size name' is refused."""
+        text = "Source: a\nVersion: 1\nChecksums-Sha256:\n abc 1 a.tar.xz\n"
+        with self.assertRaisesRegex(DscError, "malformed"):
+            parse_dsc(text)
+
+
+class VerifySourceTests(unittest.SynchronousTestCase):
+    """verify_source() against the build's files."""
+
+    def setUp(self):
+        self.dir = Path(self.mktemp())
+        self.dir.mkdir()
+        self.tarball = self.dir / "hello_1.0.tar.xz"
+        self.tarball.write_bytes(b"the real tarball")
+        self.dsc = self.dir / "hello_1.0.dsc"
+        self.dsc.write_text(_dsc_text({self.tarball.name: b"the real tarball"}))
+
+    def files(self):
+        return {p.name: p for p in (self.dsc, self.tarball) if p.exists()}
+
+    def test_good(self):
+        """Files matching the .dsc pass."""
+        self.assertEqual("hello", verify_source(self.dsc.name,
+                                                self.files()).source)
+
+    def test_missing_file(self):
+        """A listed file absent from the filemap is named."""
+        self.tarball.unlink()
+        with self.assertRaisesRegex(DscError, "hello_1.0.tar.xz .* missing"):
+            verify_source(self.dsc.name, self.files())
+
+    def test_wrong_hash(self):
+        """Same size, different content: the SHA-256 mismatch is named."""
+        self.tarball.write_bytes(b"the fake tarball")
+        with self.assertRaisesRegex(DscError, "SHA-256 .* does not match"):
+            verify_source(self.dsc.name, self.files())
+
+    def test_wrong_size(self):
+        """A file of another size is refused."""
+        self.tarball.write_bytes(b"short")
+        with self.assertRaisesRegex(DscError, "size 5"):
+            verify_source(self.dsc.name, self.files())
+
+    def test_dsc_missing(self):
+        """The named .dsc must be among the files."""
+        with self.assertRaisesRegex(DscError, "not among"):
+            verify_source("other.dsc", self.files())
+
+
+class UnmetDependencyTests(unittest.SynchronousTestCase):
+    """parse_unmet_dependencies() on dpkg-checkbuilddeps output."""
+
+    def test_list(self):
+        """Unmet dependencies come back comma-separated, versions and
+        alternatives kept together."""
+        output = ("dpkg-checkbuilddeps: error: Unmet build dependencies: "
+                  "libfoo-dev (>= 1.2) bar | baz quux:native\n")
+        self.assertEqual("libfoo-dev (>= 1.2), bar | baz, quux:native",
+                         parse_unmet_dependencies(output))
+
+    def test_none(self):
+        """Output without the message gives None."""
+        self.assertIsNone(parse_unmet_dependencies("all fine\n"))
+
+
+class ArgsTests(unittest.SynchronousTestCase):
+    """validate_args(), needed_files() and the dependency step's commands."""
+
+    def test_provides(self):
+        """The class is a build manager factory named binarypackage."""
+        verifyObject(IBuildManagerFactory, BinaryPackageBuildManager)
+        self.assertEqual("binarypackage", BinaryPackageBuildManager.name)
+
+    def test_bad_args(self):
+        """Bad dsc names and archive lines are refused."""
+        for args in ({"dsc": "../x.dsc"}, {"dsc": "x.tar.gz"},
+                     {"archives": "deb http://x y z"},
+                     {"archives": ["rm -rf /"]},
+                     {"archives": ["deb http://x y z\ndeb http://evil a b"]},
+                     {"arch_indep": "yes"}):
+            self.assertRaises(BadArguments,
+                              BinaryPackageBuildManager.validate_args, args)
+
+    def test_good_args(self):
+        """A dsc name and deb lines pass; the dsc is a needed file."""
+        args = {"dsc": "hello_1.0.dsc",
+                "archives": ["deb http://deb.debian.org/debian bookworm main"]}
+        BinaryPackageBuildManager.validate_args(args)
+        self.assertEqual(["hello_1.0.dsc"],
+                         BinaryPackageBuildManager.needed_files(args))
+        self.assertEqual([], BinaryPackageBuildManager.needed_files({}))
+
+    def test_dep_install_argv(self):
+        """The dependency step shares the network, writes the chroot, is
+        root only in a user namespace, and sees /work read-only."""
+        argv = dep_install_argv(Path("/r"), Path("/w"), "true")
+        self.assertEqual(["--unshare-user", "--uid", "0"], argv[1:4])
+        self.assertIn("--share-net", argv)
+        i = argv.index("--bind")
+        self.assertEqual(["/r", "/"], argv[i + 1:i + 3])
+        i = argv.index("--ro-bind")
+        self.assertEqual(["/w", "/work"], argv[i + 1:i + 3])
+
+    def test_dep_install_script(self):
+        """The archives replace the chroot's sources; a failed update
+        exits 90."""
+        script = dep_install_script(
+            "a.dsc", ["deb http://m bookworm main"], need_fakeroot=True)
+        self.assertIn("deb http://m bookworm main\nLP_EOF", script)
+        self.assertIn("update || exit 90", script)
+        self.assertIn("build-dep /work/a.dsc", script)
+        self.assertIn("install fakeroot", script)
+
+
+# -- slow: real builds ------------------------------------------------------
+
+_CONTROL = """\
+Source: lptest
+Section: misc
+Priority: optional
+Maintainer: lp-services tests <tests@example.invalid>
+Build-Depends: {build_depends}
+Rules-Requires-Root: no
+Standards-Version: 4.6.2
+
+Package: lptest
+Architecture: all
+Description: lp-services test package
+ A package the binarypackage tests build.
+"""
+
+_CHANGELOG = """\
+lptest (1.0) unstable; urgency=medium
+
+  * Test build.
+
+ -- lp-services tests <tests@example.invalid>  Sun, 29 Nov 2026 00:00:00 +0000
+"""
+
+# A debhelper-free rules file: fast, and xxd (the build dependency the
+# test installs) must really be there for the build to pass.
+_RULES = """\
+#!/usr/bin/make -f
+build build-arch build-indep:
+\techo lptest | xxd -p > hexdump.txt
+binary binary-arch binary-indep: build
+\trm -rf debian/tmp
+\tmkdir -p debian/tmp/DEBIAN debian/tmp/usr/share/lptest
+\tcp hexdump.txt debian/tmp/usr/share/lptest/
+\tdpkg-gencontrol -plptest -Pdebian/tmp
+\tdpkg-deb --root-owner-group --build debian/tmp ..
+clean:
+\trm -rf debian/tmp debian/files hexdump.txt
+"""
+
+
+def make_source_package(where: Path, build_depends: str) -> dict:
+    """Make lptest 1.0 (3.0 native) with dpkg-source -b; return the
+    files of the source package, name -> Path."""
+    src = where / "lptest-1.0"
+    (src / "debian" / "source").mkdir(parents=True)
+    (src / "debian" / "control").write_text(
+        _CONTROL.format(build_depends=build_depends))
+    (src / "debian" / "changelog").write_text(_CHANGELOG)
+    (src / "debian" / "rules").write_text(_RULES)
+    (src / "debian" / "rules").chmod(0o755)
+    (src / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    subprocess.run(["dpkg-source", "-b", src.name], cwd=where, check=True,
+                   capture_output=True)
+    return {p.name: p for p in where.iterdir() if p.is_file()}
+
+
+def buildd_chroot() -> Path:
+    """The cached bookworm buildd chroot tarball (built on first use)."""
+    from lp_services.chroots import build_chroot
+    return build_chroot("bookworm", "buildd").path
+
+
+class BuildHarness:
+    """Runs one build manager with a real cache, log and backend."""
+
+    def __init__(self, case, backend, files, args, timeout=600.0):
+        from lp_services.slave.buildlog import BuildLog
+        from lp_services.slave.cache import FileCache
+        from lp_services.slave.manager import BuildContext
+        base = Path(case.mktemp())
+        base.mkdir()
+        self.cache = FileCache(base / "cache", reactor, 1 << 30, 60)
+        self.log = BuildLog(base / "buildlog", reactor, 64 << 20)
+        self.context = BuildContext(
+            build_id="test-build", build_dir=base / "build",
+            chroot=buildd_chroot(), files=files, args=args, backend=backend,
+            cache=self.cache, log=self.log, reactor=reactor, timeout=timeout)
+        self.context.build_dir.mkdir()
+        self.base = base
+
+    def log_text(self):
+        return self.log.path.read_text(errors="replace")
+
+    async def run(self, manager_class=BinaryPackageBuildManager):
+        manager = manager_class(self.context)
+        try:
+            outcome = await manager.start()
+        finally:
+            manager.destroy()
+            self.log.close()
+            shutil.rmtree(self.context.build_dir, ignore_errors=True)
+        return outcome
+
+
+def sandbox_backend():
+    from lp_services.slave.cgroup import Limits
+    from lp_services.slave.sandbox import SandboxBackend
+    return SandboxBackend(reactor, Limits(memory=2 << 30, pids=4096))
+
+
+@slow
+class RealBuildTests(unittest.TestCase):
+    """Real dpkg-buildpackage runs in a buildd chroot, sandbox backend."""
+
+    timeout = 600
+
+    @defer.inlineCallbacks
+    def test_builds_debs(self):
+        """A source package whose build dependency (xxd) is not in the
+        chroot: it is installed from the archives, the build runs as the
+        sandbox's unprivileged user, and the .deb, .changes and .buildinfo
+        come back in the cache."""
+        where = Path(self.mktemp())
+        where.mkdir()
+        files = make_source_package(where, "xxd")
+        harness = BuildHarness(self, sandbox_backend(), files, {
+            "archives": ["deb http://deb.debian.org/debian bookworm main"]})
+        outcome = yield defer.ensureDeferred(harness.run())
+        log = harness.log_text()
+        self.assertEqual(BuildStatus.OK, outcome.status, log[-3000:])
+        names = sorted(outcome.filemap)
+        self.assertEqual(["lptest_1.0_all.deb", "lptest_1.0_amd64.buildinfo",
+                          "lptest_1.0_amd64.changes"], names)
+        deb = harness.cache.path_for(outcome.filemap["lptest_1.0_all.deb"])
+        listing = subprocess.run(["dpkg-deb", "-c", str(deb)],
+                                 capture_output=True, text=True).stdout
+        self.assertIn("./usr/share/lptest/hexdump.txt", listing)
+        self.assertIn("root/root", listing)
+        self.assertIn("=== install build dependencies", log)
+
+    @defer.inlineCallbacks
+    def test_missing_dependency_depfail(self):
+        """A build dependency no archive has ends in DEPFAIL naming it,
+        and no build runs."""
+        where = Path(self.mktemp())
+        where.mkdir()
+        files = make_source_package(
+            where, "xxd, lp-services-no-such-package (>= 1.0)")
+        harness = BuildHarness(self, sandbox_backend(), files, {})
+        outcome = yield defer.ensureDeferred(harness.run())
+        log = harness.log_text()
+        self.assertEqual(BuildStatus.DEPFAIL, outcome.status, log[-3000:])
+        self.assertEqual("lp-services-no-such-package (>= 1.0)",
+                         outcome.dependencies)
+        self.assertNotIn("=== build (", log)
+
+    @defer.inlineCallbacks
+    def test_failing_build_packagefail(self):
+        """A rules file that fails makes PACKAGEFAIL."""
+        where = Path(self.mktemp())
+        where.mkdir()
+        files = make_source_package(where, "make")
+        src = where / "broken"
+        del src
+        # Rebuild the package with a failing build target.
+        rules = where / "lptest-1.0" / "debian" / "rules"
+        rules.write_text(_RULES.replace("xxd -p", "false && xxd -p"))
+        for p in where.glob("lptest_1.0*"):
+            p.unlink()
+        subprocess.run(["dpkg-source", "-b", "lptest-1.0"], cwd=where,
+                       check=True, capture_output=True)
+        files = {p.name: p for p in where.iterdir() if p.is_file()}
+        harness = BuildHarness(self, sandbox_backend(), files, {})
+        outcome = yield defer.ensureDeferred(harness.run())
+        self.assertEqual(BuildStatus.PACKAGEFAIL, outcome.status,
+                         harness.log_text()[-3000:])
+
+    @defer.inlineCallbacks
+    def test_mismatched_files_fail_first(self):
+        """A .dsc whose tarball was swapped, or is missing, fails in the
+        verify step: the chroot is never unpacked and no build runs."""
+        where = Path(self.mktemp())
+        where.mkdir()
+        files = make_source_package(where, "xxd")
+        tarball = next(p for n, p in files.items() if n.endswith(".tar.xz"))
+        data = bytearray(tarball.read_bytes())
+        data[-1] ^= 1
+        tarball.write_bytes(bytes(data))
+        for case_files in (files, {n: p for n, p in files.items()
+                                   if not n.endswith(".tar.xz")}):
+            harness = BuildHarness(self, sandbox_backend(), case_files, {})
+            outcome = yield defer.ensureDeferred(harness.run())
+            log = harness.log_text()
+            self.assertEqual(BuildStatus.PACKAGEFAIL, outcome.status)
+            self.assertIn("source package refused", log)
+            self.assertNotIn("=== unpack", log)

@@ -1,0 +1,179 @@
+"""Safe chroot unpacking (lp_services.slave.chroot)."""
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+
+import zstandard
+from twisted.trial.unittest import SynchronousTestCase
+
+from lp_services.slave.chroot import (
+    MOUNT_POINTS, UnsafeArchive, resolve_in_root, unpack)
+
+from tests.slave.helpers import busybox_tarball
+
+
+def make_tar(members, compression="gz") -> bytes:
+    """members: (name, type, extra) with extra = content or link target."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, extra in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.mode = 0o755
+            if kind == tarfile.REGTYPE:
+                info.size = len(extra)
+                tar.addfile(info, io.BytesIO(extra))
+                continue
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = extra
+            if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+                info.devmajor, info.devminor = 1, 3
+            tar.addfile(info)
+    raw = buf.getvalue()
+    if compression == "gz":
+        import gzip
+        return gzip.compress(raw)
+    if compression == "xz":
+        import lzma
+        return lzma.compress(raw)
+    if compression == "zst":
+        return zstandard.ZstdCompressor().compress(raw)
+    return raw
+
+
+class UnpackTests(SynchronousTestCase):
+    """What is unpacked and what is refused."""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="lp-chroot-test-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.n = 0
+
+    def unpack_bytes(self, data: bytes) -> Path:
+        self.n += 1
+        archive = self.dir / ("a%d" % self.n)
+        archive.write_bytes(data)
+        root = self.dir / ("root%d" % self.n)
+        unpack(archive, root)
+        return root
+
+    def test_three_compressions(self):
+        """gz, xz and zst (and plain tar) unpack the same tree, with the
+        mount points added."""
+        members = [("etc", tarfile.DIRTYPE, None),
+                   ("./etc/hostname", tarfile.REGTYPE, b"box\n"),
+                   ("bin/sh", tarfile.SYMTYPE, "busybox"),
+                   ("bin/busybox", tarfile.REGTYPE, b"#!"),
+                   ("bin/ash", tarfile.LNKTYPE, "bin/busybox")]
+        for compression in ("gz", "xz", "zst", None):
+            root = self.unpack_bytes(make_tar(members, compression))
+            self.assertEqual((root / "etc/hostname").read_bytes(), b"box\n")
+            self.assertEqual(os.readlink(root / "bin/sh"), "busybox")
+            self.assertEqual((root / "bin/ash").stat().st_ino,
+                             (root / "bin/busybox").stat().st_ino)
+            for d in MOUNT_POINTS:
+                self.assertTrue((root / d).is_dir())
+
+    def test_busybox_chroot_unpacks_in_every_format(self):
+        """The busybox chroot tarball unpacks with /bin/sh resolvable."""
+        for fmt in ("gz", "xz", "zst"):
+            root = self.dir / fmt
+            count = unpack(busybox_tarball(fmt), root)
+            self.assertGreater(count, 100)
+            self.assertEqual(resolve_in_root(root, "/bin/sh"),
+                             root / "bin" / "busybox")
+
+    def assertRefused(self, members, fragment):
+        e = self.assertRaises(UnsafeArchive, self.unpack_bytes,
+                              make_tar(members))
+        self.assertIn(fragment, str(e))
+
+    def test_refuses_absolute_names(self):
+        """An absolute member name is refused."""
+        self.assertRefused([("/tmp/evil", tarfile.REGTYPE, b"x")], "absolute")
+
+    def test_refuses_dotdot(self):
+        """A member with '..' is refused and nothing is written outside."""
+        self.assertRefused([("a/../../evil", tarfile.REGTYPE, b"x")], "'..'")
+        self.assertFalse((self.dir / "evil").exists())
+
+    def test_refuses_device_nodes(self):
+        """Character and block devices are refused."""
+        self.assertRefused([("dev/mem", tarfile.CHRTYPE, None)], "device")
+        self.assertRefused([("dev/sda", tarfile.BLKTYPE, None)], "device")
+
+    def test_refuses_symlinks_out_of_root(self):
+        """A symlink whose target climbs above the root is refused;
+        absolute targets (inside the chroot) are fine."""
+        self.assertRefused([("a/b", tarfile.SYMTYPE, "../../etc/passwd")],
+                           "outside")
+        self.assertRefused([("x", tarfile.SYMTYPE, "/../etc")], "outside")
+        root = self.unpack_bytes(make_tar([("lib", tarfile.SYMTYPE, "/usr/lib")]))
+        self.assertEqual(os.readlink(root / "lib"), "/usr/lib")
+
+    def test_never_writes_through_a_symlink(self):
+        """A symlink planted first cannot be written through: a later
+        member under it is refused and the host target is untouched."""
+        outside = self.dir / "host"
+        outside.mkdir()
+        self.assertRefused(
+            [("bin", tarfile.SYMTYPE, str(outside)),
+             ("bin/evil", tarfile.REGTYPE, b"x")], "passes through")
+        self.assertEqual(list(outside.iterdir()), [])
+
+    def test_file_over_symlink_replaces_link(self):
+        """A regular file member replaces a symlink of the same name
+        instead of writing to its target."""
+        target = self.dir / "target"
+        target.write_bytes(b"host")
+        root = self.unpack_bytes(make_tar(
+            [("f", tarfile.SYMTYPE, str(target)),
+             ("f", tarfile.REGTYPE, b"chroot")]))
+        self.assertEqual(target.read_bytes(), b"host")
+        self.assertFalse((root / "f").is_symlink())
+
+    def test_refuses_hardlink_out_of_root(self):
+        """A hard link naming '..' or an absolute path is refused."""
+        self.assertRefused([("h", tarfile.LNKTYPE, "../../etc/passwd")], "'..'")
+        self.assertRefused([("h", tarfile.LNKTYPE, "/etc/passwd")], "absolute")
+
+    def test_drops_setuid(self):
+        """Set-uid bits are not kept."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("su")
+            info.mode, info.size = 0o4755, 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        root = self.unpack_bytes(buf.getvalue())
+        self.assertFalse((root / "su").stat().st_mode & stat.S_ISUID)
+
+    def test_corrupt_archive(self):
+        """Garbage and a truncated archive raise UnsafeArchive."""
+        self.assertRaises(UnsafeArchive, self.unpack_bytes, b"\x1f\x8bgarbage")
+        good = make_tar([("f", tarfile.REGTYPE, b"x" * 100000)])
+        self.assertRaises(UnsafeArchive, self.unpack_bytes, good[:len(good) // 2])
+
+
+class ResolveTests(SynchronousTestCase):
+    """resolve_in_root follows links as the sandbox would, never out."""
+
+    def test_resolution(self):
+        """Relative and absolute links resolve inside; loops and missing
+        paths give None; '..' stops at the root."""
+        root = Path(tempfile.mkdtemp(prefix="lp-resolve-"))
+        self.addCleanup(shutil.rmtree, root)
+        (root / "usr/bin").mkdir(parents=True)
+        (root / "usr/bin/sh").write_text("")
+        os.symlink("usr/bin", root / "bin")
+        os.symlink("/../../usr/bin/sh", root / "abs")
+        os.symlink("loop", root / "loop")
+        self.assertEqual(resolve_in_root(root, "/bin/sh"), root / "usr/bin/sh")
+        self.assertEqual(resolve_in_root(root, "abs"), root / "usr/bin/sh")
+        self.assertIsNone(resolve_in_root(root, "/loop"))
+        self.assertIsNone(resolve_in_root(root, "/missing"))
+        self.assertEqual(resolve_in_root(root, "/../../usr"), root / "usr")
