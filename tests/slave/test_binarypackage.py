@@ -330,8 +330,9 @@ class RealBuildTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_missing_dependency_depfail(self):
-        """A build dependency no archive has ends in DEPFAIL naming it,
-        and no build runs."""
+        """A build dependency no archive has ends in DEPFAIL naming the
+        unmet dependencies (dpkg-checkbuilddeps' list), and no build
+        runs."""
         where = Path(self.mktemp())
         where.mkdir()
         files = make_source_package(
@@ -340,7 +341,9 @@ class RealBuildTests(unittest.TestCase):
         outcome = yield defer.ensureDeferred(harness.run())
         log = harness.log_text()
         self.assertEqual(BuildStatus.DEPFAIL, outcome.status, log[-3000:])
-        self.assertEqual("lp-services-no-such-package (>= 1.0)",
+        # apt-get build-dep installs all or nothing: what is unmet after
+        # it is every build dependency the chroot lacks.
+        self.assertEqual("xxd, lp-services-no-such-package (>= 1.0)",
                          outcome.dependencies)
         self.assertNotIn("=== build (", log)
 
@@ -349,9 +352,7 @@ class RealBuildTests(unittest.TestCase):
         """A rules file that fails makes PACKAGEFAIL."""
         where = Path(self.mktemp())
         where.mkdir()
-        files = make_source_package(where, "make")
-        src = where / "broken"
-        del src
+        make_source_package(where, "make")
         # Rebuild the package with a failing build target.
         rules = where / "lptest-1.0" / "debian" / "rules"
         rules.write_text(_RULES.replace("xxd -p", "false && xxd -p"))

@@ -47,6 +47,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
+from lp_services.slave.interfaces import IBackend, ISandbox
+from lp_services.slave.sandbox import RunResult
 from lp_services.slave.vmimage import GuestImage, prepare_image
 
 __all__ = [
@@ -287,8 +289,16 @@ class _GuestProcess(protocol.ProcessProtocol):
         self.ended.callback(reason.value)
 
 
+@implementer(ISandbox)
 class QemuSandbox:
-    """One build's guests.  See ``ISandbox``."""
+    """One build's guests.  See ``ISandbox``.
+
+    :meth:`run` fires with the agent's ``RunResult``: ``started`` once the
+    guest booted (a guest that never boots, or whose init fails, is a
+    builder failure: ``started`` False with ``error``); ``timed_out`` when
+    the hard timeout killed it; ``killed`` after :meth:`kill`.  The last
+    run's :class:`GuestResult` (accelerator, boot time) is ``last``.
+    """
 
     def __init__(self, backend: "QemuBackend", build_id: str, root: Path,
                  work: Path):
@@ -299,13 +309,39 @@ class QemuSandbox:
         self._transport = None
         self._private: list[Path] = []
         self._destroyed = False
+        self._killed = False
+        self.last: GuestResult | None = None
 
     def run(self, argv, output, timeout, env=None):
-        """Boot a guest that runs ``argv`` in the build root; fire with a
-        :class:`GuestResult` (adapted by the agent's backend glue)."""
-        return self.backend._run(self, list(argv), output, timeout, env)
+        """See ``ISandbox.run``: boot a guest that runs ``argv`` in the
+        build root (as the guest's root user: the VM is the boundary)."""
+        if self._destroyed:
+            return defer.succeed(RunResult(False, None,
+                                           error="sandbox destroyed"))
+        self._killed = False
+        d = self.backend._run(self, list(argv), output, timeout, env)
+
+        def adapt(result: GuestResult) -> RunResult:
+            self.last = result
+            booted = result.boot_seconds is not None
+            error = result.error
+            if result.timed_out and not booted:
+                error = "the guest did not boot within %g s" % timeout
+            started = booted and not (result.error or "").startswith(
+                "guest init failed")
+            return RunResult(started=started or result.killed,
+                             exit_code=result.exit_code,
+                             timed_out=result.timed_out and booted,
+                             killed=result.killed,
+                             error=None if started else error)
+        return d.addCallback(adapt)
 
     def kill(self):
+        """See ``ISandbox.kill`` (abort)."""
+        self._killed = True
+        self._kill_now()
+
+    def _kill_now(self):
         """SIGKILL the running guest's QEMU (and its bubblewrap)."""
         transport = self._transport
         if transport is not None and transport.pid:
@@ -315,14 +351,16 @@ class QemuSandbox:
                 pass
 
     def destroy(self):
-        """Kill anything left and remove the private directories."""
-        self.kill()
+        """See ``ISandbox.destroy``: kill anything left, remove the
+        private directories."""
         self._destroyed = True
+        self._kill_now()
         for path in self._private:
             shutil.rmtree(path, ignore_errors=True)
         self._private.clear()
 
 
+@implementer(IBackend)
 class QemuBackend:
     """The ``qemu`` backend.  See ``IBackend``."""
 
@@ -341,6 +379,15 @@ class QemuBackend:
         self._verdict_deferred: defer.Deferred | None = None
         self._sandboxes: set[QemuSandbox] = set()
 
+    @classmethod
+    def from_agent_config(cls, config, reactor) -> "QemuBackend":
+        """The backend for an agent's ``AgentConfig``: guest RAM from
+        ``memory_limit`` (at least 256 MiB), vCPUs from ``cpu_limit``
+        (at least 1)."""
+        memory = max(256, config.memory_limit >> 20)
+        smp = max(1, int(config.cpu_limit or 1))
+        return cls(QemuConfig(memory=memory, smp=smp), reactor=reactor)
+
     # -- IBackend ---------------------------------------------------------
 
     def sandbox(self, build_id, root, work):
@@ -352,7 +399,8 @@ class QemuBackend:
     def stop(self):
         """Kill every guest."""
         for box in list(self._sandboxes):
-            box.kill()
+            box.destroy()
+        self._sandboxes.clear()
 
     # -- image and accelerator --------------------------------------------
 
@@ -473,7 +521,7 @@ class QemuBackend:
             timed_out.append(True)
             output(f"\n[qemu] timeout after {timeout:g} s: killing the "
                    f"guest\n".encode())
-            box.kill()
+            box._kill_now()
         timer = clock.callLater(timeout, on_timeout)
         qmp_reply = await self._query_kvm(qmp_path, proto.ended)
         if reason is not None:
@@ -503,7 +551,7 @@ class QemuBackend:
             err = ("the guest ended without reporting a status (QEMU "
                    + (f"killed by signal {sig}" if sig else
                       f"exit status {code}") + ")")
-            if box._destroyed:
+            if box._destroyed or box._killed:
                 err = "killed"
         elif status_text.startswith("init:"):
             err = "guest init failed: " + status_text[5:]
@@ -523,7 +571,7 @@ class QemuBackend:
         return GuestResult(exit_code=exit_code, timed_out=bool(timed_out),
                            error=err, accel=accel, boot_seconds=boot,
                            seconds=seconds,
-                           killed=bool(timed_out) or box._destroyed), \
+                           killed=box._killed or box._destroyed), \
             qmp_reply
 
     async def _query_kvm(self, path: Path, ended: defer.Deferred):
