@@ -1,0 +1,555 @@
+"""The build queue in SQL: requesting, claiming, resetting and finishing
+builds, and rescoring and cancelling them.
+
+Every function takes a psycopg2 cursor inside the caller's transaction (or
+a Storm Store, whose connection is used through
+:func:`lp_services.database.sql.raw_cursor`), so that other code can queue a
+build inside its own transaction and the buildmaster can do several things
+in one. Nothing here commits.
+
+Job status changes are guarded statements (``WHERE status = <legal
+source>`` or :func:`lp_services.job.transition.transition_job`); build
+queue changes are guarded by the build cookie, so a scanner that acts on
+stale knowledge changes nothing instead of the wrong thing.
+"""
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from lp_services.buildmaster.enums import BuildStatus
+from lp_services.buildmaster.scoring import (
+    ScoreInputs,
+    base_score,
+    effective_score,
+    sort_key,
+    sort_key_for_score,
+)
+from lp_services.job.status import JobStatus
+from lp_services.job.transition import transition_job
+
+__all__ = [
+    "BUILD_JOB_TYPE",
+    "BuildNotFound",
+    "BuildRequestError",
+    "Claim",
+    "NOTIFY_CHANNEL",
+    "StatementCounter",
+    "cancel_build",
+    "claim_build",
+    "cursor_of",
+    "finish_build",
+    "mark_gathering",
+    "request_build",
+    "rescore_build",
+    "reset_build",
+    "retry_delay",
+    "show_build",
+]
+
+#: ``job.job_type`` of every build. Native job runners must never claim it.
+BUILD_JOB_TYPE = "build"
+
+#: The one NOTIFY channel of the build farm. Payloads:
+#: ``queued <processor id> <virtualized 0|1>`` (a build became WAITING),
+#: ``freed <builder id>`` (a builder finished a build),
+#: ``cancel <job id>`` (a running build is to be cancelled),
+#: ``builders`` (builders were added or changed).
+NOTIFY_CHANNEL = "lp_build"
+
+#: Default retries of a build (dispatches beyond the first) before a reset
+#: fails it instead.
+DEFAULT_MAX_RETRIES = 5
+
+
+class BuildRequestError(ValueError):
+    """A build request that cannot be queued; the message is one line."""
+
+
+class BuildNotFound(LookupError):
+    """No build has that id."""
+
+
+class StatementCounter:
+    """Counts the SQL statements the buildmaster sends (for benchmarks)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def execute(self, cursor, sql, params=None):
+        self.count += 1
+        cursor.execute(sql, params)
+
+
+#: The process-wide counter every statement of this module goes through.
+statements = StatementCounter()
+_execute = statements.execute
+
+
+def cursor_of(store_or_cursor):
+    """A psycopg2 cursor from a cursor or a Storm Store."""
+    if hasattr(store_or_cursor, "fetchone"):
+        return store_or_cursor
+    from lp_services.database.sql import raw_cursor
+
+    return raw_cursor(store_or_cursor)
+
+
+def new_cookie() -> str:
+    """A fresh build cookie: the id the agent builds under."""
+    return secrets.token_hex(12)
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """How long a reset build waits before it may be dispatched again:
+    none after the first dispatch, then 30 s doubling, at most 10 min
+    (a build that keeps breaking builders must not hot-loop)."""
+    if attempt <= 1:
+        return timedelta(0)
+    return timedelta(seconds=min(30 * 2 ** (attempt - 2), 600))
+
+
+def request_build(store_or_cursor, *, build_type: str, processor: str,
+                  now: datetime, virtualized: bool = False,
+                  series: str = "default", build_args: dict | None = None,
+                  filemap: dict | None = None, urgency: str = "medium",
+                  private: bool = False, pocket: str | None = None,
+                  component: str | None = None, archive_relative: int = 0,
+                  required_resources: list[str] | None = None,
+                  prerequisite: int | None = None,
+                  scheduled_start: datetime | None = None,
+                  max_retries: int = DEFAULT_MAX_RETRIES,
+                  requester: str | None = None, reason: str | None = None,
+                  estimated_duration: timedelta = timedelta(minutes=5)) -> int:
+    """Queue a build in the caller's transaction; return its job id.
+
+    Creates the ``job`` (type ``build``, WAITING), ``build_farm_job``
+    (NEEDSBUILD) and ``build_queue`` rows in one statement and notifies
+    the buildmasters (delivered when the caller commits). ``filemap`` maps
+    file names the build sees to sha1s of files in the file store.
+
+    :raises BuildRequestError: unknown processor, build type, urgency,
+        prerequisite, or a filemap naming a file the store lacks.
+    """
+    cursor = cursor_of(store_or_cursor)
+    try:
+        base = base_score(ScoreInputs(build_type, urgency, private, pocket,
+                                      component, archive_relative))
+    except ValueError as error:
+        raise BuildRequestError(str(error)) from None
+    filemap = dict(filemap or {})
+    from lp_services.filestore.store import InvalidFileName, check_filename
+
+    for name in filemap:
+        try:
+            check_filename(name)
+        except InvalidFileName as error:
+            raise BuildRequestError(str(error)) from None
+    _execute(cursor, """
+        SELECT (SELECT id FROM processor WHERE name = %(processor)s),
+               (SELECT count(*) FROM job WHERE id = %(prerequisite)s),
+               (SELECT count(DISTINCT sha1) FROM library_file
+                 WHERE sha1 = ANY(%(sha1s)s))
+        """, {"processor": processor, "prerequisite": prerequisite,
+              "sha1s": sorted(set(filemap.values()))})
+    processor_id, prerequisite_found, files_found = cursor.fetchone()
+    if processor_id is None:
+        raise BuildRequestError("unknown processor %r" % processor)
+    if prerequisite is not None and not prerequisite_found:
+        raise BuildRequestError("unknown prerequisite job %s" % prerequisite)
+    if files_found != len(set(filemap.values())):
+        raise BuildRequestError("the filemap names a file the store lacks")
+    json_data = {"urgency": urgency, "private": private, "base_score": base}
+    for key, value in (("pocket", pocket), ("component", component)):
+        if value is not None:
+            json_data[key] = value
+    if archive_relative:
+        json_data["archive_relative"] = archive_relative
+    _execute(cursor, """
+        WITH new_job AS (
+            INSERT INTO job (job_type, status, requester, reason,
+                             date_created, scheduled_start, max_retries,
+                             json_data, prerequisite)
+            VALUES (%(job_type)s, 0, %(requester)s, %(reason)s, %(now)s,
+                    %(scheduled_start)s, %(max_retries)s, %(json_data)s,
+                    %(prerequisite)s)
+            RETURNING id),
+        farm AS (
+            INSERT INTO build_farm_job (job, build_type, processor,
+                                        virtualized, series, status)
+            SELECT id, %(build_type)s, %(processor)s, %(virtualized)s,
+                   %(series)s, 0 FROM new_job
+            RETURNING job),
+        queued AS (
+            INSERT INTO build_queue (job, build_farm_job, build_type,
+                processor, virtualized, lastscore, estimated_duration,
+                build_args, filemap, required_resources)
+            SELECT job, job, %(build_type)s, %(processor)s, %(virtualized)s,
+                   %(lastscore)s, %(estimated_duration)s, %(build_args)s,
+                   %(filemap)s, %(resources)s FROM farm
+            RETURNING job)
+        SELECT job, pg_notify(%(channel)s,
+                              'queued ' || %(processor)s || ' '
+                              || %(virtualized)s::int)
+        FROM queued
+        """, {
+            "job_type": BUILD_JOB_TYPE, "requester": requester,
+            "reason": reason, "now": now,
+            "scheduled_start": scheduled_start or now,
+            "max_retries": max_retries, "json_data": json.dumps(json_data),
+            "prerequisite": prerequisite, "build_type": build_type,
+            "processor": processor_id, "virtualized": virtualized,
+            "series": series, "lastscore": sort_key(base, now),
+            "estimated_duration": estimated_duration,
+            "build_args": json.dumps(build_args or {}),
+            "filemap": json.dumps(filemap),
+            "resources": list(required_resources or []),
+            "channel": NOTIFY_CHANNEL})
+    return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A build just claimed for a builder: what dispatching it needs."""
+
+    job_id: int
+    cookie: str
+    build_type: str
+    processor: str
+    series: str
+    build_args: dict = field(default_factory=dict)
+    filemap: dict = field(default_factory=dict)
+    #: sha1 of the chroot for the build's processor and series, or None.
+    chroot_sha1: str | None = None
+    virtualized: bool = False
+
+
+# The candidate query and claim, in one statement (see docs/buildmaster.md).
+# Per processor of the builder, a LATERAL index scan of
+# build_queue__candidate__idx in (lastscore DESC, job) order takes the first
+# row that is eligible and not locked by another claimer; the best of those
+# (at most one per processor) is claimed: job RUNNING under this master's
+# lease, builder and a fresh cookie on the queue row, BUILDING on the farm
+# job. The unique index on build_queue.builder rejects a second build for
+# one builder even if two masters raced.
+CLAIM_SQL = """
+WITH candidate AS (
+    SELECT c.job
+    FROM unnest(%(processors)s::int[]) AS p(id)
+    CROSS JOIN LATERAL (
+        SELECT bq.job, bq.lastscore
+        FROM build_queue bq
+        JOIN job j ON j.id = bq.job
+        WHERE bq.builder IS NULL
+          AND bq.processor = p.id
+          AND bq.virtualized = %(virtualized)s
+          AND j.status = 0
+          AND j.scheduled_start <= %(now)s
+          AND bq.required_resources <@ %(resources)s::text[]
+          AND (j.prerequisite IS NULL OR EXISTS (
+                SELECT 1 FROM job pj
+                WHERE pj.id = j.prerequisite AND pj.status = 2))
+        ORDER BY bq.lastscore DESC, bq.job
+        LIMIT 1
+        FOR NO KEY UPDATE OF bq, j SKIP LOCKED
+    ) c
+    ORDER BY c.lastscore DESC, c.job
+    LIMIT 1
+),
+claimed_job AS (
+    UPDATE job
+    SET status = 1, date_started = %(now)s, lease_holder = %(holder)s,
+        lease_expires = %(lease_expires)s,
+        attempt_count = job.attempt_count + 1
+    FROM candidate
+    WHERE job.id = candidate.job AND job.status = 0
+    RETURNING job.id
+),
+claimed AS (
+    UPDATE build_queue
+    SET builder = %(builder)s, build_cookie = %(cookie)s,
+        date_dispatched = %(now)s, logtail = NULL
+    FROM claimed_job
+    WHERE build_queue.job = claimed_job.id
+    RETURNING build_queue.job, build_queue.build_type,
+              build_queue.processor, build_queue.virtualized,
+              build_queue.build_args, build_queue.filemap
+),
+farm AS (
+    UPDATE build_farm_job
+    SET status = 6, builder = %(builder)s, date_started = %(now)s,
+        date_first_dispatched =
+            COALESCE(build_farm_job.date_first_dispatched, %(now)s)
+    FROM claimed
+    WHERE build_farm_job.job = claimed.job
+    RETURNING build_farm_job.job, build_farm_job.series
+)
+SELECT claimed.job, claimed.build_type, pr.name, farm.series,
+       claimed.build_args, claimed.filemap, lf.sha1, claimed.virtualized
+FROM claimed
+JOIN farm ON farm.job = claimed.job
+JOIN processor pr ON pr.id = claimed.processor
+LEFT JOIN chroot ch ON ch.processor = claimed.processor
+                   AND ch.series = farm.series
+LEFT JOIN library_file lf ON lf.id = ch.library_file
+"""
+
+
+def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
+                virtualized: bool, resources: list[str], now: datetime,
+                holder: str, lease: timedelta) -> Claim | None:
+    """Claim the best eligible build for a builder, or None (one statement).
+
+    Eligible: WAITING, one of ``processors``, same virtualization, required
+    resources a subset of ``resources``, scheduled start passed,
+    prerequisite (if any) COMPLETED, not locked by a concurrent claim.
+    """
+    cursor = cursor_of(store_or_cursor)
+    cookie = new_cookie()
+    _execute(cursor, CLAIM_SQL, {
+        "processors": list(processors), "virtualized": virtualized,
+        "resources": list(resources), "now": now, "holder": holder,
+        "lease_expires": now + lease, "builder": builder_id,
+        "cookie": cookie})
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    job_id, build_type, processor, series, args, filemap, chroot, virt = row
+    return Claim(job_id, cookie, build_type, processor, series, args or {},
+                 filemap or {}, chroot.strip() if chroot else None, virt)
+
+
+def _release_queue_row(cursor, job_id, cookie):
+    """Detach a build from its builder if the cookie still matches."""
+    _execute(cursor, """
+        UPDATE build_queue
+        SET builder = NULL, build_cookie = NULL, date_dispatched = NULL,
+            logtail = NULL
+        WHERE job = %(job)s AND build_cookie = %(cookie)s
+        RETURNING processor, virtualized
+        """, {"job": job_id, "cookie": cookie})
+    return cursor.fetchone()
+
+
+def reset_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
+                error: str) -> str | None:
+    """Send a dispatched build back to WAITING through the job's retry
+    policy, or fail it when its attempts are spent.
+
+    :return: ``"waiting"``, ``"failed"``, or None when the build no longer
+        holds ``cookie`` (someone else already dealt with it).
+    """
+    cursor = cursor_of(store_or_cursor)
+    released = _release_queue_row(cursor, job_id, cookie)
+    if released is None:
+        return None
+    processor_id, virtualized = released
+    _execute(cursor, "SELECT attempt_count, max_retries FROM job"
+                     " WHERE id = %(job)s", {"job": job_id})
+    attempts, max_retries = cursor.fetchone()
+    if attempts > max_retries:
+        _finish(cursor, job_id, now, BuildStatus.FAILEDTOBUILD,
+                JobStatus.FAILED,
+                last_error="%s; gave up after %d attempts" % (error, attempts))
+        return "failed"
+    statements.count += 1
+    transition_job(cursor, job_id, JobStatus.WAITING, now,
+                   scheduled_start=now + retry_delay(attempts),
+                   lease_holder=None, lease_expires=None, last_error=error)
+    _execute(cursor, """
+        UPDATE build_farm_job SET status = 0, builder = NULL
+        WHERE job = %(job)s;
+        SELECT pg_notify(%(channel)s, 'queued ' || %(processor)s || ' '
+                         || %(virtualized)s::int)
+        """, {"job": job_id, "channel": NOTIFY_CHANNEL,
+              "processor": processor_id, "virtualized": virtualized})
+    return "waiting"
+
+
+def mark_gathering(store_or_cursor, job_id: int, cookie: str) -> bool:
+    """Mark a build GATHERING while its results are fetched."""
+    cursor = cursor_of(store_or_cursor)
+    _execute(cursor, """
+        UPDATE build_farm_job SET status = 11
+        WHERE job = %(job)s AND status = 6 AND EXISTS (
+            SELECT 1 FROM build_queue
+            WHERE job = %(job)s AND build_cookie = %(cookie)s)
+        RETURNING job""", {"job": job_id, "cookie": cookie})
+    return cursor.fetchone() is not None
+
+
+def _finish(cursor, job_id, now, build_status, job_status, *, log_id=None,
+            dependencies=None, last_error=None, files=()):
+    """End a build whose queue row is already dealt with."""
+    statements.count += 1
+    transition_job(cursor, job_id, job_status, now, lease_holder=None,
+                   lease_expires=None, last_error=last_error)
+    _execute(cursor, """
+        UPDATE build_farm_job
+        SET status = %(status)s, date_finished = %(now)s,
+            log = COALESCE(%(log)s, log),
+            dependencies = COALESCE(%(dependencies)s, dependencies)
+        WHERE job = %(job)s;
+        DELETE FROM build_queue WHERE job = %(job)s;
+        """, {"status": int(build_status), "now": now, "log": log_id,
+              "dependencies": dependencies, "job": job_id})
+    if files:
+        _execute(cursor, """
+            INSERT INTO build_file (build, library_file, filename)
+            SELECT %(job)s, f.id, f.name
+            FROM unnest(%(ids)s::bigint[], %(names)s::text[]) AS f(id, name)
+            """, {"job": job_id, "ids": [f[1] for f in files],
+                  "names": [f[0] for f in files]})
+
+
+def finish_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
+                 build_status: BuildStatus, *, log_id: int | None = None,
+                 dependencies: str | None = None,
+                 last_error: str | None = None,
+                 files: list[tuple[str, int]] = ()) -> int | None:
+    """End a dispatched build with its final status, in one transaction:
+    the job COMPLETED (FULLYBUILT) or FAILED (anything else), the farm job
+    updated with status, log and result files, the queue row deleted, the
+    builder announced free.
+
+    :param files: (filename, library_file id) of each result file.
+    :return: the builder id the build ran on, or None when the build no
+        longer holds ``cookie``.
+    """
+    cursor = cursor_of(store_or_cursor)
+    _execute(cursor, """
+        SELECT builder FROM build_queue
+        WHERE job = %(job)s AND build_cookie = %(cookie)s FOR UPDATE
+        """, {"job": job_id, "cookie": cookie})
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    job_status = (JobStatus.COMPLETED if build_status == BuildStatus.FULLYBUILT
+                  else JobStatus.FAILED)
+    _finish(cursor, job_id, now, build_status, job_status, log_id=log_id,
+            dependencies=dependencies, last_error=last_error, files=files)
+    _execute(cursor, "SELECT pg_notify(%(channel)s, 'freed ' || %(builder)s)",
+             {"channel": NOTIFY_CHANNEL, "builder": row[0]})
+    return row[0]
+
+
+def _lock_build(cursor, job_id):
+    _execute(cursor, """
+        SELECT j.status, f.status FROM job j
+        JOIN build_farm_job f ON f.job = j.id
+        WHERE j.id = %(job)s FOR UPDATE OF j
+        """, {"job": job_id})
+    row = cursor.fetchone()
+    if row is None:
+        raise BuildNotFound("no build with id %s" % job_id)
+    return JobStatus(row[0]), BuildStatus(row[1])
+
+
+def cancel_build(store_or_cursor, job_id: int, now: datetime) -> BuildStatus:
+    """Cancel a build: at once if it is not on a builder (CANCELLED), else
+    mark it CANCELLING and tell the buildmasters, whose scanner aborts it.
+
+    :return: the build's new status.
+    :raises BuildNotFound: no such build.
+    :raises BuildRequestError: the build has already finished.
+    """
+    cursor = cursor_of(store_or_cursor)
+    job_status, build_status = _lock_build(cursor, job_id)
+    _execute(cursor, "SELECT builder FROM build_queue WHERE job = %(job)s"
+                     " FOR UPDATE", {"job": job_id})
+    row = cursor.fetchone()
+    if row is None:
+        raise BuildRequestError("build %s has already finished (%s)"
+                                % (job_id, build_status.name))
+    if build_status in (BuildStatus.CANCELLING, BuildStatus.CANCELLED):
+        return build_status
+    if row[0] is None:
+        _finish(cursor, job_id, now, BuildStatus.CANCELLED, JobStatus.FAILED,
+                last_error="cancelled")
+        return BuildStatus.CANCELLED
+    _execute(cursor, """
+        UPDATE build_farm_job SET status = 9 WHERE job = %(job)s;
+        SELECT pg_notify(%(channel)s, 'cancel ' || %(job)s)
+        """, {"job": job_id, "channel": NOTIFY_CHANNEL})
+    return BuildStatus.CANCELLING
+
+
+def rescore_build(store_or_cursor, job_id: int, score: int,
+                  now: datetime) -> None:
+    """Pin a waiting build's score: SCORE now, ageing from there.
+
+    :raises BuildNotFound, BuildRequestError: no such build, or it is no
+        longer waiting.
+    """
+    cursor = cursor_of(store_or_cursor)
+    _lock_build(cursor, job_id)
+    _execute(cursor, """
+        UPDATE build_queue SET lastscore = %(key)s, manual = true
+        WHERE job = %(job)s AND builder IS NULL RETURNING job
+        """, {"key": sort_key_for_score(score, now), "job": job_id})
+    if cursor.fetchone() is None:
+        raise BuildRequestError(
+            "build %s is not waiting; only a waiting build can be rescored"
+            % job_id)
+
+
+def show_build(store_or_cursor, job_id: int, now: datetime) -> dict:
+    """Everything about one build, as plain values."""
+    cursor = cursor_of(store_or_cursor)
+    _execute(cursor, """
+        SELECT j.id, j.status, j.requester, j.reason, j.date_created,
+               j.scheduled_start, j.date_started, j.date_finished,
+               j.attempt_count, j.max_retries, j.last_error, j.prerequisite,
+               j.lease_holder, j.lease_expires, j.json_data,
+               f.build_type, p.name, f.virtualized, f.series, f.status,
+               b.name, f.date_first_dispatched, f.date_finished,
+               lf.sha1, lf.filename, f.dependencies, f.failure_count,
+               q.lastscore, q.manual, q.build_cookie, q.logtail,
+               q.build_args, q.filemap, q.required_resources, qb.name
+        FROM job j
+        JOIN build_farm_job f ON f.job = j.id
+        JOIN processor p ON p.id = f.processor
+        LEFT JOIN builder b ON b.id = f.builder
+        LEFT JOIN library_file lf ON lf.id = f.log
+        LEFT JOIN build_queue q ON q.job = j.id
+        LEFT JOIN builder qb ON qb.id = q.builder
+        WHERE j.id = %(job)s
+        """, {"job": job_id})
+    row = cursor.fetchone()
+    if row is None:
+        raise BuildNotFound("no build with id %s" % job_id)
+    (jid, jstatus, requester, reason, created, scheduled, started, finished,
+     attempts, max_retries, last_error, prerequisite, holder, lease,
+     json_data, build_type, processor, virtualized, series, status, builder,
+     first_dispatched, bfinished, log_sha1, log_name, dependencies,
+     failures, lastscore, manual, cookie, logtail, args, filemap, resources,
+     queue_builder) = row
+    _execute(cursor, """
+        SELECT bf.filename, lf.sha1, lf.size FROM build_file bf
+        JOIN library_file lf ON lf.id = bf.library_file
+        WHERE bf.build = %(job)s ORDER BY bf.filename""", {"job": job_id})
+    files = [{"filename": n, "sha1": s.strip(), "size": z}
+             for n, s, z in cursor.fetchall()]
+    return {
+        "id": jid, "job_status": JobStatus(jstatus).name,
+        "status": BuildStatus(status).name, "build_type": build_type,
+        "processor": processor, "virtualized": virtualized,
+        "series": series, "builder": queue_builder or builder,
+        "requester": requester, "reason": reason,
+        "date_created": created, "scheduled_start": scheduled,
+        "date_started": started, "date_finished": finished or bfinished,
+        "date_first_dispatched": first_dispatched,
+        "attempt_count": attempts, "max_retries": max_retries,
+        "failure_count": failures, "last_error": last_error,
+        "prerequisite": prerequisite, "lease_holder": holder,
+        "lease_expires": lease, "urgency": json_data.get("urgency"),
+        "score": (effective_score(lastscore, now)
+                  if lastscore is not None else None),
+        "score_pinned": manual, "cookie": cookie, "logtail": logtail,
+        "build_args": args, "filemap": filemap,
+        "required_resources": resources, "dependencies": dependencies,
+        "log": ({"filename": log_name, "sha1": log_sha1.strip()}
+                if log_sha1 else None),
+        "files": files,
+    }

@@ -1,0 +1,100 @@
+"""Shared fixtures of the buildmaster tests."""
+
+import io
+from pathlib import Path
+
+from lp_services.buildmaster import builders as B
+from lp_services.buildmaster import queue as Q
+from lp_services.buildmaster.manager import BuilderScanner, Farm, FarmConfig
+from lp_services.buildmaster.testing import SyncTransactor
+from lp_services.clock import utcnow
+from lp_services.database.sql import raw_cursor
+from lp_services.database.transactor import Transactor
+from lp_services.filestore.store import FileStore
+from lp_services.testing.clock import clock_at
+from lp_services.testing.database import DatabaseTestMixin
+
+CHROOT = b"a chroot tarball\n"
+
+
+class FarmMixin(DatabaseTestMixin):
+    """A database, a file store, a clock, a synchronous transactor, and
+    helpers to add builders, chroots and builds."""
+
+    def setUp(self):
+        super().setUp()
+        self.clock = clock_at()
+        self.transactor = Transactor(self.database_url, max_threads=1)
+        self.addCleanup(self.transactor.stop)
+        self.sync = SyncTransactor(self.transactor)
+        self.file_store = FileStore(Path(self.mktemp()))
+        self.agents = {}
+        self.commands = []
+        self.command_result = 0
+        self.farm = Farm(self.sync, self.clock, self.file_store,
+                         FarmConfig(identity="test-master",
+                                    files_url="http://master:8220"),
+                         agent_factory=lambda v: self.agents[v.name],
+                         run_command=self.run_command)
+
+    def run_command(self, command, env, timeout):
+        from twisted.internet import defer
+
+        self.commands.append((command, env, timeout))
+        return defer.succeed(self.command_result)
+
+    def now(self):
+        return utcnow(self.clock)
+
+    def sql(self, function, *args, **kwargs):
+        """Run function(cursor, ...) in one committed transaction."""
+        return self.transactor.run_blocking(
+            lambda store: function(raw_cursor(store), *args, **kwargs))
+
+    def query(self, sql, params=None):
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def add_builder(self, name="b1", processors=("amd64",), agent=None,
+                    **kwargs):
+        kwargs.setdefault("url", "http://%s:8221" % name)
+        if kwargs.get("virtualized"):
+            kwargs.setdefault("reset_command", "reset-%s" % name)
+        builder_id = self.sql(B.add_builder, name=name,
+                              processors=list(processors), **kwargs)
+        if agent is not None:
+            self.agents[name] = agent
+        return builder_id
+
+    def add_chroot(self, processor="amd64", series="default",
+                   content=CHROOT):
+        def add(store):
+            record = self.file_store.add(store, "chroot.tar",
+                                         io.BytesIO(content))
+            raw_cursor(store).execute(
+                "INSERT INTO chroot (processor, series, library_file)"
+                " SELECT id, %s, %s FROM processor WHERE name = %s",
+                (series, record.id, processor))
+            return record.sha1
+        return self.transactor.run_blocking(add)
+
+    def request(self, processor="amd64", **kwargs):
+        kwargs.setdefault("build_type", "script")
+        kwargs.setdefault("now", self.now())
+        return self.sql(Q.request_build, processor=processor, **kwargs)
+
+    def scanner(self, name="b1"):
+        vitals = self.sql(B.load_vitals, name)[0]
+        self.farm.pending = set(self.sql(B.pending_work))
+        return BuilderScanner(self.farm, vitals)
+
+    def scan(self, scanner):
+        """Run one scan to its end (everything is synchronous)."""
+        self.farm.pending = set(self.sql(B.pending_work))
+        d = scanner.scan()
+        self.successResultOf(d)
+
+    def build_row(self, job_id):
+        return self.sql(Q.show_build, job_id, self.now())
