@@ -37,6 +37,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "StatementCounter",
     "cancel_build",
+    "check_request",
     "claim_build",
     "cursor_of",
     "finish_build",
@@ -108,6 +109,27 @@ def retry_delay(attempt: int) -> timedelta:
     if attempt <= 1:
         return timedelta(0)
     return timedelta(seconds=min(30 * 2 ** (attempt - 2), 600))
+
+
+def check_request(store_or_cursor, *, build_type: str, processor: str,
+                  urgency: str = "medium",
+                  prerequisite: int | None = None) -> None:
+    """Raise :class:`BuildRequestError` for an unknown build type,
+    urgency, processor or prerequisite (before any file is stored)."""
+    cursor = cursor_of(store_or_cursor)
+    try:
+        base_score(ScoreInputs(build_type, urgency))
+    except ValueError as error:
+        raise BuildRequestError(str(error)) from None
+    _execute(cursor, """
+        SELECT (SELECT id FROM processor WHERE name = %(processor)s),
+               (SELECT count(*) FROM job WHERE id = %(prerequisite)s)
+        """, {"processor": processor, "prerequisite": prerequisite})
+    processor_id, found = cursor.fetchone()
+    if processor_id is None:
+        raise BuildRequestError("unknown processor %r" % processor)
+    if prerequisite is not None and not found:
+        raise BuildRequestError("unknown prerequisite job %s" % prerequisite)
 
 
 def request_build(store_or_cursor, *, build_type: str, processor: str,

@@ -1,35 +1,141 @@
-"""`twistd buildmaster`: options and service (not yet able to do its work)."""
+"""`twistd buildmaster`: options and the service.
 
-from twisted.application.service import Service
-from twisted.logger import Logger
+``makeService`` builds a MultiService of small services, started in
+order and stopped in reverse:
+
+1. the transactor (threads for every Storm/SQL call),
+2. the HTTP site (file store for agents, logs and results for people),
+3. the builder manager (refresher, one scanner per builder, logtail
+   writer),
+4. the LISTEN/NOTIFY listener that wakes scanners.
+
+Nothing touches the database or the network before ``startService``.
+"""
+
+import configparser
+import os
+import socket
+from datetime import timedelta
+
+from twisted.application import service, strports
 from twisted.python import usage
+
+from lp_services.buildmaster import manager as M
 
 __all__ = ["Options", "makeService"]
 
 
 class Options(usage.Options):
-    """Options of `twistd buildmaster`."""
+    """Options of `twistd buildmaster` (also readable from ``--config``,
+    an ini file with a ``[buildmaster]`` section using the same names)."""
 
     optParameters = [
-        ["config", "c", None, "Configuration file."],
+        ["config", "c", None, "Configuration file ([buildmaster] section)."],
+        ["database", "d", None,
+         "PostgreSQL URL (default $LP_DATABASE_URL, else the embedded "
+         "server under --home, which must be running)."],
+        ["home", None, None, "State directory (default $LP_HOME or ./var)."],
+        ["port", "p", "tcp:8220",
+         "strports description of the HTTP file store and build pages."],
+        ["files-url", None, None,
+         "Base URL agents and people reach the HTTP site at "
+         "(default http://<fqdn>:<port>)."],
+        ["identity", None, None,
+         "Lease holder name of this buildmaster (default "
+         "buildmaster@<hostname>); keep it stable across restarts."],
+        ["interval", None, str(M.SCAN_INTERVAL), "Seconds between scans."],
+        ["cancel-timeout", None, str(M.CANCEL_TIMEOUT),
+         "Seconds after abort before a cancellation is forced."],
+        ["reset-timeout", None, str(M.RESET_TIMEOUT),
+         "Seconds a virtual builder's reset command may run."],
+        ["echo-timeout", None, str(M.ECHO_TIMEOUT),
+         "Seconds to wait for a reset builder to answer."],
+        ["lease", None, str(int(M.LEASE.total_seconds())),
+         "Seconds of a running build's lease."],
+        ["threads", None, "4", "Database threads."],
     ]
 
+    def postOptions(self):
+        path = self["config"]
+        if path:
+            parser = configparser.ConfigParser()
+            if not parser.read(path):
+                raise usage.UsageError("cannot read config file %s" % path)
+            if parser.has_section("buildmaster"):
+                for key, value in parser.items("buildmaster"):
+                    if key not in self:
+                        raise usage.UsageError(
+                            "unknown setting %r in %s" % (key, path))
+                    if self[key] == self.defaults.get(key):
+                        self[key] = value
+        for key in ("interval", "cancel-timeout", "reset-timeout",
+                    "echo-timeout", "lease"):
+            try:
+                if float(self[key]) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise usage.UsageError("--%s must be a positive number" % key)
+        try:
+            self["threads"] = int(self["threads"])
+        except ValueError:
+            raise usage.UsageError("--threads must be an integer")
 
-class _NotYetService(Service):
-    """Starts, says plainly that it cannot work yet, and stops on SIGTERM."""
 
-    log = Logger()
+class TransactorService(service.Service):
+    """Starts and stops a transactor's threads."""
+
+    def __init__(self, transactor):
+        self.transactor = transactor
 
     def startService(self):
         super().startService()
-        self.log.warn("buildmaster is not yet able to do its work in this "
-                      "version of lp-services; idling until stopped")
+        self.transactor.start()
 
     def stopService(self):
-        self.log.info("buildmaster stopping")
-        return super().stopService()
+        super().stopService()
+        self.transactor.stop()
 
 
-def makeService(options):
+def _port_number(description: str) -> int:
+    for part in description.split(":")[1:]:
+        if part.isdigit():
+            return int(part)
+    return 8220
+
+
+def makeService(options, reactor=None):
     """Build the buildmaster service from its options."""
-    return _NotYetService()
+    if reactor is None:
+        from twisted.internet import reactor
+    from lp_services.buildmaster.notify import NotifyListener
+    from lp_services.buildmaster.web import build_site
+    from lp_services.database.connection import resolve_database_url
+    from lp_services.database.transactor import Transactor
+    from lp_services.filestore.store import default_file_store
+
+    url = resolve_database_url(options["database"], options["home"],
+                               start_embedded=False)
+    files_url = options["files-url"] or "http://%s:%d" % (
+        socket.getfqdn(), _port_number(options["port"]))
+    identity = options["identity"] or "buildmaster@%s" % socket.gethostname()
+    config = M.FarmConfig(
+        identity=identity, files_url=files_url,
+        interval=float(options["interval"]),
+        lease=timedelta(seconds=float(options["lease"])),
+        cancel_timeout=float(options["cancel-timeout"]),
+        reset_timeout=float(options["reset-timeout"]),
+        echo_timeout=float(options["echo-timeout"]))
+    transactor = Transactor(url, reactor=reactor,
+                            max_threads=options["threads"])
+    home = options["home"] or os.environ.get("LP_HOME")
+    farm = M.Farm(transactor, reactor, default_file_store(home), config,
+                  reactor=reactor)
+    top = service.MultiService()
+    TransactorService(transactor).setServiceParent(top)
+    manager = M.BuilderManager(farm)
+    strports.service(options["port"], build_site(farm, manager),
+                     reactor=reactor).setServiceParent(top)
+    manager.setServiceParent(top)
+    NotifyListener(url, manager, reactor).setServiceParent(top)
+    top.farm, top.manager = farm, manager
+    return top

@@ -18,6 +18,9 @@ _GROUPS = [
     ("lp_services.cli.job", "job"),
     ("lp_services.cli.report", "report"),
     ("lp_services.cli.show", "show"),
+    ("lp_services.cli.builder", "builder"),
+    ("lp_services.cli.chroot", "chroot"),
+    ("lp_services.cli.build", "build"),
 ]
 
 

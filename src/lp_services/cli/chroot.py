@@ -1,0 +1,57 @@
+"""``lp-services chroot``: chroot tarballs builds unpack."""
+
+from pathlib import Path
+
+import click
+
+from lp_services.cli.context import pass_context, user_errors
+
+__all__ = ["chroot"]
+
+
+@click.group()
+def chroot():
+    """Chroot tarballs per processor and series."""
+
+
+@chroot.command()
+@click.option("--processor", required=True, help="Processor name.")
+@click.option("--series", default="default", show_default=True)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False,
+                                        path_type=Path))
+@pass_context
+@user_errors
+def add(ctx, processor, series, file):
+    """Store FILE in the file store as the chroot of PROCESSOR/SERIES
+    (replacing the previous one)."""
+    from lp_services.database.sql import raw_cursor
+    from lp_services.filestore.store import default_file_store
+
+    file_store = default_file_store(ctx.home)
+
+    def add_chroot(store):
+        cursor = raw_cursor(store)
+        cursor.execute("SELECT id FROM processor WHERE name = %s",
+                       (processor,))
+        row = cursor.fetchone()
+        if row is None:
+            raise click.ClickException(
+                "unknown processor %r (add a builder for it first)"
+                % processor)
+        record = file_store.add_path(store, file)
+        cursor = raw_cursor(store)
+        cursor.execute("""
+            INSERT INTO chroot (processor, series, library_file)
+            VALUES (%s, %s, %s)
+            ON CONFLICT (processor, series)
+            DO UPDATE SET library_file = EXCLUDED.library_file,
+                          date_created = now()
+            """, (row[0], series, record.id))
+        return record.sha1
+
+    transactor = ctx.transactor()
+    try:
+        sha1 = transactor.run_blocking(add_chroot)
+    finally:
+        transactor.stop()
+    click.echo("chroot for %s/%s: %s" % (processor, series, sha1))
