@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+from collections import deque
 
 from twisted.internet import defer, error as txerror, protocol
 from twisted.logger import Logger
@@ -23,7 +24,14 @@ log = Logger()
 
 
 class Worker(protocol.ProcessProtocol):
-    """One child process and the job it runs."""
+    """One child process and the jobs sent to it.
+
+    The child runs jobs one at a time, in the order sent; the parent may
+    send up to the pool's ``depth`` jobs ahead (they wait in the pipe), so
+    that short jobs do not wait for a round trip each. The timeout of a job
+    starts when it reaches the head of the queue, i.e. when the child
+    answered the job before it.
+    """
 
     def __init__(self, pool):
         self.pool = pool
@@ -31,12 +39,23 @@ class Worker(protocol.ProcessProtocol):
         self.ready = defer.Deferred()
         self.ended = defer.Deferred()
         self.alive = False
-        self.job_id = None
-        self._result = None
+        self.queue = deque()   # [job id, Deferred, timeout]
         self._buffer = b""
         self._err_buffer = b""
         self._timer = None
         self._kill_reason = None
+
+    @property
+    def job_id(self):
+        """The job the child is running (the head of the queue), or None."""
+        return self.queue[0][0] if self.queue else None
+
+    @property
+    def free(self) -> int:
+        """How many more jobs this worker may be sent."""
+        if not self.alive or self._kill_reason is not None:
+            return 0
+        return self.pool.depth - len(self.queue)
 
     # -- process events ------------------------------------------------
 
@@ -52,7 +71,7 @@ class Worker(protocol.ProcessProtocol):
             if "ready" in message:
                 if not self.ready.called:
                     self.ready.callback(self)
-            elif message.get("job") == self.job_id:
+            elif self.queue and message.get("job") == self.queue[0][0]:
                 self._finish(message)
 
     def errReceived(self, data):
@@ -64,7 +83,7 @@ class Worker(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         self.alive = False
-        if self.job_id is not None:
+        if self.queue:
             if self._kill_reason is not None:
                 outcome, message = self._kill_reason
             else:
@@ -72,6 +91,10 @@ class Worker(protocol.ProcessProtocol):
                     _describe(reason.value),)
             self._finish({"job": self.job_id, "outcome": outcome,
                           "message": message, "traceback": None})
+        while self.queue:
+            self._finish({"job": self.job_id, "outcome": "not_started",
+                          "message": "its worker process died before "
+                          "starting it", "traceback": None})
         if not self.ready.called:
             self.ready.errback(reason)
         self.ended.callback(None)
@@ -81,34 +104,45 @@ class Worker(protocol.ProcessProtocol):
 
     def run(self, request: dict, timeout: float | None):
         """Send a job; return a Deferred firing with the reply dict."""
-        assert self.job_id is None and self.alive
-        self.job_id = request["job"]
-        self._result = defer.Deferred()
-        if timeout is not None:
-            self._timer = self.pool.clock.callLater(
-                timeout, self.kill, "timeout",
-                "timed out after %s seconds" % timeout)
+        assert self.free > 0
+        result = defer.Deferred()
+        self.queue.append((request["job"], result, timeout))
+        if len(self.queue) == 1:
+            self._arm()
         self.transport.write(json.dumps(request).encode("utf-8") + b"\n")
-        return self._result
+        return result
 
-    def kill(self, outcome: str, message: str) -> None:
-        """Kill the child; its job (if any) ends with ``outcome``."""
+    def kill(self, outcome: str, message: str, job_id=None) -> None:
+        """Kill the child. The job it runs ends with ``outcome`` if it is
+        ``job_id`` (or ``job_id`` is None), else ``handed_back``; jobs
+        queued behind it end ``not_started``."""
         if self._kill_reason is None:
-            self._kill_reason = (outcome, message)
+            if job_id is None or job_id == self.job_id:
+                self._kill_reason = (outcome, message)
+            else:
+                self._kill_reason = ("handed_back", "its worker was stopped "
+                                     "to cancel job %s" % job_id)
         if self.alive:
             try:
                 self.transport.signalProcess("KILL")
             except txerror.ProcessExitedAlready:
                 pass
 
+    def _arm(self):
+        timeout = self.queue[0][2]
+        if timeout is not None:
+            self._timer = self.pool.clock.callLater(
+                timeout, self.kill, "timeout",
+                "timed out after %s seconds" % timeout)
+
     def _finish(self, message):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        result, self._result = self._result, None
-        self.job_id = None
-        if result is not None:
-            result.callback(message)
+        _, result, _ = self.queue.popleft()
+        if self.queue and self.alive and self._kill_reason is None:
+            self._arm()
+        result.callback(message)
 
 
 def _describe(error) -> str:
@@ -136,17 +170,17 @@ class WorkerPool:
     RESPAWN_DELAY = 1.0
 
     def __init__(self, size: int, modules=(), env=None, clock=None,
-                 reactor=None, on_idle=None):
+                 reactor=None, on_idle=None, depth: int = 1):
         if reactor is None:
             from twisted.internet import reactor
         self.size = size
+        self.depth = depth
         self.modules = tuple(modules)
         self.env = dict(env or {})
         self.clock = clock if clock is not None else reactor
         self.reactor = reactor
         self.on_idle = on_idle
         self.workers: set[Worker] = set()
-        self.idle: list[Worker] = []
         self._stopping = False
 
     def start(self):
@@ -166,18 +200,14 @@ class WorkerPool:
                                   childFDs={0: "w", 1: "r", 2: "r"})
 
         def ready(w):
-            if w.alive and not self._stopping:
-                self.idle.append(w)
-                if self.on_idle is not None:
-                    self.on_idle()
+            if w.alive and not self._stopping and self.on_idle is not None:
+                self.on_idle()
             return w
 
         return worker.ready.addCallback(ready)
 
     def _worker_ended(self, worker):
         self.workers.discard(worker)
-        if worker in self.idle:
-            self.idle.remove(worker)
         if self._stopping:
             return
         delay = 0 if worker.ready.called and worker.ready.result is worker \
@@ -192,27 +222,23 @@ class WorkerPool:
                                    "{e}", e=f.getErrorMessage()))
 
     def take(self):
-        """An idle worker, or None."""
-        while self.idle:
-            worker = self.idle.pop()
-            if worker.alive:
-                return worker
-        return None
-
-    def give_back(self, worker):
-        """Return a worker after its job ended (dead ones are replaced)."""
-        if worker.alive and not self._stopping:
-            self.idle.append(worker)
+        """The ready worker with the most room, or None if all are full."""
+        best = None
+        for worker in self.workers:
+            if worker.ready.called and worker.free > 0 and (
+                    best is None or worker.free > best.free):
+                best = worker
+        return best
 
     @property
     def idle_count(self) -> int:
-        return len(self.idle)
+        """How many more jobs the pool may be sent."""
+        return sum(w.free for w in self.workers if w.ready.called)
 
     def stop(self, timeout: float = 5.0):
         """Close the children's stdin (they exit), kill any still alive
         after ``timeout``; fire when all have ended."""
         self._stopping = True
-        self.idle = []
         ended = [w.ended for w in self.workers]
         for worker in list(self.workers):
             try:

@@ -99,6 +99,8 @@ class JobRunner(Service):
         scheduled jobs that came due, maintenance).
     :param grace: seconds a stopping runner lets running jobs finish.
     :param claim_batch: at most this many jobs per claim statement.
+    :param depth: jobs sent ahead to each child (1: one at a time; more
+        helps throughput of very short jobs, see docs/jobrunner.md).
     :param clock: IReactorTime for every timer and timestamp.
     :param reactor: the reactor (processes, sockets).
     :param reconnect_policy: seconds before reconnection attempt n.
@@ -107,6 +109,7 @@ class JobRunner(Service):
     def __init__(self, database_url: str, types, holder: str,
                  concurrency: int = 4, modules=(), poll_interval: float = 5.0,
                  grace: float = 30.0, claim_batch: int | None = None,
+                 depth: int = 1,
                  clock=None, reactor=None,
                  reconnect_policy: Callable[[int], float] = reconnect_delay):
         if reactor is None:
@@ -120,7 +123,7 @@ class JobRunner(Service):
         self.modules = tuple(modules)
         self.poll_interval = poll_interval
         self.grace = grace
-        self.claim_batch = claim_batch or concurrency
+        self.claim_batch = claim_batch or concurrency * depth
         self.clock = clock if clock is not None else reactor
         self.reactor = reactor
         self.reconnect_policy = reconnect_policy
@@ -134,7 +137,7 @@ class JobRunner(Service):
         self.pool = WorkerPool(concurrency, self.modules,
                                env={"LP_DATABASE_URL": database_url},
                                clock=self.clock, reactor=reactor,
-                               on_idle=self.wake)
+                               on_idle=self.wake, depth=depth)
         self._conn = None
         self._connecting = None
         self._closed = False
@@ -145,6 +148,7 @@ class JobRunner(Service):
         self._fail: list[tuple] = []
         self._hand_back: list[int] = []
         self._cycling = False
+        self._wake_pending = False
         self._again = False
         self._maintenance_due = True
         self._heartbeat_due = False
@@ -323,7 +327,6 @@ class JobRunner(Service):
         """A job's attempt ended: decide its outcome (written by the loop)."""
         job_id = running.job_id
         self._running.pop(job_id, None)
-        self.pool.give_back(running.worker)
         outcome = reply["outcome"]
         message = reply.get("message") or outcome
         if outcome == "completed":
@@ -333,7 +336,7 @@ class JobRunner(Service):
         elif outcome in ("lease_lost", "cancelled"):
             self.stats["lost"] += 1
             log.info("job {id}: {message}", id=job_id, message=message)
-        elif outcome == "handed_back":
+        elif outcome in ("handed_back", "not_started"):
             self._hand_back.append(job_id)
         elif outcome in ("retryable", "timeout", "crashed"):
             if outcome != "retryable":
@@ -355,6 +358,17 @@ class JobRunner(Service):
             for waiter in waiters:
                 if not waiter.called:
                     waiter.callback(None)
+        self._wake_soon()
+
+    def _wake_soon(self):
+        """Wake once for all the replies read in this reactor turn, so that
+        they are written in one statement."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.reactor.callLater(0, self._woken)
+
+    def _woken(self):
+        self._wake_pending = False
         self.wake()
 
     def _wait_drained(self, timeout):
@@ -428,7 +442,8 @@ class JobRunner(Service):
             if r.job_id not in renewed and r.job_id in self._running:
                 r.worker.kill("cancelled", "job %d is no longer held by %s "
                               "(cancelled, or its lease expired); its worker "
-                              "was stopped" % (r.job_id, self.holder))
+                              "was stopped" % (r.job_id, self.holder),
+                              job_id=r.job_id)
 
     @defer.inlineCallbacks
     def _maintain(self):
