@@ -75,7 +75,7 @@ class IdleTests(ProtocolTestCase):
     def test_info(self):
         """info gives the protocol version, arch tag and build types."""
         self.assertEqual((yield self.call("info")),
-                         ["1.0", "amd64", ["hold", "script"]])
+                         ["1.0", "amd64", ["binarypackage", "hold", "script"]])
 
     @defer.inlineCallbacks
     def test_status(self):
@@ -170,10 +170,10 @@ class IdleTests(ProtocolTestCase):
     def test_unknown_builder_and_unknown_sum(self):
         """An unknown build type answers UNKNOWNBUILDER; a chroot or file
         missing from the cache answers UNKNOWNSUM naming it; still IDLE."""
-        result = yield self.call("build", "b", "binarypackage", self.chroot,
+        result = yield self.call("build", "b", "livefs", self.chroot,
                                  {}, {})
         self.assertEqual(result[0], "BuildStatus.UNKNOWNBUILDER")
-        self.assertIn("binarypackage", result[1])
+        self.assertIn("livefs", result[1])
         result = yield self.call("build", "b", "hold", "1" * 40, {}, {})
         self.assertEqual(result, ["BuilderStatus.UNKNOWNSUM",
                                   "chroot %s is not in the cache" % ("1" * 40)])

@@ -55,10 +55,12 @@ _LIST_OF_STR = {"archives", "builder_constraints"}
 
 def default_registry() -> ManagerRegistry:
     """The build types this agent knows."""
+    from lp_services.slave.binarypackage import BinaryPackageBuildManager
     from lp_services.slave.script import ScriptBuildManager
 
     registry = ManagerRegistry()
     registry.register(ScriptBuildManager)
+    registry.register(BinaryPackageBuildManager)
     return registry
 
 
@@ -70,7 +72,12 @@ def make_backend(config: AgentConfig, reactor):
         from lp_services.slave.sandbox import SandboxBackend
 
         return SandboxBackend(reactor, limits, cgroup_mode=config.cgroup)
-    raise ValueError("unknown backend %r (known: sandbox)" % config.backend)
+    if config.backend == "qemu":
+        from lp_services.slave.qemu import QemuBackend
+
+        return QemuBackend.from_agent_config(config, reactor)
+    raise ValueError("unknown backend %r (known: sandbox, qemu)"
+                     % config.backend)
 
 
 @dataclass

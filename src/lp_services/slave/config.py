@@ -46,7 +46,7 @@ class AgentConfig:
     cache_dir: Path = Path("var/buildslave/cache")
     #: Where builds unpack their chroot and run.
     work_dir: Path = Path("var/buildslave/work")
-    #: The backend name (``sandbox``).
+    #: The backend name: ``sandbox`` (bubblewrap) or ``qemu`` (a VM).
     backend: str = "sandbox"
     #: TCP port and interface of /rpc and /filecache.
     port: int = 8221
@@ -81,6 +81,9 @@ class AgentConfig:
                 "configuration, --secret-file, $%s, or --no-auth" % SECRET_ENV)
         if not (0 <= self.port <= 65535):
             raise ConfigError("port out of range: %r" % (self.port,))
+        if self.backend not in ("sandbox", "qemu"):
+            raise ConfigError("backend must be sandbox or qemu, not %r"
+                              % self.backend)
         if self.cgroup not in ("auto", "v1", "v2", "none"):
             raise ConfigError("cgroup must be auto, v1, v2 or none")
         for name in ("memory_limit", "pids_limit", "max_file_size",
