@@ -21,6 +21,7 @@ _GROUPS = [
     ("lp_services.cli.builder", "builder"),
     ("lp_services.cli.chroot", "chroot"),
     ("lp_services.cli.build", "build"),
+    ("lp_services.cli.recipe", "recipe"),
 ]
 
 

@@ -1,0 +1,330 @@
+"""Recipes: a cheap native job that checks a build before a builder is spent.
+
+A recipe is a TOML file (documented in docs/recipes.md)::
+
+    name = "hello"
+    processor = "amd64"
+    series = "default"              # optional
+    urgency = "medium"              # low | medium | high | emergency
+    virtualized = false             # optional
+    script = '''
+    #!/bin/sh
+    set -e
+    tar xf hello.tar.gz
+    cp hello/README "$LP_OUTPUT_DIR/"
+    '''                             # or: script_file = "build.sh"
+    results = ["README", "*.txt"]   # glob patterns the results must match
+
+    [[sources]]
+    url = "http://example.org/hello.tar.gz"
+    sha1 = "0123456789abcdef0123456789abcdef01234567"
+    filename = "hello.tar.gz"       # optional: the URL's last part
+
+``lp-services recipe request FILE`` enqueues a native ``recipe`` job holding
+the parsed recipe. The job (type :class:`RecipeJobType`, run by a job
+runner) checks everything a builder would trip over: the format and every
+field, every source reachable and matching its sha1 (fetched into the file
+store), a chroot registered for the processor and series. On success it
+queues the build — a new job whose prerequisite is the recipe job — in the
+same transaction that completes the recipe job, so the build exists if and
+only if the check passed. On failure the job fails with a message naming
+the field or the source, and nothing is queued.
+"""
+
+import fnmatch
+import io
+import re
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from lp_services.job.registry import JobType, RetryableError, UserError, job_types
+
+__all__ = [
+    "RECIPE_JOB_TYPE",
+    "Recipe",
+    "RecipeError",
+    "RecipeJobType",
+    "Source",
+    "SourceUnreachable",
+    "load_recipe_file",
+    "parse_recipe",
+]
+
+RECIPE_JOB_TYPE = "recipe"
+
+#: The largest source a recipe may fetch.
+MAX_SOURCE_SIZE = 2 << 30
+#: Seconds a source's server may take to answer.
+SOURCE_TIMEOUT = 60
+
+_URGENCIES = ("low", "medium", "high", "emergency")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+._-]{0,99}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_FIELDS = {"name", "processor", "series", "urgency", "virtualized", "script",
+           "results", "sources", "build_type", "script_file"}
+
+
+class RecipeError(UserError):
+    """A recipe that is wrong; the message names the field or source."""
+
+
+class SourceUnreachable(RetryableError):
+    """A source could not be fetched now; the job may try again."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file a recipe's build needs, pinned by its sha1."""
+
+    url: str
+    sha1: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A checked recipe."""
+
+    name: str
+    processor: str
+    series: str
+    urgency: str
+    virtualized: bool
+    script: str
+    results: tuple[str, ...]
+    sources: tuple[Source, ...]
+
+    def to_json(self) -> dict:
+        """The recipe as job data."""
+        return {
+            "name": self.name, "processor": self.processor,
+            "series": self.series, "urgency": self.urgency,
+            "virtualized": self.virtualized, "script": self.script,
+            "results": list(self.results),
+            "sources": [{"url": s.url, "sha1": s.sha1, "filename": s.filename}
+                        for s in self.sources],
+        }
+
+
+def _field(data, name, kind, required=True, default=None):
+    if name not in data:
+        if required:
+            raise RecipeError("recipe field %r is missing" % name)
+        return default
+    value = data[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        raise RecipeError("recipe field %r must be %s, not %s" % (
+            name, " or ".join(k.__name__ for k in kinds), type(value).__name__))
+    return value
+
+
+def parse_recipe(data) -> Recipe:
+    """Check a decoded recipe; raise RecipeError naming what is wrong."""
+    from lp_services.filestore.store import InvalidFileName, check_filename
+
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a table of fields")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise RecipeError("unknown recipe field %r" % unknown[0])
+    if "script_file" in data:
+        raise RecipeError("recipe field 'script_file' must be inlined by "
+                          "`recipe request` before the job runs")
+    name = _field(data, "name", str)
+    if not _NAME.match(name):
+        raise RecipeError("recipe field 'name' must match %s" % _NAME.pattern)
+    processor = _field(data, "processor", str)
+    series = _field(data, "series", str, required=False, default="default")
+    urgency = _field(data, "urgency", str, required=False, default="medium")
+    if urgency not in _URGENCIES:
+        raise RecipeError("recipe field 'urgency' must be one of %s"
+                          % ", ".join(_URGENCIES))
+    build_type = _field(data, "build_type", str, required=False, default="script")
+    if build_type != "script":
+        raise RecipeError("recipe field 'build_type' must be 'script'")
+    virtualized = _field(data, "virtualized", bool, required=False,
+                         default=False)
+    script = _field(data, "script", str)
+    if not script.strip():
+        raise RecipeError("recipe field 'script' is empty")
+    results = _field(data, "results", list, required=False, default=[])
+    for pattern in results:
+        if not isinstance(pattern, str) or not pattern or "/" in pattern:
+            raise RecipeError("recipe field 'results' must list file-name "
+                              "patterns without '/': %r" % (pattern,))
+    raw_sources = _field(data, "sources", list, required=False, default=[])
+    sources = []
+    for index, raw in enumerate(raw_sources):
+        where = "sources[%d]" % index
+        if not isinstance(raw, dict):
+            raise RecipeError("recipe field %r must be a table" % where)
+        url, sha1 = raw.get("url"), raw.get("sha1")
+        if not isinstance(url, str) or not re.match(r"^https?://", url):
+            raise RecipeError("recipe field '%s.url' must be an http(s) URL"
+                              % where)
+        if not isinstance(sha1, str) or not _SHA1.match(sha1):
+            raise RecipeError("recipe field '%s.sha1' must be 40 lower-case "
+                              "hex digits" % where)
+        filename = raw.get("filename") or url.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            check_filename(filename)
+        except InvalidFileName as error:
+            raise RecipeError("recipe field '%s.filename': %s"
+                              % (where, error)) from None
+        if filename == "build.sh":
+            raise RecipeError("recipe field '%s.filename': build.sh is the "
+                              "recipe's script" % where)
+        sources.append(Source(url, sha1, filename))
+    names = [s.filename for s in sources]
+    if len(set(names)) != len(names):
+        raise RecipeError("recipe field 'sources' names one file twice")
+    return Recipe(name, processor, series, urgency, virtualized, script,
+                  tuple(results), tuple(sources))
+
+
+def load_recipe_file(path: Path) -> dict:
+    """Read a recipe file for ``recipe request``: TOML decoded, a
+    ``script_file`` (relative to the recipe) inlined as ``script``.
+
+    :raises RecipeError: unreadable or not TOML.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise RecipeError("cannot read %s: %s" % (path, error.strerror)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise RecipeError("%s is not valid TOML: %s" % (path, error)) from None
+    script_file = data.pop("script_file", None)
+    if script_file is not None:
+        if "script" in data:
+            raise RecipeError("give 'script' or 'script_file', not both")
+        if not isinstance(script_file, str):
+            raise RecipeError("recipe field 'script_file' must be a path")
+        try:
+            data["script"] = (path.parent / script_file).read_text()
+        except OSError as error:
+            raise RecipeError("cannot read script_file %s: %s"
+                              % (script_file, error.strerror)) from None
+    return data
+
+
+def fetch_source(source: Source, files, cursor) -> int:
+    """Fetch ``source`` into the file store unless present; return the
+    library_file id. Runs in a job runner's child process.
+
+    :raises SourceUnreachable: the server could not be reached or answered
+        5xx (retried).
+    :raises RecipeError: 4xx, a wrong sha1 or an oversized source.
+    """
+    cursor.execute("SELECT id FROM library_file WHERE sha1 = %s LIMIT 1",
+                   (source.sha1,))
+    row = cursor.fetchone()
+    if row is not None and files.has(source.sha1):
+        return row[0]
+    request = urllib.request.Request(source.url,
+                                     headers={"User-Agent": "lp-services"})
+    try:
+        response = urllib.request.urlopen(request, timeout=SOURCE_TIMEOUT)
+    except urllib.error.HTTPError as error:
+        if error.code >= 500:
+            raise SourceUnreachable("source %s answered %d" % (
+                source.url, error.code)) from None
+        raise RecipeError("source %s answered %d %s" % (
+            source.url, error.code, error.reason)) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SourceUnreachable("source %s is unreachable: %s"
+                                % (source.url, reason)) from None
+    with response:
+        try:
+            sha1, sha256, size = files.put_stream(
+                response, expected_sha1=source.sha1, max_size=MAX_SOURCE_SIZE)
+        except ValueError as error:
+            raise RecipeError("source %s: %s" % (source.url, error)) from None
+        except OSError as error:
+            raise SourceUnreachable("source %s broke off: %s"
+                                    % (source.url, error)) from None
+    cursor.execute(
+        "INSERT INTO library_file (sha1, sha256, size, filename)"
+        " VALUES (%s, %s, %s, %s) RETURNING id",
+        (sha1, sha256, size, source.filename))
+    return cursor.fetchone()[0]
+
+
+def results_match(patterns, filename: str) -> bool:
+    """Whether a result file name matches the recipe's patterns (all match
+    when there are none)."""
+    return not patterns or any(fnmatch.fnmatchcase(filename, p) for p in patterns)
+
+
+class RecipeJobType(JobType):
+    """Checks a recipe and queues its build. See the module docstring."""
+
+    name = RECIPE_JOB_TYPE
+    transactional = True
+    retryable_errors = (SourceUnreachable,)
+    user_errors = (UserError,)
+    max_retries = 2
+    lease_seconds = 120.0
+    timeout_seconds = 1800.0
+
+    def validate(self, data) -> None:
+        """Accept any JSON object: the job itself checks every field, so
+        that a bad recipe fails visibly with a message naming the field."""
+        super().validate(data)
+
+    def run(self, data, context) -> None:
+        from lp_services.buildmaster.queue import BuildRequestError, request_build
+        from lp_services.estimates import estimate_duration
+        from lp_services.filestore.store import default_file_store
+
+        recipe = parse_recipe(data)
+        cursor = context.cursor
+        cursor.execute("""
+            SELECT (SELECT id FROM processor WHERE name = %(p)s),
+                   (SELECT c.id FROM chroot c JOIN processor p
+                      ON p.id = c.processor
+                    WHERE p.name = %(p)s AND c.series = %(s)s)""",
+                       {"p": recipe.processor, "s": recipe.series})
+        processor_id, chroot_id = cursor.fetchone()
+        if processor_id is None:
+            raise RecipeError("recipe field 'processor': unknown processor %r"
+                              % recipe.processor)
+        if chroot_id is None:
+            raise RecipeError(
+                "recipe field 'series': no chroot is registered for %s/%s "
+                "(lp-services chroot add)" % (recipe.processor, recipe.series))
+        files = default_file_store()
+        filemap = {}
+        for source in recipe.sources:
+            fetch_source(source, files, cursor)
+            filemap[source.filename] = source.sha1
+        sha1, sha256, size = files.put_stream(
+            io.BytesIO(recipe.script.encode("utf-8")))
+        cursor.execute(
+            "INSERT INTO library_file (sha1, sha256, size, filename)"
+            " VALUES (%s, %s, %s, 'build.sh')", (sha1, sha256, size))
+        filemap["build.sh"] = sha1
+        try:
+            request_build(
+                cursor, build_type="script", processor=recipe.processor,
+                now=context.now, virtualized=recipe.virtualized,
+                series=recipe.series, urgency=recipe.urgency,
+                build_args={"script": "build.sh",
+                            "results": list(recipe.results),
+                            "recipe": recipe.name},
+                filemap=filemap, prerequisite=context.job_id,
+                requester="recipe %s" % recipe.name,
+                reason="queued by recipe job %d" % context.job_id,
+                estimated_duration=estimate_duration(cursor, "script",
+                                                     recipe.name))
+        except BuildRequestError as error:
+            raise RecipeError(str(error)) from None
+
+
+job_types.register(RecipeJobType())
