@@ -587,7 +587,7 @@ class QemuBackend:
                 try:
                     proto = await endpoint.connect(
                         protocol.Factory.forProtocol(_QMPClient))
-                except (error.ConnectError, OSError):
+                except Exception:  # refused, reset, gone: retry or give up
                     proto = None
                 if proto is not None:
                     guard = self.reactor.callLater(

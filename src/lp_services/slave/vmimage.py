@@ -96,6 +96,7 @@ mount -t 9p -o "$opts,cache=none" lpwork /newroot/work || fail "no work share"
 mount -t proc proc /newroot/proc || fail "no /proc in root"
 mount -t devtmpfs dev /newroot/dev || fail "no /dev in root"
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "no /tmp in root"
+[ -d /newroot/sys ] && mount -t sysfs -o ro sys /newroot/sys
 echo "lp-guest: booted in $(cut -d' ' -f1 /proc/uptime) s" >/dev/console
 chroot /newroot /bin/sh -c "$(cat /ctl/run)" </dev/null >/dev/console 2>&1
 status=$?

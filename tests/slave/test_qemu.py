@@ -1,0 +1,444 @@
+"""Tests of the ``qemu`` backend: command lines and KVM detection (fast),
+real guests under software emulation (slow)."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from lp_services.slave.interfaces import IBackend, ISandbox
+from lp_services.slave.qemu import (
+    QemuBackend,
+    QemuConfig,
+    bwrap_argv,
+    guest_script,
+    kvm_usable,
+    parse_query_kvm,
+    qemu_argv,
+)
+from lp_services.slave.state import BuilderStatus
+from lp_services.slave.vmimage import GuestImage, prepare_image
+from lp_services.testing.tiers import slow
+
+_IMAGE = GuestImage(Path("/cache/vm/vmlinux"), Path("/cache/vm/init.cpio"),
+                    "6.1.0-1-amd64", "linux-image-6.1.0-1-amd64", "6.1.1-1")
+
+
+def _after(argv, flag):
+    """Every value following ``flag`` in argv."""
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+class QemuArgvTests(unittest.SynchronousTestCase):
+    """qemu_argv() and bwrap_argv()."""
+
+    def argv(self, accel="tcg", **config):
+        return qemu_argv(QemuConfig(**config), _IMAGE, accel, Path("/b/root"),
+                         Path("/b/work"), Path("/p/ctl"), Path("/p/qmp.sock"))
+
+    def test_machine(self):
+        """A pc machine, no default devices, no display, no reboot, the
+        seccomp sandbox on, the serial console on stdout, QMP on a unix
+        socket, the Debian kernel booted directly."""
+        argv = self.argv(memory=512, smp=2)
+        self.assertEqual("qemu-system-x86_64", argv[0])
+        for flag in ("-nodefaults", "-no-reboot", "-no-user-config"):
+            self.assertIn(flag, argv)
+        self.assertEqual(["pc"], _after(argv, "-M"))
+        self.assertEqual(["512"], _after(argv, "-m"))
+        self.assertEqual(["2"], _after(argv, "-smp"))
+        self.assertEqual(["none"], _after(argv, "-display"))
+        self.assertEqual(["stdio"], _after(argv, "-serial"))
+        self.assertTrue(_after(argv, "-sandbox")[0].startswith("on,"))
+        self.assertIn("spawn=deny", _after(argv, "-sandbox")[0])
+        self.assertEqual(["unix:/p/qmp.sock,server=on,wait=off"],
+                         _after(argv, "-qmp"))
+        self.assertEqual(["/cache/vm/vmlinux"], _after(argv, "-kernel"))
+        self.assertEqual(["/cache/vm/init.cpio"], _after(argv, "-initrd"))
+        append = _after(argv, "-append")[0]
+        self.assertIn("console=ttyS0", append)
+        self.assertIn("panic=-1", append)
+        self.assertNotIn("-netdev", argv)
+        self.assertNotIn("-nic", argv)
+
+    def test_accel_never_falls_back(self):
+        """The accelerator is exactly the one chosen: never kvm:tcg."""
+        for accel in ("kvm", "tcg"):
+            self.assertEqual([accel], _after(self.argv(accel), "-accel"))
+        self.assertFalse(any(":" in a for a in _after(self.argv("kvm"),
+                                                      "-accel")))
+
+    def test_shares(self):
+        """Three 9p shares: the root read-only, work and ctl writable."""
+        fsdevs = _after(self.argv(), "-fsdev")
+        self.assertEqual(3, len(fsdevs))
+        root, work, ctl = fsdevs
+        self.assertIn("path=/b/root", root)
+        self.assertIn("readonly=on", root)
+        self.assertIn("path=/b/work", work)
+        self.assertNotIn("readonly", work)
+        self.assertIn("path=/p/ctl", ctl)
+        tags = [d.split("mount_tag=")[1] for d in _after(self.argv(),
+                                                         "-device")]
+        self.assertEqual(["lproot", "lpwork", "lpctl"], tags)
+
+    def test_bwrap(self):
+        """QEMU runs in every namespace bubblewrap has, with only /usr,
+        the image and the build's directories visible; /dev/kvm only
+        when KVM is used; all capabilities but file access dropped."""
+        inner = ["qemu-system-x86_64", "-x"]
+        argv = bwrap_argv(QemuConfig(), inner, [Path("/img"), Path("/root")],
+                          [Path("/work"), Path("/priv")], kvm=False)
+        self.assertEqual("bwrap", argv[0])
+        for flag in ("--unshare-all", "--die-with-parent", "--new-session",
+                     "--clearenv"):
+            self.assertIn(flag, argv)
+        self.assertNotIn("--share-net", argv)
+        self.assertEqual(inner, argv[argv.index("--") + 1:])
+        self.assertIn("/dev", _after(argv, "--dev"))
+        self.assertNotIn("/dev/kvm", argv)
+        ro = _after(argv, "--ro-bind")
+        self.assertEqual({"/usr", "/img", "/root"}, set(ro) - {"/lib",
+                                                                 "/lib64",
+                                                                 "/bin",
+                                                                 "/sbin"})
+        self.assertEqual(["/work", "/priv"], _after(argv, "--bind"))
+        self.assertEqual(["ALL"], _after(argv, "--cap-drop"))
+        self.assertNotIn("CAP_SYS_ADMIN", _after(argv, "--cap-add"))
+        kvm = bwrap_argv(QemuConfig(), inner, [], [], kvm=True)
+        self.assertEqual(["/dev/kvm"], _after(kvm, "--dev-bind"))
+
+    def test_guest_script_quotes(self):
+        """The guest's shell text runs argv exactly, in a clean
+        environment, in /work (checked by running it with a real sh)."""
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        script = guest_script(["printf", "%s|", "a b", "$HOME", "'q'"],
+                              {"EXTRA": "x y"}, cwd=str(tmp))
+        out = subprocess.run(["/bin/sh", "-c", script], capture_output=True,
+                             text=True, env={"PATH": "/usr/bin:/bin",
+                                             "LEAK": "1"})
+        self.assertEqual("a b|$HOME|'q'|", out.stdout)
+        env = subprocess.run(["/bin/sh", "-c",
+                              guest_script(["env"], cwd=str(tmp))],
+                             capture_output=True, text=True,
+                             env={"LEAK": "1", "PATH": "/usr/bin:/bin"})
+        self.assertNotIn("LEAK", env.stdout)
+        self.assertIn("LANG=C.UTF-8", env.stdout)
+        self.assertIn(f"HOME={tmp}\n", env.stdout)
+
+    def test_interfaces(self):
+        """The backend and its sandboxes provide the agent's interfaces."""
+        backend = QemuBackend(image=_IMAGE, reactor=reactor)
+        verifyObject(IBackend, backend)
+        box = backend.sandbox("b", Path("/r"), Path("/w"))
+        verifyObject(ISandbox, box)
+        self.assertEqual("qemu", backend.name)
+
+
+class KvmDetectionTests(unittest.SynchronousTestCase):
+    """parse_query_kvm() and kvm_usable(): KVM only when it truly works."""
+
+    def test_parse(self):
+        """QMP query-kvm replies, good, partial and malformed."""
+        self.assertEqual((True, True), parse_query_kvm(
+            {"return": {"enabled": True, "present": True}}))
+        self.assertEqual((False, True), parse_query_kvm(
+            {"return": {"enabled": False, "present": True}}))
+        self.assertEqual((False, False), parse_query_kvm(
+            {"error": {"class": "GenericError", "desc": "x"}}))
+        self.assertEqual((False, False), parse_query_kvm(
+            {"return": {"enabled": "yes", "present": 1}}))
+        self.assertEqual((False, False), parse_query_kvm(None))
+        self.assertEqual((False, False), parse_query_kvm({"return": []}))
+
+    def test_verdicts(self):
+        """KVM needs QMP's enabled+present AND a probe guest that ran."""
+        good = {"return": {"enabled": True, "present": True}}
+        self.assertEqual("kvm", kvm_usable(good, 0).accel)
+        # This machine's case: QMP says yes, the kernel cannot run.
+        verdict = kvm_usable(good, None, "QEMU exit status 134")
+        self.assertEqual("tcg", verdict.accel)
+        self.assertIn("did not run", verdict.reason)
+        self.assertIn("134", verdict.reason)
+        self.assertEqual("tcg", kvm_usable(good, 1).accel)
+        absent = {"return": {"enabled": False, "present": False}}
+        verdict = kvm_usable(absent, 0)
+        self.assertEqual("tcg", verdict.accel)
+        self.assertIn("enabled=false present=false", verdict.reason)
+        verdict = kvm_usable(None, None, "abort")
+        self.assertEqual("tcg", verdict.accel)
+        self.assertIn("did not answer QMP", verdict.reason)
+
+    def test_configured_tcg(self):
+        """accel = tcg never probes KVM."""
+        backend = QemuBackend(QemuConfig(accel="tcg"), image=_IMAGE,
+                              reactor=reactor)
+        verdict = self.successResultOf(backend.accelerator())
+        self.assertEqual(("tcg", "configured: accel = tcg"),
+                         (verdict.accel, verdict.reason))
+
+
+# -- slow: real guests ------------------------------------------------------
+
+def qemu_unavailable():
+    """Why real guests cannot run here, or None."""
+    for tool in ("qemu-system-x86_64", "bwrap", "apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (see ./run DEBIAN_PACKAGES)"
+    if not os.path.exists("/bin/busybox"):
+        return "busybox-static is not installed"
+    return None
+
+
+_shared = {}
+
+
+def shared_backend() -> QemuBackend:
+    """One backend (one prepared image, one KVM probe) for the module."""
+    if "backend" not in _shared:
+        _shared["backend"] = QemuBackend(QemuConfig(memory=256),
+                                         image=prepare_image(),
+                                         reactor=reactor)
+    return _shared["backend"]
+
+
+def busybox_root(where: Path) -> Path:
+    """A minimal root: busybox and its applets."""
+    root = where / "root"
+    for d in ("bin", "work", "proc", "dev", "tmp", "etc"):
+        (root / d).mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True,
+                             text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    return root
+
+
+@slow
+class GuestTests(unittest.TestCase):
+    """Real guests (software emulation here), one boot per run."""
+
+    skip = qemu_unavailable()
+    timeout = 300
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="lp-qemu-test-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.root = busybox_root(self.dir)
+        self.work = self.dir / "work"
+        self.work.mkdir()
+        self.backend = shared_backend()
+        self.box = self.backend.sandbox("test", self.root, self.work)
+        self.addCleanup(self.box.destroy)
+        self.output = []
+
+    def text(self):
+        return b"".join(self.output).decode(errors="replace")
+
+    def run_guest(self, script, timeout=60):
+        return self.box.run(["/bin/sh", "-c", script], self.output.append,
+                            timeout)
+
+    @defer.inlineCallbacks
+    def test_runs_and_streams(self):
+        """A command runs in the guest: its output streams while the guest
+        runs, its exit status and the files it writes in /work come back,
+        and the log says which accelerator ran (and why)."""
+        seen_before_end = []
+
+        def watch(data):
+            self.output.append(data)
+            if b"started" in data:
+                seen_before_end.append(d.called)
+        d = self.box.run(["/bin/sh", "-c", "echo started; sleep 2; "
+                          "echo data > /work/out; echo done; exit 7"],
+                         watch, 60)
+        result = yield d
+        self.assertEqual([False], seen_before_end)
+        self.assertTrue(result.started)
+        self.assertEqual(7, result.exit_code)
+        self.assertFalse(result.timed_out or result.killed)
+        self.assertEqual("data\n", (self.work / "out").read_text())
+        text = self.text()
+        self.assertRegex(text, r"\[qemu\] accelerator: (tcg|kvm) \(")
+        self.assertIn("QMP query-kvm: enabled=", text)
+        self.assertIn("lp-guest: booted", text)
+        self.assertIsNotNone(self.box.last.boot_seconds)
+
+    @defer.inlineCallbacks
+    def test_escape_probes(self):
+        """Inside the guest: no network interface but lo, the host's
+        loopback and the agent's port unreachable, no host file visible
+        (a marker written on the host is found nowhere), the root
+        read-only, the work share the only writable host directory."""
+        marker = "lp-marker-" + hashlib.sha1(os.urandom(8)).hexdigest()
+        host_file = Path(tempfile.gettempdir()) / marker
+        host_file.write_text("secret")
+        self.addCleanup(host_file.unlink)
+        script = f"""
+            sed -n '3,$p' /proc/net/dev | cut -d: -f1 | tr -d ' ' |
+                tr '\\n' ' '; echo '<- nets'
+            if nc -w 2 127.0.0.1 22 </dev/null; then echo NET-LOOPBACK-OPEN; fi
+            if nc -w 2 10.0.2.2 22 </dev/null; then echo NET-SLIRP-OPEN; fi
+            if nc -w 2 10.255.255.53 53 </dev/null; then echo NET-HOST-DNS; fi
+            if find / -xdev -name '{marker}' 2>/dev/null | grep -q .; then
+                echo HOST-FILE-FOUND; fi
+            if [ -e /etc/shadow ] || [ -e /root/.bashrc ]; then
+                echo HOST-ETC; fi
+            if touch /bin/planted 2>/dev/null; then echo ROOT-WRITABLE; fi
+            if mount -o remount,rw / 2>/dev/null && touch /x 2>/dev/null; then
+                echo REMOUNT; fi
+            grep -c 9p /proc/mounts
+            echo probes-done
+        """
+        result = yield self.run_guest(script)
+        text = self.text()
+        self.assertEqual(0, result.exit_code, text)
+        self.assertIn("probes-done", text)
+        for bad in ("NET-LOOPBACK-OPEN", "NET-SLIRP-OPEN", "NET-HOST-DNS",
+                    "HOST-FILE-FOUND", "HOST-ETC", "ROOT-WRITABLE",
+                    "REMOUNT"):
+            self.assertNotIn(bad, text)
+        nets = [line for line in text.splitlines() if "<- nets" in line][0]
+        self.assertEqual(["lo"], nets.replace("<- nets", "").split())
+        self.assertFalse((self.root / "bin" / "planted").exists())
+
+    @defer.inlineCallbacks
+    def test_hang_killed_then_usable(self):
+        """A guest that hangs and one that floods the console are killed
+        at the timeout (reported as timed out once booted), and the
+        backend runs the next guest normally."""
+        result = yield self.run_guest("echo hanging; sleep 1000", timeout=15)
+        self.assertTrue(result.timed_out, self.text())
+        self.assertIn("[qemu] timeout after 15 s", self.text())
+        self.output.clear()
+        result = yield self.run_guest("yes flood-flood-flood-flood",
+                                      timeout=15)
+        self.assertTrue(result.timed_out)
+        self.assertGreater(len(self.text()), 100000)
+        self.output.clear()
+        result = yield self.run_guest("echo alive", timeout=60)
+        self.assertEqual(0, result.exit_code)
+        self.assertIn("alive", self.text())
+
+    @defer.inlineCallbacks
+    def test_never_boots(self):
+        """A timeout shorter than any boot: the guest is killed and the
+        run reports that it never started (a builder failure)."""
+        result = yield self.run_guest("true", timeout=0.5)
+        self.assertFalse(result.started)
+        self.assertIn("did not boot", result.error)
+
+    @defer.inlineCallbacks
+    def test_abort(self):
+        """kill() during a run ends it with killed set."""
+        d = self.run_guest("sleep 1000", timeout=120)
+        reactor.callLater(8, self.box.kill)
+        result = yield d
+        self.assertTrue(result.killed)
+
+
+# -- slow: through the agent ------------------------------------------------
+
+from tests.slave.helpers import AgentTestCase  # noqa: E402
+
+SCRIPT = b"""\
+set -e
+echo "building in $(uname -r)"
+printf 'result from the guest\\n' > out/result.txt
+sed -n '3,$p' /proc/net/dev | cut -d: -f1 | tr -d ' ' > out/nets.txt
+echo built
+"""
+
+
+@slow
+class AgentGuestTests(AgentTestCase):
+    """A ``script`` build on a real agent whose backend is ``qemu``."""
+
+    skip = qemu_unavailable()
+    timeout = 300
+
+    def agent_kwargs(self):
+        return {"backend": shared_backend()}
+
+    @defer.inlineCallbacks
+    def test_script_build_in_guest(self):
+        """build() over XML-RPC runs the script in a guest VM: the log
+        streams into logtail while the guest runs, the results come back
+        by sha1, clean() returns the agent to IDLE, and a second build
+        boots a fresh guest (no state carried over)."""
+        chroot = self.seed_chroot("gz")
+        script = self.seed(SCRIPT)
+        yield self.call("build", "vm-1", "script", chroot,
+                        {"build.sh": script}, {"script": "build.sh"})
+        tails = []
+        while True:
+            status = yield self.call("status")
+            if status["builder_status"] != BuilderStatus.BUILDING.value:
+                break
+            tails.append(bytes(status.get("logtail").data)
+                         if status.get("logtail") is not None else b"")
+            yield _sleep(0.3)
+        self.assertTrue(any(b"[qemu] accelerator" in t for t in tails),
+                        "the log did not stream while building")
+        self.assertEqual("BuildStatus.OK", status["build_status"], status)
+        self.assertEqual(["nets.txt", "result.txt"], sorted(status["filemap"]))
+        code, body = yield self.fetch(
+            "/filecache/" + status["filemap"]["result.txt"])
+        self.assertEqual(b"result from the guest\n", body)
+        code, body = yield self.fetch("/filecache/" + status["filemap"]
+                                      ["nets.txt"])
+        self.assertEqual(b"lo\n", body)
+        code, log = yield self.fetch("/filecache/buildlog")
+        self.assertIn(b"building in ", log)
+        self.assertIn(b"lp-guest: booted", log)
+        self.assertEqual("BuilderStatus.IDLE", (yield self.call("clean")))
+        yield self.call("build", "vm-2", "script", chroot,
+                        {"build.sh": self.seed(b"test ! -e out/result.txt "
+                                               b"&& echo fresh")},
+                        {"script": "build.sh"})
+        yield self.wait_for(BuilderStatus.WAITING, timeout=120)
+        status = yield self.call("status")
+        code, log = yield self.fetch("/filecache/buildlog")
+        self.assertEqual("BuildStatus.OK", status["build_status"], log)
+        self.assertIn(b"fresh", log)
+
+    @defer.inlineCallbacks
+    def test_hanging_build_times_out(self):
+        """A script that hangs in the guest is killed at the build timeout
+        (PACKAGEFAIL) and the agent is usable afterwards."""
+        self.agent.config.build_timeout = 15.0
+        chroot = self.seed_chroot("gz")
+        yield self.call("build", "vm-hang", "script", chroot,
+                        {"build.sh": self.seed(b"sleep 1000\n")},
+                        {"script": "build.sh"})
+        yield self.wait_for(BuilderStatus.WAITING, timeout=120)
+        status = yield self.call("status")
+        code, log = yield self.fetch("/filecache/buildlog")
+        self.assertEqual("BuildStatus.PACKAGEFAIL", status["build_status"],
+                         log)
+        self.assertIn(b"timeout after 15 s", log)
+        self.assertEqual("BuilderStatus.IDLE", (yield self.call("clean")))
+        self.agent.config.build_timeout = 60.0
+        yield self.call("build", "vm-after", "script", chroot,
+                        {"build.sh": self.seed(b"echo ok\n")},
+                        {"script": "build.sh"})
+        yield self.wait_for(BuilderStatus.WAITING, timeout=120)
+        status = yield self.call("status")
+        code, log = yield self.fetch("/filecache/buildlog")
+        self.assertEqual("BuildStatus.OK", status["build_status"], log)
+        self.assertIn(b"ok", log)
+
+
+def _sleep(seconds):
+    from twisted.internet.task import deferLater
+    return deferLater(reactor, seconds, lambda: None)
