@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from twisted.internet import defer, protocol
 from twisted.internet.error import TimeoutError as TwistedTimeout
 from twisted.web import xmlrpc
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -125,6 +130,16 @@ def parse_status(answer) -> AgentStatus:
         version=_text(answer.get("builder_version"), "builder_version"))
 
 
+class _QuietQueryFactory(xmlrpc.QueryFactory):
+    """One factory per call: do not log each start and stop."""
+
+    noisy = False
+
+
+class _QuietHTTPFactory(_HTTP11ClientFactory):
+    noisy = False
+
+
 class _HashingReceiver(protocol.Protocol):
     """Streams a response body into a file, hashing it and counting."""
 
@@ -180,6 +195,7 @@ class AgentClient:
             user=self.username.encode("ascii"),
             password=self.secret.encode("utf-8"),
             allowNone=True, connectTimeout=min(timeout, 30), reactor=reactor)
+        self._proxy.queryFactory = _QuietQueryFactory
         self._pool = pool
         self._http = None
 
@@ -247,8 +263,11 @@ class AgentClient:
 
     def fetch_file(self, sha1, destination, max_size: int = MAX_FETCH_SIZE):
         if self._http is None:
-            self._http = Agent(self._reactor, connectTimeout=30,
-                               pool=self._pool)
+            pool = self._pool
+            if pool is None:
+                pool = HTTPConnectionPool(self._reactor, persistent=False)
+                pool._factory = _QuietHTTPFactory
+            self._http = Agent(self._reactor, connectTimeout=30, pool=pool)
         url = "%s/filecache/%s" % (self.url, sha1)
         d = self._http.request(b"GET", url.encode("ascii"),
                                self._auth_headers())

@@ -1,0 +1,221 @@
+"""Integration: the buildmaster's services with real PostgreSQL, real
+LISTEN/NOTIFY, the real agent on loopback (sandbox backend, busybox
+chroot), and a real `twistd buildmaster` process killed and restarted."""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from lp_services.buildmaster import builders as B
+from lp_services.buildmaster import queue as Q
+from lp_services.buildmaster.manager import BuilderManager, Farm, FarmConfig
+from lp_services.buildmaster.notify import NotifyListener
+from lp_services.buildmaster.web import build_site
+from lp_services.clock import utcnow
+from lp_services.database.sql import raw_cursor
+from lp_services.database.transactor import Transactor
+from lp_services.filestore.store import FileStore
+from lp_services.testing.database import DatabaseTestMixin
+from lp_services.testing.tiers import slow
+from tests.buildmaster.test_agent_contract import sandbox_unavailable
+
+SCRIPT = b"""set -e
+echo building
+sleep %d
+printf 'result one\\n' > out/one.txt
+printf 'two\\n' > out/two.txt
+"""
+
+
+def sha1(data):
+    return hashlib.sha1(data).hexdigest()
+
+
+async def wait_until(predicate, timeout=30.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await task.deferLater(reactor, step, lambda: None)
+
+
+class IntegrationBase(DatabaseTestMixin, TestCase):
+
+    skip = sandbox_unavailable()
+
+    async def start_agent(self):
+        from lp_services.slave.testing import TEST_SECRET, start_agent
+
+        tmp = Path(tempfile.mkdtemp(prefix="bm-int-agent-"))
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        self.running = await start_agent(tmp)
+        self.addCleanup(self.running.stop)
+        return self.running.base_url, TEST_SECRET
+
+    def blocking(self, function, *args, **kwargs):
+        transactor = Transactor(self.database_url)
+        try:
+            return transactor.run_blocking(
+                lambda store: function(store, *args, **kwargs))
+        finally:
+            transactor.stop()
+
+    def setup_farm(self, file_store, agent_url, secret, processor="amd64"):
+        from lp_services.slave.busybox_chroot import busybox_chroot
+
+        def setup(store):
+            B.add_builder(store, name="b1", url=agent_url,
+                          processors=[processor], secret=secret)
+            record = file_store.add_path(store, busybox_chroot(fmt="gz"))
+            raw_cursor(store).execute(
+                "INSERT INTO chroot (processor, series, library_file)"
+                " SELECT id, 'default', %s FROM processor WHERE name = %s",
+                (record.id, processor))
+        self.blocking(setup)
+
+    def request(self, file_store, seconds=0):
+        script = SCRIPT % seconds
+
+        def queue(store):
+            record = file_store.add(store, "build.sh", io.BytesIO(script))
+            return Q.request_build(
+                store, build_type="script", processor="amd64",
+                now=utcnow(reactor), build_args={"script": "build.sh"},
+                filemap={"build.sh": record.sha1})
+        return self.blocking(queue)
+
+    def show(self, job):
+        return self.blocking(Q.show_build, job, utcnow(reactor))
+
+
+class EndToEndTests(IntegrationBase):
+    """NOTIFY -> claim -> dispatch to the real agent -> sandbox build ->
+    collect over HTTP -> stored and checked."""
+
+    async def test_script_build_end_to_end(self):
+        """A script build on a busybox chroot ends FULLYBUILT with its two
+        result files and its log stored under their sha1s, and served by
+        the master's HTTP site."""
+        agent_url, secret = await self.start_agent()
+        file_store = FileStore(Path(self.mktemp()))
+        transactor = Transactor(self.database_url, reactor=reactor)
+        transactor.start()
+        self.addCleanup(transactor.stop)
+        farm = Farm(transactor, reactor, file_store,
+                    FarmConfig(identity="it", files_url="http://unset",
+                               interval=1.0, logtail_interval=0.2),
+                    reactor=reactor)
+        manager = BuilderManager(farm)
+        port = reactor.listenTCP(0, build_site(farm, manager),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+        self.setup_farm(file_store, agent_url, secret)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        listener = NotifyListener(self.database_url, manager, reactor)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        await listener.connected
+        await wait_until(lambda: manager.scanners)
+
+        job = self.request(file_store, seconds=1)
+        await wait_until(lambda: self.show(job)["status"] == "BUILDING",
+                         timeout=10)
+        await wait_until(lambda: self.show(job)["logtail"], timeout=10)
+        info = await wait_until(
+            lambda: (lambda i: i if i["status"] == "FULLYBUILT" else None)(
+                self.show(job)), timeout=60)
+        self.assertEqual(info["job_status"], "COMPLETED")
+        self.assertEqual({f["filename"]: f["sha1"] for f in info["files"]},
+                         {"one.txt": sha1(b"result one\n"),
+                          "two.txt": sha1(b"two\n")})
+        for f in info["files"]:
+            self.assertEqual(
+                sha1(file_store.path_for(f["sha1"]).read_bytes()), f["sha1"])
+        log = file_store.path_for(info["log"]["sha1"]).read_bytes()
+        self.assertIn(b"building", log)
+        from twisted.web.client import Agent, readBody
+
+        response = await Agent(reactor).request(
+            b"GET", ("%s/files/%s/one.txt" % (
+                farm.config.files_url,
+                sha1(b"result one\n"))).encode())
+        self.assertEqual(await readBody(response), b"result one\n")
+        response = await Agent(reactor).request(
+            b"GET", ("%s/builds/%d" % (farm.config.files_url, job)).encode())
+        page = json.loads(await readBody(response))
+        self.assertEqual(page["status"], "FULLYBUILT")
+        await wait_until(lambda: manager.scanners["b1"].vitals.clean_status
+                         .name == "CLEAN", timeout=10)
+
+
+@slow
+class TwistdRestartTests(IntegrationBase):
+    """`twistd buildmaster` as a real process: SIGKILL mid-build, start
+    again; the build is recognised by its cookie and collected once."""
+
+    def start_twistd(self, home, port, url):
+        env = dict(os.environ, LP_HOME=str(home))
+        log = open(home / "twistd.log", "ab")
+        process = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n",
+             "--pidfile=",
+             "buildmaster", "--database", self.database_url, "--home",
+             str(home), "--port", "tcp:%d:interface=127.0.0.1" % port,
+             "--files-url", url, "--interval", "1", "--identity", "it"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(home))
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        return process
+
+    async def test_sigkill_and_restart(self):
+        """The build started by the first process is collected by the
+        second without a second dispatch."""
+        import socket
+
+        agent_url, secret = await self.start_agent()
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        file_store = FileStore(home / "files")
+        self.setup_farm(file_store, agent_url, secret)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = "http://127.0.0.1:%d" % port
+        first = self.start_twistd(home, port, url)
+        job = self.request(file_store, seconds=4)
+        from lp_services.slave.state import BuilderStatus
+
+        await self.running.agent.wait_for(BuilderStatus.BUILDING)
+        info = self.show(job)
+        self.assertEqual(info["status"], "BUILDING")
+        cookie = info["cookie"]
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        self.start_twistd(home, port, url)
+        info = await wait_until(
+            lambda: (lambda i: i if i["status"] == "FULLYBUILT" else None)(
+                self.show(job)), timeout=60)
+        self.assertEqual((info["attempt_count"], info["job_status"]),
+                         (1, "COMPLETED"))
+        self.assertEqual(len(info["files"]), 2)
+        self.assertEqual(self.running.agent.status()["builder_status"],
+                         "BuilderStatus.IDLE")
+        log = (home / "twistd.log").read_text()
+        self.assertEqual(log.count("dispatching build %d" % job), 1, log)
+        self.assertNotIn("lost", log)
+        self.assertTrue(cookie)
