@@ -109,3 +109,58 @@ def serve_directory(test: TestCase, directory: Path):
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     test.addCleanup(port.stopListening)
     return "http://127.0.0.1:%d" % port.getHost().port
+
+
+def processes_matching(marker: str) -> list[int]:
+    """Pids on the host whose command line contains ``marker``."""
+    found = []
+    needle = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+class ScriptBuildTestCase(AgentTestCase):
+    """Runs ``script`` builds in the real sandbox with the busybox chroot."""
+
+    skip = sandbox_unavailable()
+    chroot_format = "gz"
+
+    def setUp(self):
+        d = super().setUp()
+        return d.addCallback(lambda _: self._seed_chroot())
+
+    def _seed_chroot(self):
+        self.chroot = self.seed_chroot(self.chroot_format)
+
+    @defer.inlineCallbacks
+    def start_script(self, script: str, build_id: str = "s-1",
+                     extra: dict | None = None, chroot: str | None = None):
+        """Start a script build over XML-RPC; fire with the build dir."""
+        files = {"build.sh": self.seed(script.encode())}
+        for name, data in (extra or {}).items():
+            files[name] = self.seed(data)
+        result = yield self.call("build", build_id, "script",
+                                 chroot or self.chroot, files,
+                                 {"script": "build.sh"})
+        self.assertEqual(result, ["BuilderStatus.BUILDING", build_id])
+        return self.config.work_dir / build_id
+
+    @defer.inlineCallbacks
+    def run_script(self, script: str, build_id: str = "s-1", **kw):
+        """Run a script to WAITING; fire with (status, log, results) where
+        results maps each filemap name to its bytes. Does not clean."""
+        build_dir = yield self.start_script(script, build_id, **kw)
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        log = (build_dir / "buildlog").read_bytes()
+        results = {name: self.agent.cache.path_for(sha1).read_bytes()
+                   for name, sha1 in status.get("filemap", {}).items()}
+        return status, log, results

@@ -136,6 +136,11 @@ class Agent:
         return self._machine.state
 
     @property
+    def current_manager(self):
+        """The current build's manager (IBuildManager), or None."""
+        return self._build.manager if self._build is not None else None
+
+    @property
     def build_log_path(self) -> Path | None:
         """The current build's log, if there is a build."""
         return self._build.log.path if self._build is not None else None

@@ -79,6 +79,11 @@ class ScriptBuildManager:
         self._aborted = False
         self._sandbox = None
 
+    @property
+    def sandbox(self):
+        """The build's ISandbox once the build step started, else None."""
+        return self._sandbox
+
     def _thread(self, f, *args):
         reactor = self.ctx.reactor
         return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
