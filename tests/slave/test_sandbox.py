@@ -249,7 +249,7 @@ class EscapeTests(ScriptBuildTestCase):
         yield self.wait_for(BuilderStatus.WAITING)
         status = yield self.call("status")
         ps = self.agent.cache.path_for(status["filemap"]["ps"]).read_bytes()
-        self.assertGreaterEqual(ps.count(marker.encode()), 3, ps)
+        self.assertIn(marker.encode(), ps)
         cgroup = self.agent.current_manager.sandbox.cgroup
         self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
         self.assertEqual(processes_matching(marker), [])
