@@ -1,0 +1,166 @@
+"""Build type ``script``: results, the DEPFAIL convention, chroot and
+agent failures, result collection that never follows the build's links."""
+
+import io
+import tarfile
+
+from twisted.internet import defer, reactor
+
+from lp_services.slave.cgroup import Limits
+from lp_services.slave.sandbox import SandboxBackend
+from lp_services.slave.script import DEPWAIT_EXIT_CODE
+from lp_services.slave.state import BuilderStatus
+
+from tests.slave.helpers import ScriptBuildTestCase, sha1_of
+
+
+def tarball(members) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class ScriptOutcomeTests(ScriptBuildTestCase):
+    """Exit status -> build status."""
+
+    @defer.inlineCallbacks
+    def test_ok_lists_results(self):
+        """Exit 0 is OK; every regular file in /work/out is in filemap under
+        its sha1; the build's input files were in /work."""
+        status, log, results = yield self.run_script(
+            "cat input.txt > out/copy.txt\nprintf abc > out/abc\n",
+            extra={"input.txt": b"hello input\n"})
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertEqual(results, {"copy.txt": b"hello input\n", "abc": b"abc"})
+        self.assertEqual(status["filemap"]["abc"], sha1_of(b"abc"))
+        for step in (b"=== unpack", b"=== build", b"=== collect", b"=== result"):
+            self.assertIn(step, log)
+
+    @defer.inlineCallbacks
+    def test_failure_is_packagefail_with_results(self):
+        """A non-zero exit is PACKAGEFAIL; outputs written so far are still
+        collected (e.g. a build log of the package)."""
+        status, log, results = yield self.run_script(
+            "echo partial > out/partial\nexit 3\n")
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
+        self.assertEqual(results, {"partial": b"partial\n"})
+        self.assertIn(b"script exited 3", log)
+
+    @defer.inlineCallbacks
+    def test_depwait_convention(self):
+        """/work/out/.depwait plus exit 100 is DEPFAIL with the file's text
+        as dependencies; .depwait is not a result."""
+        status, log, results = yield self.run_script(
+            "echo 'libfoo-dev (>= 1.2), bar' > out/.depwait\n"
+            "echo note > out/note\nexit %d\n" % DEPWAIT_EXIT_CODE)
+        self.assertEqual(status["build_status"], "BuildStatus.DEPFAIL", log)
+        self.assertEqual(status["dependencies"], "libfoo-dev (>= 1.2), bar")
+        self.assertEqual(sorted(status["filemap"]), ["note"])
+
+    @defer.inlineCallbacks
+    def test_depwait_needs_both_file_and_code(self):
+        """Exit 100 without .depwait, or .depwait with exit 1, is
+        PACKAGEFAIL."""
+        status, _, _ = yield self.run_script("exit 100\n", "d-1")
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
+        yield self.call("clean")
+        status, _, _ = yield self.run_script(
+            "echo x > out/.depwait\nexit 1\n", "d-2")
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
+
+    @defer.inlineCallbacks
+    def test_results_never_follow_links(self):
+        """Symlinks (to host or chroot files), directories and FIFOs in
+        /work/out are skipped with a note; regular files still count."""
+        status, log, results = yield self.run_script(
+            "ln -s /etc/passwd out/passwd\nln -s %s out/host\n"
+            "mkdir out/dir\nmkfifo out/fifo\necho ok > out/real\n"
+            % self.agent.cache.path_for(self.chroot))
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertEqual(results, {"real": b"ok\n"})
+        for name in (b"passwd", b"host", b"dir", b"fifo"):
+            self.assertIn(b"skipped " + name, log)
+
+    @defer.inlineCallbacks
+    def test_out_replaced_by_a_link(self):
+        """If the build replaces /work/out with a link, nothing is
+        collected (and nothing of what it points to)."""
+        status, log, results = yield self.run_script(
+            "rm -r out\nln -s /etc out\n")
+        self.assertEqual(status["build_status"], "BuildStatus.OK")
+        self.assertEqual(results, {})
+        self.assertIn(b"no results", log)
+
+    @defer.inlineCallbacks
+    def test_clean_keeps_preexisting_cache_entries(self):
+        """A result identical to a file already in the cache (an input)
+        stays in the cache after clean; results new to the cache go."""
+        status, log, results = yield self.run_script(
+            "cp input out/same\necho new > out/new\n",
+            extra={"input": b"shared bytes"})
+        yield self.call("clean")
+        self.assertTrue(self.agent.cache.has(sha1_of(b"shared bytes")))
+        self.assertFalse(self.agent.cache.has(sha1_of(b"new\n")))
+
+
+class ZstdChrootTests(ScriptBuildTestCase):
+    """The chroot may be .tar.zst (and .tar.xz)."""
+
+    chroot_format = "zst"
+
+    @defer.inlineCallbacks
+    def test_zst_and_xz_chroots_build(self):
+        """Builds in a zstd and an xz chroot succeed."""
+        status, log, _ = yield self.run_script("echo zst\n", "z-1")
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        yield self.call("clean")
+        xz = self.seed_chroot("xz")
+        status, log, _ = yield self.run_script("echo xz\n", "z-2", chroot=xz)
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+
+
+class ChrootFailTests(ScriptBuildTestCase):
+    """A broken chroot is CHROOTFAIL."""
+
+    @defer.inlineCallbacks
+    def check(self, data: bytes, fragment: bytes):
+        chroot = self.seed(data)
+        status, log, _ = yield self.run_script("true\n", chroot=chroot)
+        self.assertEqual(status["build_status"], "BuildStatus.CHROOTFAIL", log)
+        self.assertNotIn("filemap", status)
+        self.assertIn(fragment, log)
+        yield self.call("clean")
+
+    def test_unsafe_member(self):
+        """A chroot with a '..' member is refused: CHROOTFAIL."""
+        return self.check(tarball([("../evil", b"x")]), b"chroot refused")
+
+    def test_not_an_archive(self):
+        """Bytes that are no tar archive: CHROOTFAIL."""
+        return self.check(b"this is not a tarball", b"chroot refused")
+
+    def test_no_shell(self):
+        """A chroot without /bin/sh: CHROOTFAIL."""
+        return self.check(tarball([("etc/hostname", b"x\n")]), b"no /bin/sh")
+
+
+class BuilderFailTests(ScriptBuildTestCase):
+    """The agent's own failure (its sandbox cannot start) is BUILDERFAIL."""
+
+    def agent_kwargs(self):
+        return {"backend": SandboxBackend(
+            reactor, Limits(memory=64 << 20, pids=64),
+            bwrap="/nonexistent/bwrap")}
+
+    @defer.inlineCallbacks
+    def test_sandbox_that_cannot_start(self):
+        """A bubblewrap that cannot run gives BUILDERFAIL, not PACKAGEFAIL."""
+        status, log, _ = yield self.run_script("true\n")
+        self.assertEqual(status["build_status"], "BuildStatus.BUILDERFAIL", log)
+        self.assertIn(b"sandbox did not start", log)
+        yield self.call("clean")
+        self.assertIs(self.agent.state, BuilderStatus.IDLE)
