@@ -26,7 +26,8 @@ class CLIContext:
     def file_url(self, sha1: str, filename: str) -> str | None:
         """The download URL of a stored file, when a file server is known.
 
-        ``LP_FILES_URL`` is the buildmaster's public file-store base URL.
+        ``LP_FILES_URL`` is the buildmaster's public base URL (its
+        ``--files-url``); files are at ``<base>/files/<sha1>/<name>``.
         """
         import os
         from urllib.parse import quote
@@ -34,7 +35,7 @@ class CLIContext:
         base = os.environ.get("LP_FILES_URL")
         if not base:
             return None
-        return "%s/%s/%s" % (base.rstrip("/"), sha1, quote(filename))
+        return "%s/files/%s/%s" % (base.rstrip("/"), sha1, quote(filename))
 
     def connect(self):
         """A psycopg2 connection to the database."""

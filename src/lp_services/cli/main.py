@@ -22,6 +22,7 @@ _GROUPS = [
     ("lp_services.cli.chroot", "chroot"),
     ("lp_services.cli.build", "build"),
     ("lp_services.cli.recipe", "recipe"),
+    ("lp_services.cli.demo", "demo"),
 ]
 
 
@@ -44,3 +45,7 @@ for _module, _name in _GROUPS:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="lp-services")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ import click
 
 from lp_services.cli.context import echo_json, pass_context, user_errors
 
-__all__ = ["report"]
+__all__ = ["render_report", "report"]
 
 # The columns a person sees (JSON carries every column). Wide views keep
 # the ones that answer the report's question.
@@ -50,9 +50,22 @@ def report(ctx, name, as_json, limit, kind, type_, status):
     if as_json:
         echo_json([{k: jsonable(v) for k, v in row.items()} for row in rows])
         return
+    import sys
+
     from rich.console import Console
+
+    # Piped output has no terminal width; do not fold tables into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(render_report(name, columns, rows))
+
+
+def render_report(name, columns, rows):
+    """A rich renderable of one report's rows (the columns people read)."""
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    from lp_services.reports import humanize
 
     shown = _SHOWN.get(name, columns)
     table = Table(title="ops_%s" % name, title_justify="left")
@@ -61,10 +74,6 @@ def report(ctx, name, as_json, limit, kind, type_, status):
     for row in rows:
         # Text, not str: a job's error may contain [markup] rich would eat.
         table.add_row(*(Text(humanize(row[c])) for c in shown))
-    import sys
-
-    # Piped output has no terminal width; do not fold tables into 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(table)
     if not rows:
-        console.print("(no rows)")
+        return Group(table, Text("(no rows)"))
+    return table

@@ -1,0 +1,1 @@
+"""Acceptance tests: real twistd processes, real sandboxes, the whole farm."""

@@ -1,0 +1,58 @@
+"""The README's main command, `lp-services demo`, run for real twice."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from lp_services.database.embedded import EmbeddedServer
+
+
+class DemoTests(TestCase):
+    """lp-services demo builds a recipe end to end on a fresh state dir."""
+
+    def run_demo(self, home: Path):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LP_DATABASE_URL", "LP_HOME")}
+        return subprocess.run(
+            [sys.executable, "-m", "lp_services.cli.main", "--home", str(home),
+             "demo"], capture_output=True, text=True, env=env, timeout=600)
+
+    def test_demo_twice(self):
+        """Two demos in a row build, check every result's sha1, and stop."""
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        self.addCleanup(EmbeddedServer(home).stop)
+        for attempt in (1, 2):
+            result = self.run_demo(home)
+            output = result.stdout + result.stderr
+            self.assertEqual(result.returncode, 0, output)
+            self.assertIn("greeting.txt says: Hello from the lp-services "
+                          "build farm!", output)
+            # Three results and the log, each downloaded and its sha1 checked.
+            self.assertEqual(len(re.findall(r"sha1 ok", output)), 4, output)
+            self.assertIn("COMPLETED / FULLYBUILT", output)
+            self.assertIn("status page: http://127.0.0.1:", output)
+            self.assertIn("stopped the buildmaster", output)
+            # Nothing it started is left running (but the database).
+            self.assertFalse((home / "demo" / "pids.json").exists())
+            self.assertEqual(processes_mentioning(home), [])
+
+
+def processes_mentioning(home: Path) -> list[str]:
+    """Command lines of live non-PostgreSQL processes that name ``home``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(argv).decode("utf-8", "replace")
+        if str(home) in line and "postgres" not in argv[0].decode(errors="replace"):
+            found.append(line)
+    return found
