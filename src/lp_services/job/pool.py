@@ -44,6 +44,8 @@ class Worker(protocol.ProcessProtocol):
         self._err_buffer = b""
         self._timer = None
         self._kill_reason = None
+        #: The child said it will exit (after a MemoryError): send no more.
+        self.retiring = False
 
     @property
     def job_id(self):
@@ -53,7 +55,7 @@ class Worker(protocol.ProcessProtocol):
     @property
     def free(self) -> int:
         """How many more jobs this worker may be sent."""
-        if not self.alive or self._kill_reason is not None:
+        if not self.alive or self._kill_reason is not None or self.retiring:
             return 0
         return self.pool.depth - len(self.queue)
 
@@ -72,6 +74,8 @@ class Worker(protocol.ProcessProtocol):
                 if not self.ready.called:
                     self.ready.callback(self)
             elif self.queue and message.get("job") == self.queue[0][0]:
+                if message.get("outcome") == "memory":
+                    self.retiring = True
                 self._finish(message)
 
     def errReceived(self, data):

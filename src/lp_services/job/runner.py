@@ -372,7 +372,7 @@ class JobRunner(Service):
         self.wake()
 
     def _wait_drained(self, timeout):
-        if not self._running:
+        if not self._running or timeout <= 0:
             return defer.succeed(None)
         d = defer.Deferred()
         self._drain_waiters.append(d)
