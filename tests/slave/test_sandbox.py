@@ -66,6 +66,36 @@ class ConfinementTests(ScriptBuildTestCase):
         self.assertNotIn(b"secret", results["env"])
 
 
+class StopTests(ScriptBuildTestCase):
+    """Stopping the agent (daemon shutdown) kills a running build."""
+
+    @defer.inlineCallbacks
+    def test_stop_kills_running_build(self):
+        """Agent.stop() during a build leaves none of its processes."""
+        marker = "stop" + uuid.uuid4().hex[:8]
+        yield self.start_script("sh -c 'sleep 1000; : %s' &\nsleep 1000\n"
+                                % marker)
+        for _ in range(200):
+            if processes_matching(marker):
+                break
+            yield _tick()
+        self.assertTrue(processes_matching(marker))
+        yield self.agent.stop()
+        for _ in range(100):
+            if not processes_matching(marker):
+                break
+            yield _tick()
+        self.assertEqual(processes_matching(marker), [])
+        yield self.wait_for(BuilderStatus.WAITING)
+        yield self.call("clean")
+
+
+def _tick():
+    d = defer.Deferred()
+    reactor.callLater(0.05, d.callback, None)
+    return d
+
+
 class EscapeTests(ScriptBuildTestCase):
     """Each escape attempt fails (ISOLATION.md's checks, automated)."""
 
@@ -270,7 +300,7 @@ class EscapeTests(ScriptBuildTestCase):
         for _ in range(200):
             if ready.exists():
                 break
-            yield self._tick()
+            yield _tick()
         self.assertTrue(processes_matching(marker))
         self.assertEqual((yield self.call("abort")), "BuilderStatus.ABORTING")
         yield self.wait_for(BuilderStatus.WAITING)
@@ -278,11 +308,6 @@ class EscapeTests(ScriptBuildTestCase):
         self.assertEqual(status["build_status"], "BuildStatus.ABORTED")
         self.assertEqual(processes_matching(marker), [])
         yield self.call("clean")
-
-    def _tick(self):
-        d = defer.Deferred()
-        reactor.callLater(0.05, d.callback, None)
-        return d
 
     @defer.inlineCallbacks
     def test_timeout_kills_build(self):
