@@ -11,6 +11,10 @@ import urllib.request
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
 from lp_services.job.registry import (
     InvalidJobData, JobType, RetryableError, UserError, job_types)
 
@@ -128,6 +132,11 @@ class LibraryGCJobType(JobType):
 
     name = "library-gc"
     max_retries = 2
+    #: A reference added while collecting (foreign-key violation), a
+    #: serialization failure or a lost connection: try again later.
+    retryable_errors = (RetryableError, psycopg2.errors.ForeignKeyViolation,
+                        psycopg2.extensions.TransactionRollbackError,
+                        psycopg2.OperationalError)
     timeout_seconds = 3600.0
     lease_seconds = 120.0
 

@@ -1,0 +1,57 @@
+"""`twistd jobrunner` options (lp_services.job.tap)."""
+
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+
+from lp_services.job.runner import JobRunner
+from lp_services.job.tap import Options, makeService
+
+
+class OptionsTests(TestCase):
+    """Parsing and validating the daemon's options."""
+
+    def parse(self, *args):
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_defaults_claim_every_known_type(self):
+        """Without --include, every registered type is claimed."""
+        options = self.parse()
+        self.assertTrue({"noop", "sleep", "http-notify", "library-gc"}
+                        <= set(options["types"]))
+        self.assertNotIn("build", options["types"])
+
+    def test_include_exclude(self):
+        """--include narrows, --exclude removes."""
+        options = self.parse("--include", "noop", "--include", "sleep",
+                             "--exclude", "sleep")
+        self.assertEqual(options["types"], ["noop"])
+
+    def test_module_registers_types(self):
+        """--module imports more types."""
+        options = self.parse("--module", "lp_services.job.testtypes",
+                             "--include", "test.crash")
+        self.assertEqual(options["types"], ["test.crash"])
+
+    def test_errors(self):
+        """Unknown types, empty selections and nonsense numbers are refused."""
+        for args in (["--include", "nope"], ["--exclude", "build"],
+                     ["--include", "noop", "--exclude", "noop"],
+                     ["--concurrency", "0"], ["--poll-interval", "0"],
+                     ["--module", "no.such.module"]):
+            self.assertRaises(usage.UsageError, self.parse, *args)
+
+    def test_make_service(self):
+        """makeService builds a JobRunner with the options (no I/O yet)."""
+        options = self.parse("--database", "postgresql://x@127.0.0.1:1/x",
+                             "--concurrency", "3", "--holder", "r1",
+                             "--include", "noop", "--depth", "2",
+                             "--poll-interval", "7", "--grace", "9")
+        service = makeService(options)
+        runner = service.getServiceNamed("jobrunner")
+        self.assertIsInstance(runner, JobRunner)
+        self.assertEqual((runner.holder, runner.concurrency,
+                          sorted(runner.types), runner.poll_interval,
+                          runner.grace, runner.claim_batch),
+                         ("r1", 3, ["noop"], 7.0, 9.0, 6))
