@@ -87,30 +87,47 @@ def _inside(base_parts: list[str], target: str) -> bool:
 
 class _Writer:
     """Writes members under an open root directory fd, never following
-    a symbolic link."""
+    a symbolic link. Directory fds are cached: a directory, once made, is
+    never replaced (see :meth:`clear`), so a cached fd stays right."""
 
     def __init__(self, root_fd: int):
         self.root_fd = root_fd
+        self._dirs: dict[tuple, int] = {(): root_fd}
 
     def parent(self, parts: list[str]) -> int:
-        """Open (creating as needed) the directory holding ``parts``."""
-        fd = os.dup(self.root_fd)
-        for i, part in enumerate(parts[:-1]):
+        """The directory holding ``parts`` (created as needed); the fd
+        belongs to the writer: do not close it."""
+        key = tuple(parts[:-1])
+        fd = self._dirs.get(key)
+        if fd is not None:
+            return fd
+        depth = len(key)
+        while key[:depth] not in self._dirs:
+            depth -= 1
+        fd = self._dirs[key[:depth]]
+        for i in range(depth, len(key)):
+            part = key[i]
             try:
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 os.mkdir(part, 0o755, dir_fd=fd)
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as e:
-                os.close(fd)
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise UnsafeArchive(
                         "member path passes through a link or file: %r"
-                        % "/".join(parts[:i + 1])) from None
+                        % "/".join(key[:i + 1])) from None
                 raise
-            os.close(fd)
+            self._dirs[key[:i + 1]] = nfd
             fd = nfd
         return fd
+
+    def close(self) -> None:
+        """Close the cached directory fds (not the root's)."""
+        for key, fd in self._dirs.items():
+            if key:
+                os.close(fd)
+        self._dirs = {(): self.root_fd}
 
     @staticmethod
     def clear(name: str, dir_fd: int) -> None:
@@ -161,6 +178,7 @@ def unpack(archive: Path, root: Path) -> int:
                 if not stat.S_ISDIR(st.st_mode):
                     raise UnsafeArchive("/%s is not a directory" % name) from None
     finally:
+        writer.close()
         os.close(root_fd)
     return count
 
@@ -194,50 +212,44 @@ def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
     mode = member.mode & 0o1777
     name = parts[-1]
     parent = writer.parent(parts)
-    try:
-        if member.isdir():
-            try:
-                os.mkdir(name, 0o755, dir_fd=parent)
-            except FileExistsError:
-                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
-                    raise UnsafeArchive("directory over a non-directory: %r"
-                                        % member.name) from None
-            dir_modes.append((parts, mode | 0o700))
-        elif member.issym():
-            if not _inside(parts[:-1], member.linkname):
-                raise UnsafeArchive("symlink points outside the root: %r -> %r"
-                                    % (member.name, member.linkname))
-            writer.clear(name, parent)
-            os.symlink(member.linkname, name, dir_fd=parent)
-        elif member.islnk():
-            target = _clean_name(member.linkname)
-            if not target:
-                raise UnsafeArchive("hard link to the root: %r" % member.name)
-            src_parent = writer.parent(target)
-            try:
-                writer.clear(name, parent)
-                os.link(target[-1], name, src_dir_fd=src_parent,
-                        dst_dir_fd=parent, follow_symlinks=False)
-            finally:
-                os.close(src_parent)
-        elif member.isfifo():
-            writer.clear(name, parent)
-            os.mkfifo(name, mode, dir_fd=parent)
-        else:
-            writer.clear(name, parent)
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
-            try:
-                source = tar.extractfile(member)
-                while chunk := source.read(_CHUNK):
-                    _write_all(fd, chunk)
-                os.fchmod(fd, mode)
-                os.utime(fd, (member.mtime, member.mtime))
-            finally:
-                os.close(fd)
-    finally:
-        os.close(parent)
+    if member.isdir():
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeArchive("directory over a non-directory: %r"
+                                    % member.name) from None
+        dir_modes.append((parts, mode | 0o700))
+    elif member.issym():
+        if not _inside(parts[:-1], member.linkname):
+            raise UnsafeArchive("symlink points outside the root: %r -> %r"
+                                % (member.name, member.linkname))
+        writer.clear(name, parent)
+        os.symlink(member.linkname, name, dir_fd=parent)
+    elif member.islnk():
+        target = _clean_name(member.linkname)
+        if not target:
+            raise UnsafeArchive("hard link to the root: %r" % member.name)
+        src_parent = writer.parent(target)
+        writer.clear(name, parent)
+        os.link(target[-1], name, src_dir_fd=src_parent,
+                dst_dir_fd=parent, follow_symlinks=False)
+    elif member.isfifo():
+        writer.clear(name, parent)
+        os.mkfifo(name, mode, dir_fd=parent)
+    else:
+        writer.clear(name, parent)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+        try:
+            source = tar.extractfile(member)
+            while chunk := source.read(_CHUNK):
+                _write_all(fd, chunk)
+            os.fchmod(fd, mode)
+            os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
