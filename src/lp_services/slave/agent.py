@@ -314,7 +314,7 @@ class Agent:
 
     def start(self) -> defer.Deferred:
         """Remove what a previous run left in the work directory."""
-        ds = [self._discard(p) for p in self.config.work_dir.iterdir()]
+        ds = [self._discard(p) for p in list(self.config.work_dir.iterdir())]
         return defer.gatherResults(ds)
 
     def stop(self) -> defer.Deferred:

@@ -1,0 +1,82 @@
+"""The domain object (lp_services.slave.agent.Agent) called directly:
+what XML-RPC cannot carry (NUL), start-up cleaning, waiting on states."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from lp_services.slave.agent import Agent
+from lp_services.slave.errors import BadBuildId, BadFileName, WrongState
+from lp_services.slave.manager import BuildOutcome
+from lp_services.slave.state import BuilderStatus, BuildStatus
+from lp_services.slave.testing import make_test_config
+
+from tests.slave.hold import HoldBuildManager, hold_registry
+
+
+class AgentTests(TestCase):
+    """Direct calls on Agent."""
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="lp-agent-domain-"))
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.config = make_test_config(self.tmp)
+        self.agent = Agent(self.config, reactor, registry=hold_registry())
+        self.addCleanup(self.agent.stop)
+        chroot = self.agent.cache.path_for("a" * 40)
+        chroot.parent.mkdir(parents=True)
+        chroot.write_bytes(b"x")
+
+    def test_nul_and_control_characters_refused(self):
+        """A NUL or newline in a build id or file name is refused (these
+        cannot even travel over XML-RPC, but the domain checks anyway)."""
+        self.assertRaises(BadBuildId, self.agent.build, "a\0b", "hold",
+                          "a" * 40, {}, {})
+        self.assertRaises(BadBuildId, self.agent.build, "a\nb", "hold",
+                          "a" * 40, {}, {})
+        self.assertRaises(BadFileName, self.agent.build, "b", "hold",
+                          "a" * 40, {"x\0y": "a" * 40}, {})
+        self.assertIs(self.agent.state, BuilderStatus.IDLE)
+
+    @defer.inlineCallbacks
+    def test_start_empties_work_dir(self):
+        """start() removes what a previous run left in the work directory."""
+        (self.config.work_dir / "old-build" / "chroot").mkdir(parents=True)
+        (self.config.work_dir / "stray").write_text("x")
+        yield self.agent.start()
+        self.assertEqual(list(self.config.work_dir.iterdir()), [])
+
+    @defer.inlineCallbacks
+    def test_wait_for_and_full_cycle(self):
+        """wait_for fires on entering a state (at once if already there);
+        a build goes IDLE -> BUILDING -> WAITING -> IDLE."""
+        yield self.agent.wait_for(BuilderStatus.IDLE)
+        waiting = self.agent.wait_for(BuilderStatus.WAITING)
+        self.assertEqual(self.agent.build("c-1", "hold", "a" * 40, {}, {}),
+                         ["BuilderStatus.BUILDING", "c-1"])
+        self.assertNoResult(waiting)
+        self.assertRaises(WrongState, self.agent.clean)
+        HoldBuildManager.instances[-1].finish.callback(
+            BuildOutcome(BuildStatus.OK))
+        yield waiting
+        self.assertEqual(self.agent.status()["build_status"],
+                         "BuildStatus.OK")
+        self.assertEqual((yield self.agent.clean()), "BuilderStatus.IDLE")
+
+    @defer.inlineCallbacks
+    def test_leftover_build_dir_replaced(self):
+        """A leftover directory with the new build's id is set aside and the
+        build starts clean."""
+        old = self.config.work_dir / "c-2"
+        old.mkdir()
+        (old / "junk").write_text("old")
+        self.agent.build("c-2", "hold", "a" * 40, {}, {})
+        self.assertFalse((old / "junk").exists())
+        self.assertTrue((old / "buildlog").exists())
+        HoldBuildManager.instances[-1].finish.callback(
+            BuildOutcome(BuildStatus.OK))
+        yield self.agent.wait_for(BuilderStatus.WAITING)
+        yield self.agent.clean()
