@@ -102,6 +102,17 @@ def _check_str(name: str, value, limit: int, optional: bool = False):
         raise BadArguments("%s contains NUL" % name)
 
 
+def _remove(path: Path) -> None:
+    """Delete a file or a directory tree (blocking; errors ignored)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
 def check_sha1(value, what: str = "sha1") -> str:
     """``value`` if it is 40 lower-case hex digits, else BadSha1."""
     if not isinstance(value, str) or not _SHA1.match(value):
@@ -334,8 +345,7 @@ class Agent:
         except FileNotFoundError:
             return defer.succeed(None)
         pool = self.reactor.getThreadPool()
-        d = threads.deferToThreadPool(self.reactor, pool, shutil.rmtree,
-                                      trash, ignore_errors=True)
+        d = threads.deferToThreadPool(self.reactor, pool, _remove, trash)
         self._trash.append(d)
         d.addBoth(lambda r: (self._trash.remove(d), r)[1])
         return d
