@@ -442,3 +442,111 @@ class AgentGuestTests(AgentTestCase):
 def _sleep(seconds):
     from twisted.internet.task import deferLater
     return deferLater(reactor, seconds, lambda: None)
+
+
+# -- slow: through the buildmaster ------------------------------------------
+
+from tests.buildmaster.test_integration import (  # noqa: E402
+    IntegrationBase, wait_until)
+
+
+@slow
+class BuildmasterGuestTests(IntegrationBase):
+    """A virtualized builder whose agent runs the ``qemu`` backend, driven
+    by the real buildmaster over real PostgreSQL and XML-RPC."""
+
+    timeout = 300
+
+    async def start_agent(self):
+        from lp_services.slave.testing import TEST_SECRET, start_agent
+
+        tmp = Path(tempfile.mkdtemp(prefix="bm-qemu-agent-"))
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        self.running = await start_agent(tmp, backend=shared_backend())
+        self.addCleanup(self.running.stop)
+        return self.running.base_url, TEST_SECRET
+
+    async def test_script_build_in_guest_via_buildmaster(self):
+        """A script build on a virtualized builder: dispatched by the
+        master, built in a guest VM, its logtail seen while building, its
+        results and log collected and stored; the builder is reset (its
+        reset command run, the agent pinged) and clean afterwards."""
+        import io
+        from lp_services.buildmaster import builders as B
+        from lp_services.buildmaster import queue as Q
+        from lp_services.buildmaster.manager import (
+            BuilderManager, Farm, FarmConfig)
+        from lp_services.buildmaster.notify import NotifyListener
+        from lp_services.clock import utcnow
+        from lp_services.database.sql import raw_cursor
+        from lp_services.database.transactor import Transactor
+        from lp_services.filestore.store import FileStore
+        from lp_services.slave.busybox_chroot import busybox_chroot
+
+        agent_url, secret = await self.start_agent()
+        file_store = FileStore(Path(self.mktemp()))
+        transactor = Transactor(self.database_url, reactor=reactor)
+        transactor.start()
+        self.addCleanup(transactor.stop)
+        farm = Farm(transactor, reactor, file_store,
+                    FarmConfig(identity="vm", files_url="http://unset",
+                               interval=1.0, logtail_interval=0.2),
+                    reactor=reactor)
+        manager = BuilderManager(farm)
+        from lp_services.buildmaster.web import build_site
+        port = reactor.listenTCP(0, build_site(farm, manager),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+        reset_marker = Path(self.mktemp()).resolve()
+
+        def setup(store):
+            B.add_builder(store, name="vm1", url=agent_url,
+                          processors=["amd64"], secret=secret,
+                          virtualized=True,
+                          reset_command="touch %s" % reset_marker)
+            record = file_store.add_path(store, busybox_chroot(fmt="gz"))
+            raw_cursor(store).execute(
+                "INSERT INTO chroot (processor, series, library_file)"
+                " SELECT id, 'default', %s FROM processor WHERE name = %s",
+                (record.id, "amd64"))
+        self.blocking(setup)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        listener = NotifyListener(self.database_url, manager, reactor)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        await listener.connected
+        await wait_until(lambda: manager.scanners)
+
+        script = (b"set -e\necho building in the guest\nsleep 2\n"
+                  b"uname -r > out/kernel.txt\n")
+
+        def queue(store):
+            record = file_store.add(store, "build.sh", io.BytesIO(script))
+            return Q.request_build(
+                store, build_type="script", processor="amd64",
+                virtualized=True, now=utcnow(reactor),
+                build_args={"script": "build.sh"},
+                filemap={"build.sh": record.sha1})
+        job = self.blocking(queue)
+        await wait_until(lambda: self.show(job)["status"] == "BUILDING",
+                         timeout=30)
+        tail = await wait_until(
+            lambda: (lambda t: t if t and "accelerator" in t else None)(
+                self.show(job)["logtail"]), timeout=60)
+        self.assertIn("[qemu] accelerator", tail)
+        info = await wait_until(
+            lambda: (lambda i: i if i["status"] in (
+                "FULLYBUILT", "FAILEDTOBUILD") else None)(self.show(job)),
+            timeout=120)
+        self.assertEqual("FULLYBUILT", info["status"], info)
+        files = {f["filename"]: f["sha1"] for f in info["files"]}
+        kernel = file_store.path_for(files["kernel.txt"]).read_bytes()
+        self.assertTrue(kernel.strip().endswith(b"-amd64"), kernel)
+        log = file_store.path_for(info["log"]["sha1"]).read_bytes()
+        self.assertIn(b"building in the guest", log)
+        self.assertIn(b"lp-guest: booted", log)
+        await wait_until(lambda: manager.scanners["vm1"].vitals.clean_status
+                         .name == "CLEAN", timeout=60)
+        self.assertTrue(reset_marker.exists())
