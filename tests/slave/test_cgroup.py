@@ -80,6 +80,25 @@ class FakeTreeTests(SynchronousTestCase):
         self.assertEqual(group.procs_files, [d / "cgroup.procs"])
 
 
+class StaleTests(SynchronousTestCase):
+    """Groups of agents that died are removed; others are kept."""
+
+    def test_remove_stale(self):
+        """A group named after a dead pid is removed; one of a live pid and
+        one not named by us are kept."""
+        root = Path(tempfile.mkdtemp(prefix="lp-cgroup-stale-"))
+        self.addCleanup(shutil.rmtree, root)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        parent = root / "lp-buildslave"
+        for name in ("b-%d-1" % dead.pid, "b-%d-2" % os.getpid(), "other"):
+            (parent / name).mkdir(parents=True)
+        removed = CgroupV2(root).remove_stale()
+        self.assertEqual(removed, ["b-%d-1" % dead.pid])
+        self.assertEqual(sorted(p.name for p in parent.iterdir()),
+                         ["b-%d-2" % os.getpid(), "other"])
+
+
 class RealV1Tests(SynchronousTestCase):
     """The machine's own cgroup v1 hierarchy (root only)."""
 

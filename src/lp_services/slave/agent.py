@@ -324,7 +324,11 @@ class Agent:
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> defer.Deferred:
-        """Remove what a previous run left in the work directory."""
+        """Remove what a previous run left in the work directory (and the
+        backend's leftovers, for a backend with a ``start()``)."""
+        start_backend = getattr(self.backend, "start", None)
+        if start_backend is not None:
+            start_backend()
         ds = [self._discard(p) for p in list(self.config.work_dir.iterdir())]
         return defer.gatherResults(ds)
 

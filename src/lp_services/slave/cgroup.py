@@ -118,6 +118,35 @@ class BuildCgroup:
         return None
 
 
+def _owner_alive(name: str) -> bool:
+    """Whether the agent that made group ``<build>-<pid>-<n>`` still runs."""
+    try:
+        pid = int(name.rsplit("-", 2)[-2])
+    except (IndexError, ValueError):
+        return True  # not ours: leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(parents: list[Path]) -> list[str]:
+    removed = []
+    for parent in parents:
+        try:
+            children = [d for d in parent.iterdir() if d.is_dir()]
+        except OSError:
+            continue
+        for d in children:
+            if not _owner_alive(d.name):
+                BuildCgroup([d]).remove()
+                removed.append(d.name)
+    return removed
+
+
 class CgroupV1:
     """Separate memory, pids and cpu hierarchies under /sys/fs/cgroup."""
 
@@ -133,6 +162,11 @@ class CgroupV1:
         return all(os.access(root / c, os.W_OK)
                    and (root / c / "cgroup.procs").exists()
                    for c in ("memory", "pids"))
+
+    def remove_stale(self) -> list[str]:
+        """Kill and remove groups left by agents that no longer run."""
+        return _remove_stale([self.root / c / self.parent
+                              for c in ("memory", "pids", "cpu")])
 
     def create(self, name: str, limits: Limits) -> BuildCgroup:
         """Make the build's groups with ``limits`` applied."""
@@ -182,6 +216,10 @@ class CgroupV2:
         except OSError:
             return False
         return {"memory", "pids"} <= set(controllers) and os.access(root, os.W_OK)
+
+    def remove_stale(self) -> list[str]:
+        """Kill and remove groups left by agents that no longer run."""
+        return _remove_stale([self.root / self.parent])
 
     def create(self, name: str, limits: Limits) -> BuildCgroup:
         """Make the build's group with ``limits`` applied."""

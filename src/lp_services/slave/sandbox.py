@@ -273,6 +273,14 @@ class SandboxBackend:
             prefix.append("--nproc=%d" % self.limits.pids)
         return prefix + ["--"]
 
+    def start(self) -> None:
+        """Remove cgroups left by an agent that died (not part of
+        IBackend: called by the agent when the backend has it)."""
+        if self.cgroups is not None:
+            removed = self.cgroups.remove_stale()
+            if removed:
+                self.log.info("removed {n} stale build cgroups", n=len(removed))
+
     def sandbox(self, build_id, root, work):
         """See ``IBackend.sandbox``."""
         return SandboxSession(self, build_id, root, work)
