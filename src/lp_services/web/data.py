@@ -1,0 +1,159 @@
+"""What the status pages read, as plain values, in one transaction each.
+
+These functions run in the transactor's threads (``Transactor.run(fn,
+...)``) and read through the same code as the CLI: ``reports.fetch_report``
+over the ops views and ``work.describe_work`` for one job. The only query
+of their own fetches the log tails of the builds running now, which no ops
+view carries (a log is too big for a report row).
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from lp_services.database.sql import raw_cursor
+from lp_services.job.status import JobStatus
+from lp_services.reports import fetch_report
+from lp_services.work import describe_work
+
+__all__ = [
+    "BadFilter",
+    "FARM_LOG_LINES",
+    "Farm",
+    "WORK_CHOICES",
+    "WORK_LIMIT",
+    "load_farm",
+    "load_work",
+    "load_work_list",
+    "parse_work_filters",
+]
+
+#: Lines of each running build's log the farm page shows: enough to see
+#: what it is doing, few enough that a farm of builders fits on a screen.
+FARM_LOG_LINES = 5
+#: Recent work shown by default, and the most a request may ask for.
+WORK_LIMIT = 100
+WORK_LIMIT_MAX = 1000
+#: Latest work on the farm page.
+FARM_RECENT = 10
+
+#: The values of the work list's select filters (from the ops_work view).
+WORK_CHOICES = {
+    "kind": ("build", "native"),
+    "status": tuple(s.name for s in JobStatus),
+    "outcome": ("succeeded", "failed", "cancelled"),
+}
+# job.job_type and build types share this shape (schema CHECKs).
+_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+class BadFilter(ValueError):
+    """A filter of the work list that cannot be applied; str() says why."""
+
+
+@dataclass(frozen=True)
+class Farm:
+    """What the farm page shows."""
+
+    builders: list
+    queue: list
+    recent: list
+    now: datetime
+
+
+def last_lines(text: str | None, count: int) -> str | None:
+    """The last ``count`` non-empty-trailing lines of ``text``."""
+    if not text:
+        return None
+    lines = text.rstrip("\n").split("\n")
+    return "\n".join(lines[-count:])
+
+
+def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
+    """Builders (ops_builders) with their current build's log tail, the
+    queue (ops_queue) and the latest work (ops_work)."""
+    cursor = raw_cursor(store)
+    _, builders = fetch_report(cursor, "builders")
+    _, queue = fetch_report(cursor, "queue")
+    _, recent = fetch_report(cursor, "work", limit=FARM_RECENT)
+    current = [b["current_build"] for b in builders
+               if b["current_build"] is not None]
+    running = {}
+    if current:
+        cursor.execute("""
+            SELECT job, build_type, logtail FROM build_queue
+            WHERE job = ANY(%s)""", (current,))
+        running = {job: (build_type, tail)
+                   for job, build_type, tail in cursor.fetchall()}
+    for b in builders:
+        build_type, tail = running.get(b["current_build"], (None, None))
+        b["build_type"] = build_type
+        b["logtail"] = last_lines(tail, log_lines)
+    cursor.execute("SELECT now()")
+    return Farm(builders=builders, queue=queue, recent=recent,
+                now=cursor.fetchone()[0])
+
+
+def load_work(store, job_id: int, file_url=None):
+    """``describe_work`` of one job (raises ``UnknownWork``)."""
+    return describe_work(raw_cursor(store), job_id, file_url=file_url)
+
+
+def load_work_list(store, filters: dict, limit: int) -> list:
+    """The recent-work list (ops_work), newest first."""
+    _, rows = fetch_report(raw_cursor(store), "work", limit=limit, **filters)
+    return rows
+
+
+def _text(args: dict, name: str) -> str | None:
+    values = args.get(name.encode()) or []
+    if len(values) > 1:
+        raise BadFilter("give %s at most once" % name)
+    if not values:
+        return None
+    try:
+        value = values[0].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadFilter("%s is not UTF-8" % name) from None
+    return value or None
+
+
+def parse_work_filters(args: dict) -> tuple[dict, int]:
+    """Validate the work list's query arguments (``request.args``).
+
+    :return: (filters for ``fetch_report``, limit).
+    :raises BadFilter: an unknown argument or a value that cannot match,
+        with a message naming it and what is allowed.
+    """
+    known = set(WORK_CHOICES) | {"type", "limit"}
+    for raw in args:
+        name = raw.decode("utf-8", "replace")
+        if name not in known:
+            raise BadFilter("unknown filter %r; filters are %s"
+                            % (name, ", ".join(sorted(known))))
+    filters = {}
+    for name, allowed in WORK_CHOICES.items():
+        value = _text(args, name)
+        if value is None:
+            continue
+        if name == "status":
+            value = value.upper()
+        if value not in allowed:
+            raise BadFilter("%s must be one of %s, not %r"
+                            % (name, ", ".join(allowed), value))
+        filters[name] = value
+    job_type = _text(args, "type")
+    if job_type is not None:
+        if not _TYPE.match(job_type):
+            raise BadFilter("type must be a job or build type name (lower-case "
+                            "letters, digits, '.', '_', '-'), not %r" % job_type)
+        filters["type"] = job_type
+    limit = WORK_LIMIT
+    raw_limit = _text(args, "limit")
+    if raw_limit is not None:
+        if (not re.fullmatch(r"[0-9]{1,4}", raw_limit)
+                or not 1 <= int(raw_limit) <= WORK_LIMIT_MAX):
+            raise BadFilter("limit must be a whole number from 1 to %d, not %r"
+                            % (WORK_LIMIT_MAX, raw_limit))
+        limit = int(raw_limit)
+    return filters, limit
