@@ -385,3 +385,22 @@ class RealBuildTests(unittest.TestCase):
             self.assertEqual(BuildStatus.PACKAGEFAIL, outcome.status)
             self.assertIn("source package refused", log)
             self.assertNotIn("=== unpack", log)
+
+    @defer.inlineCallbacks
+    def test_builds_debs_in_guest(self):
+        """The same build with the qemu backend: dependencies installed
+        into the build's chroot before the guest boots, the build in a
+        guest VM without network, the same three results."""
+        from lp_services.slave.qemu import QemuBackend, QemuConfig
+        where = Path(self.mktemp())
+        where.mkdir()
+        files = make_source_package(where, "xxd")
+        backend = QemuBackend(QemuConfig(memory=1024), reactor=reactor)
+        harness = BuildHarness(self, backend, files, {})
+        outcome = yield defer.ensureDeferred(harness.run())
+        log = harness.log_text()
+        self.assertEqual(BuildStatus.OK, outcome.status, log[-3000:])
+        self.assertEqual(["lptest_1.0_all.deb", "lptest_1.0_amd64.buildinfo",
+                          "lptest_1.0_amd64.changes"], sorted(outcome.filemap))
+        self.assertIn("[qemu] accelerator:", log)
+        self.assertNotIn("\x1b[", log)

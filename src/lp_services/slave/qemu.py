@@ -215,8 +215,9 @@ def guest_script(argv: list[str], env: dict[str, str] | None = None,
                  cwd: str = "/work") -> str:
     """The shell text the guest's /init runs (as root, in the build root)
     for ``argv``: a clean environment, in ``cwd``."""
+    # The console is a tty: keep dpkg's colour escapes out of the log.
     variables = {"PATH": GUEST_PATH, "HOME": cwd, "LANG": "C.UTF-8",
-                 "TERM": "dumb", "TMPDIR": "/tmp"}
+                 "TERM": "dumb", "TMPDIR": "/tmp", "DPKG_COLORS": "never"}
     variables.update(env or {})
     assignments = " ".join(shlex.quote(f"{k}={v}")
                            for k, v in sorted(variables.items()))
@@ -304,8 +305,9 @@ class QemuSandbox:
                  work: Path):
         self.backend = backend
         self.build_id = build_id
-        self.root = Path(root)
-        self.work = Path(work)
+        # QEMU and bubblewrap run elsewhere: absolute paths only.
+        self.root = Path(root).absolute()
+        self.work = Path(work).absolute()
         self._transport = None
         self._private: list[Path] = []
         self._destroyed = False
