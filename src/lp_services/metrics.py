@@ -227,13 +227,14 @@ class OpsGauges:
         if (self._refreshed_at is not None
                 and now - self._refreshed_at < self._interval):
             return succeed(None)
-        if self._waiters is None:
-            self._waiters = []
-            d = self._transactor.run(_read_ops)
-            d.addCallbacks(self._store, self._failed)
-            d.addBoth(self._notify)
         waiter = Deferred()
-        self._waiters.append(waiter)
+        if self._waiters is not None:
+            self._waiters.append(waiter)
+            return waiter
+        self._waiters = [waiter]
+        d = self._transactor.run(_read_ops)
+        d.addCallbacks(self._store, self._failed)
+        d.addBoth(self._notify)
         return waiter
 
     def _store(self, result):
