@@ -16,7 +16,9 @@ else ``$XDG_CACHE_HOME/lp-services`` (``~/.cache/lp-services``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import re
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_SOURCES",
     "VARIANTS",
     "build_chroot",
+    "cache_lock",
     "cache_root",
     "debian_mirror",
 ]
@@ -121,6 +124,19 @@ def debian_mirror(sources: Path = DEFAULT_SOURCES,
     raise ChrootError(f"no Debian mirror configured in {sources}")
 
 
+@contextlib.contextmanager
+def cache_lock(path: Path):
+    """An exclusive lock on ``path`` (created): one process builds a cache
+    entry while the others wait for it, instead of building it too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _sha1(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as f:
@@ -194,10 +210,20 @@ def build_chroot(series: str = "bookworm", variant: str = "minbase",
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{series}-{variant}-{processor}-{key}.tar.zst"
     out = directory / name
-    if out.exists() and not rebuild:
-        say(f"cached: {out}")
-        return ChrootTarball(out, series, variant, processor, mirror,
-                             _sha1(out), out.stat().st_size, True)
+    with cache_lock(directory / (name + ".lock")):
+        if out.exists() and not rebuild:
+            say(f"cached: {out}")
+            return ChrootTarball(out, series, variant, processor, mirror,
+                                 _sha1(out), out.stat().st_size, True)
+        _debootstrap(series, variant, processor, mirror, include, directory,
+                     name, out, say)
+    return ChrootTarball(out, series, variant, processor, mirror,
+                         _sha1(out), out.stat().st_size, False)
+
+
+def _debootstrap(series, variant, processor, mirror, include, directory,
+                 name, out, say) -> None:
+    """Build the tarball `out` (the caller holds the cache lock)."""
     if shutil.which("debootstrap") is None:
         raise ChrootError("debootstrap is not installed "
                           "(apt-get install debootstrap)")
@@ -226,5 +252,3 @@ def build_chroot(series: str = "bookworm", variant: str = "minbase",
         staged = Path(tmp) / name
         _pack(tree, staged)
         os.replace(staged, out)
-    return ChrootTarball(out, series, variant, processor, mirror,
-                         _sha1(out), out.stat().st_size, False)

@@ -5,7 +5,6 @@ chroot in the sandbox backend (slow)."""
 import hashlib
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 from twisted.internet import defer, reactor

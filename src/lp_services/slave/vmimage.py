@@ -32,7 +32,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from lp_services.chroots import cache_root
+from lp_services.chroots import cache_lock, cache_root
 
 __all__ = [
     "GuestImage",
@@ -330,7 +330,18 @@ def prepare_image(cache: Path | None = None,
     if kernel.exists() and initramfs.exists() and release_file.exists():
         return GuestImage(kernel, initramfs, release_file.read_text().strip(),
                           package, version)
-    directory.mkdir(parents=True, exist_ok=True)
+    with cache_lock(directory / ".lock"):
+        if not (kernel.exists() and initramfs.exists()
+                and release_file.exists()):
+            _build(directory, package, version, package_deb, kernel,
+                   initramfs, release_file, busybox)
+    return GuestImage(kernel, initramfs, release_file.read_text().strip(),
+                      package, version)
+
+
+def _build(directory, package, version, package_deb, kernel, initramfs,
+           release_file, busybox) -> None:
+    """Fill the cache directory (the caller holds its lock)."""
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         tmp = Path(tmp)
         deb = package_deb
@@ -362,7 +373,6 @@ def prepare_image(cache: Path | None = None,
     for old in directory.glob("initramfs-*.cpio"):
         if old != initramfs:
             old.unlink(missing_ok=True)
-    return GuestImage(kernel, initramfs, release, package, version)
 
 
 def main(argv=None):  # pragma: no cover - thin command-line wrapper
