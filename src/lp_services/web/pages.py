@@ -241,7 +241,7 @@ def _related(base: str, related) -> Tag:
                      tags.small(related.type), " ", badge(related.status))
 
 
-def _common(base: str, d) -> list:
+def _common(base: str, d, *extra_columns) -> list:
     timeline = _fields([
         ("Created", _time(d.date_created)),
         ("Scheduled start", _time(d.scheduled_start)),
@@ -266,7 +266,7 @@ def _common(base: str, d) -> list:
     ])
     parts = [tags.div(tags.section(tags.h2("Summary"), facts),
                       tags.section(tags.h2("Timeline"), timeline),
-                      class_="columns")]
+                      *extra_columns, class_="columns")]
     if d.last_error:
         parts.append(tags.section(tags.h2("Last error"),
                                   tags.pre(d.last_error, class_="error")))
@@ -336,8 +336,7 @@ def build_page(base: str, d) -> Tag:
         live_attributes = {"data-log-url": base + "builds/%d/log.json" % d.id}
     return _layout(
         base, "Build %d: %s" % (d.id, b.build_type),
-        *_common(base, d),
-        tags.section(tags.h2("Build"), build_facts),
+        *_common(base, d, tags.section(tags.h2("Build"), build_facts)),
         tags.section(tags.h2("Log"), *log_parts, id="live", **live_attributes),
         tags.section(tags.h2("Result files"), _files(b.files)))
 

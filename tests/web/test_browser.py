@@ -1,0 +1,248 @@
+"""The status site in headless Chromium while a real build runs.
+
+A real buildmaster (builder manager, LISTEN/NOTIFY, file store over HTTP)
+dispatches a script build to the real agent on loopback (sandbox backend,
+busybox chroot). The status site is mounted as the master's site root with
+the file store beside it, as the buildmaster serves it. Chromium, driven
+by Selenium through chromedriver, loads the farm page while the build
+runs, follows the build's link, watches the live log grow, sees the final
+status appear after the build ends, and saves screenshots under the
+test's temporary directory.
+"""
+
+import io
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from twisted.internet import reactor, threads
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from lp_services.clock import utcnow
+from lp_services.database.transactor import Transactor
+from lp_services.testing.database import DatabaseTestMixin
+from lp_services.testing.tiers import slow
+from lp_services.web.site import make_status_resource
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# Flags for a root, offline, throwaway browser.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-quic", "--no-first-run",
+                  "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1000")
+
+# Prints a numbered line every 0.4 s for about 10 s (long enough for the
+# browser to see the log grow), with markup that must stay text, then
+# leaves a result file.
+SCRIPT = b"""set -e
+i=1
+while [ $i -le 25 ]; do
+  echo "step $i of 25 <b>not bold</b>"
+  sleep 0.4
+  i=$((i + 1))
+done
+printf 'built\\n' > out/result.txt
+"""
+
+
+def browser_unavailable():
+    """Why the browser test cannot run here, or None."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return "%s is missing (apt-get install chromium chromium-driver)" % path
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install selenium)"
+    return None
+
+
+def sandbox_unavailable():
+    from tests.buildmaster.test_agent_contract import sandbox_unavailable
+
+    return sandbox_unavailable()
+
+
+def start_browser(profile: Path):
+    """A headless Chromium through chromedriver (no Selenium Manager: the
+    driver's path is given, so nothing is downloaded)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument("--user-data-dir=%s" % profile)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+async def wait_until(predicate, timeout=30.0, step=0.1):
+    from twisted.internet import task
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await task.deferLater(reactor, step, lambda: None)
+
+
+@slow
+class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
+    """Farm page -> build page -> live log -> final status, in Chromium."""
+
+    skip = browser_unavailable() or sandbox_unavailable()
+    timeout = 180
+
+    async def start_farm(self):
+        """Agent, file store, builder manager, NOTIFY listener and the
+        status site: the buildmaster's services, in-process."""
+        from lp_services.buildmaster import builders as B
+        from lp_services.buildmaster.manager import (
+            BuilderManager, Farm, FarmConfig)
+        from lp_services.buildmaster.notify import NotifyListener
+        from lp_services.database.sql import raw_cursor
+        from lp_services.filestore.store import FileStore
+        from lp_services.filestore.web import FileStoreResource
+        from lp_services.slave.busybox_chroot import busybox_chroot
+        from lp_services.slave.testing import TEST_SECRET, start_agent
+
+        agent_dir = Path(tempfile.mkdtemp(prefix="web-browser-agent-"))
+        self.addCleanup(shutil.rmtree, agent_dir, ignore_errors=True)
+        running = await start_agent(agent_dir)
+        self.addCleanup(running.stop)
+
+        self.file_store = FileStore(Path(self.mktemp()))
+        self.transactor = Transactor(self.database_url, reactor=reactor)
+        self.transactor.start()
+        self.addCleanup(self.transactor.stop)
+        farm = Farm(self.transactor, reactor, self.file_store,
+                    FarmConfig(identity="browser-test", files_url="http://unset",
+                               interval=1.0, logtail_interval=0.2),
+                    reactor=reactor)
+        manager = BuilderManager(farm)
+
+        def file_url(sha1, filename):
+            return "%s/files/%s/%s" % (farm.config.files_url, sha1,
+                                       quote(filename))
+
+        root = make_status_resource(self.transactor, file_url=file_url)
+        root.putChild(b"files", FileStoreResource(self.file_store))
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = farm.config.files_url = (
+            "http://127.0.0.1:%d" % port.getHost().port)
+
+        file_store = self.file_store
+
+        def setup(store):
+            B.add_builder(store, name="bob", url=running.base_url,
+                          processors=["amd64"], secret=TEST_SECRET)
+            record = file_store.add_path(store, busybox_chroot(fmt="gz"))
+            raw_cursor(store).execute(
+                "INSERT INTO chroot (processor, series, library_file)"
+                " SELECT id, 'default', %s FROM processor WHERE name = 'amd64'",
+                (record.id,))
+        await self.transactor.run(setup)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        listener = NotifyListener(self.database_url, manager, reactor)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        await listener.connected
+        await wait_until(lambda: _now(bool(manager.scanners)))
+
+    async def request_build(self):
+        from lp_services.buildmaster import queue as Q
+
+        file_store = self.file_store
+
+        def queue(store):
+            record = file_store.add(store, "build.sh", io.BytesIO(SCRIPT))
+            return Q.request_build(
+                store, build_type="script", processor="amd64",
+                now=utcnow(reactor), build_args={"script": "build.sh"},
+                filemap={"build.sh": record.sha1})
+        return await self.transactor.run(queue)
+
+    async def logtail(self, job):
+        from lp_services.web.data import load_work
+
+        details = await self.transactor.run(load_work, job)
+        return details.build.logtail
+
+    async def test_live_build_in_chromium(self):
+        """The farm page links the running build; its page's log grows
+        while it runs; FULLYBUILT and the result file appear at the end;
+        the log's markup stays text. Screenshots are saved."""
+        await self.start_farm()
+        job = await self.request_build()
+        await wait_until(lambda: self.logtail(job), timeout=60)
+        shots = Path(self.mktemp())
+        shots.mkdir()
+        seen = await threads.deferToThread(self.drive_browser, job, shots)
+        self.assertGreater(seen["grown"], seen["first"])
+        self.assertEqual(seen["final"], ("COMPLETED", "FULLYBUILT"))
+        self.assertIn("result.txt", seen["files"])
+        self.assertEqual((seen["bold"], seen["literal"]), (0, True))
+        for name in ("farm.png", "build-live.png", "build-final.png"):
+            self.assertGreater((shots / name).stat().st_size, 1000, name)
+        print("\nscreenshots in %s" % shots.resolve())
+
+    def drive_browser(self, job, shots: Path):
+        """In a thread (Selenium blocks): the browser's side of the test."""
+        from selenium.common.exceptions import (
+            NoSuchElementException, StaleElementReferenceException)
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        profile = Path(tempfile.mkdtemp(prefix="web-browser-profile-"))
+        driver = start_browser(profile)
+        try:
+            wait = WebDriverWait(driver, 60, poll_frequency=0.2,
+                                 ignored_exceptions=(
+                                     NoSuchElementException,
+                                     StaleElementReferenceException))
+            driver.get(self.base + "/")
+            link = wait.until(lambda d: d.find_element(
+                By.CSS_SELECTOR, "a.build-link[href='/builds/%d']" % job))
+            driver.save_screenshot(str(shots / "farm.png"))
+            link.click()
+            wait.until(lambda d: d.current_url.endswith("/builds/%d" % job))
+
+            def log_lines(d):
+                return d.find_element(By.ID, "log").text.count("step ")
+            first = wait.until(log_lines)
+            grown = wait.until(lambda d: log_lines(d) > first and log_lines(d))
+            literal = "<b>not bold</b>" in driver.find_element(By.ID, "log").text
+            bold = len(driver.find_elements(By.TAG_NAME, "b"))
+            driver.save_screenshot(str(shots / "build-live.png"))
+
+            def final(d):
+                status = d.find_element(By.ID, "status").text
+                build = d.find_element(By.ID, "build-status").text
+                return (status, build) if status == "COMPLETED" else None
+            done = wait.until(final)
+            files = wait.until(lambda d: [a.text for a in d.find_elements(
+                By.CSS_SELECTOR, "table.files a")])
+            driver.save_screenshot(str(shots / "build-final.png"))
+            return {"first": first, "grown": grown, "final": done,
+                    "files": files, "bold": bold, "literal": literal}
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def _now(value):
+    from twisted.internet.defer import succeed
+
+    return succeed(value)
