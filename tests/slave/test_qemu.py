@@ -550,3 +550,28 @@ class BuildmasterGuestTests(IntegrationBase):
         await wait_until(lambda: manager.scanners["vm1"].vitals.clean_status
                          .name == "CLEAN", timeout=60)
         self.assertTrue(reset_marker.exists())
+
+
+# -- slow: the agent's escape suite, inside the guest ------------------------
+
+from tests.slave import test_sandbox as _sandbox_suite  # noqa: E402
+from tests.slave.helpers import ScriptBuildTestCase  # noqa: E402
+
+
+@slow
+class GuestEscapeTests(ScriptBuildTestCase):
+    """The sandbox escape suite's network and host-file probes, run
+    unchanged on an agent whose backend is ``qemu``: they run in the
+    guest."""
+
+    skip = qemu_unavailable()
+    timeout = 300
+    config_overrides = {"build_timeout": 120.0}
+
+    def agent_kwargs(self):
+        return {"backend": shared_backend()}
+
+    test_host_loopback_unreachable = \
+        _sandbox_suite.EscapeTests.test_host_loopback_unreachable
+    test_cannot_read_host_file = \
+        _sandbox_suite.EscapeTests.test_cannot_read_host_file
