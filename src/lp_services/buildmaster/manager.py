@@ -894,7 +894,10 @@ class BuilderManager(Service):
                 for scanner in self.scanners.values():
                     if woken >= WAKE_PER_NOTIFICATION:
                         break
-                    if not scanner.scanning and scanner.idle_for(*key):
+                    if scanner.idle_for(*key):
+                        # A scan in progress may have looked for work
+                        # before this build was committed: scan() then
+                        # queues one more scan right after it.
                         scanner.scan()
                         woken += 1
             elif words[0] == "freed" and len(words) == 2:
