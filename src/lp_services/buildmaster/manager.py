@@ -73,8 +73,8 @@ SCAN_INTERVAL = 15.0
 #: so an expired lease means no buildmaster has looked for 40 intervals.
 LEASE = timedelta(minutes=10)
 #: Seconds after ``abort`` before a CANCELLING build is forced CANCELLED:
-#: longer than the agent's own abort timeout (Launchpad's agents give a
-#: build 180 s to die), so the agent normally answers first.
+#: longer than any agent's own abort (launchpad-buildd gives a build 180 s
+#: to die; our agent kills the sandbox at once), so the agent answers first.
 CANCEL_TIMEOUT = 240.0
 #: Seconds a virtual builder's reset command may run.
 RESET_TIMEOUT = 300.0
