@@ -216,3 +216,17 @@ class QueueTests(FarmMixin, TestCase):
         lastscore = self.query("SELECT lastscore FROM build_queue")[0][0]
         self.assertEqual(effective_score(
             lastscore, self.now() + timedelta(minutes=10)), 7787)
+
+    def test_orphans_fail(self):
+        """A waiting build whose prerequisite failed is failed too."""
+        prereq = self.sql(lambda cur: (cur.execute(
+            "INSERT INTO job (job_type, status, last_error)"
+            " VALUES ('noop', 3, 'boom') RETURNING id"),
+            cur.fetchone()[0])[1])
+        job = self.request(prerequisite=prereq)
+        self.assertEqual(self.sql(Q.fail_orphaned_builds, self.now()), 1)
+        row = self.build_row(job)
+        self.assertEqual((row["job_status"], row["status"]),
+                         ("FAILED", "FAILEDTOBUILD"))
+        self.assertIn("prerequisite job %d failed: boom" % prereq,
+                      row["last_error"])

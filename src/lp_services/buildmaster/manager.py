@@ -847,7 +847,10 @@ class BuilderManager(Service):
     async def _refresh(self):
         generations = {n: s.generation for n, s in self.scanners.items()}
 
+        now = self.farm.now()
+
         def read(cursor):
+            Q.fail_orphaned_builds(cursor, now)
             return B.load_vitals(cursor), B.pending_work(cursor)
         try:
             vitals, pending = await self.farm.transactor.run(_txn(read))

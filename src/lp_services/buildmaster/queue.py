@@ -40,6 +40,7 @@ __all__ = [
     "check_request",
     "claim_build",
     "cursor_of",
+    "fail_orphaned_builds",
     "finish_build",
     "mark_gathering",
     "request_build",
@@ -495,6 +496,31 @@ def cancel_build(store_or_cursor, job_id: int, now: datetime) -> BuildStatus:
         SELECT pg_notify(%(channel)s, 'cancel ' || %(job)s)
         """, {"job": job_id, "channel": NOTIFY_CHANNEL})
     return BuildStatus.CANCELLING
+
+
+def fail_orphaned_builds(store_or_cursor, now: datetime) -> int:
+    """Fail WAITING builds whose prerequisite job FAILED (they could never
+    start); return how many. One statement; a chain fails one link per
+    call (the buildmaster calls it every refresh)."""
+    cursor = cursor_of(store_or_cursor)
+    _execute(cursor, """
+        WITH orphans AS (
+            UPDATE job SET status = 3, date_finished = %(now)s,
+                last_error = left('prerequisite job ' || p.id || ' failed'
+                                  || coalesce(': ' || p.last_error, ''),
+                                  2000)
+            FROM job p
+            WHERE job.prerequisite = p.id AND p.status = 3
+              AND job.status = 0 AND job.job_type = %(type)s
+            RETURNING job.id),
+        farm AS (
+            UPDATE build_farm_job SET status = 2, date_finished = %(now)s
+            FROM orphans WHERE build_farm_job.job = orphans.id
+            RETURNING build_farm_job.job)
+        DELETE FROM build_queue USING farm
+        WHERE build_queue.job = farm.job
+        """, {"now": now, "type": BUILD_JOB_TYPE})
+    return cursor.rowcount
 
 
 def rescore_build(store_or_cursor, job_id: int, score: int,
