@@ -41,6 +41,8 @@ INSERT INTO job (id, job_type, status, date_created, attempt_count,
   (21, 'http-notify', 1, now(), 2, 3, 20, '{"url": "http://example.com/"}',
    'alice', 'nightly', 'runner-1', now() + interval '1 minute', now()),
   (22, 'noop', 0, now(), 0, 0, 21, '{}', NULL, NULL, NULL, NULL, NULL);
+-- Rows the tests add without ids come after the seeded ones.
+SELECT setval('library_file_id_seq', 100), setval('job_id_seq', 100);
 """
 
 FILES_BASE = "http://files.example"

@@ -135,7 +135,8 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
             return "%s/files/%s/%s" % (farm.config.files_url, sha1,
                                        quote(filename))
 
-        root = make_status_resource(self.transactor, file_url=file_url)
+        root = make_status_resource(self.transactor, file_url=file_url,
+                                    file_store=self.file_store)
         root.putChild(b"files", FileStoreResource(self.file_store))
         port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -183,7 +184,8 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
     async def test_live_build_in_chromium(self):
         """The farm page links the running build; its page's log grows
         while it runs; FULLYBUILT and the result file appear at the end;
-        the log's markup stays text. Screenshots are saved."""
+        the stored log then shows in full; the log's markup stays text.
+        Screenshots are saved."""
         await self.start_farm()
         job = await self.request_build()
         await wait_until(lambda: self.logtail(job), timeout=60)
@@ -234,6 +236,10 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
             done = wait.until(final)
             files = wait.until(lambda d: [a.text for a in d.find_elements(
                 By.CSS_SELECTOR, "table.files a")])
+            # The finished page shows the stored log, markup as text.
+            stored = driver.find_element(By.ID, "log").text
+            literal = literal and "step 25 of 25 <b>not bold</b>" in stored
+            bold += len(driver.find_elements(By.TAG_NAME, "b"))
             driver.save_screenshot(str(shots / "build-final.png"))
             return {"first": first, "grown": grown, "final": done,
                     "files": files, "bold": bold, "literal": literal}

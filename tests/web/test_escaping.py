@@ -88,6 +88,26 @@ class EscapingTests(StatusSiteMixin, TestCase):
         self.assertInert(page, "'<script>'")
 
     @inlineCallbacks
+    def test_stored_log_of_a_finished_build(self):
+        """A finished build's stored log holding <script> is text."""
+        import io
+        from pathlib import Path
+
+        from lp_services.filestore.store import FileStore
+        from lp_services.web.site import make_status_resource
+
+        file_store = FileStore(Path(self.mktemp()))
+        record = self.transactor.run_blocking(
+            lambda store: file_store.add(store, "log.txt",
+                                         io.BytesIO(LOG.encode())))
+        self.execute("UPDATE build_farm_job SET log = %s WHERE job = 14",
+                     (record.id,))
+        port = self.listen(make_status_resource(self.transactor,
+                                                file_store=file_store))
+        page = yield self.get("/builds/14", port=port)
+        self.assertInert(page, LOG)
+
+    @inlineCallbacks
     def test_log_json_carries_raw_text(self):
         """log.json carries the log as a JSON string (the page's script
         puts it in with textContent, never as markup)."""

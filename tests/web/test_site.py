@@ -1,6 +1,8 @@
 """Every status page in-process: real PostgreSQL, a real Transactor and
 twisted.web on loopback, over the ops views' seed (tests/web/helpers.py)."""
 
+from pathlib import Path
+
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -10,7 +12,8 @@ from twisted.web.static import Data
 from lp_services.database.transactor import Transactor
 from lp_services.testing.database import with_database
 from lp_services.web.site import make_status_resource
-from tests.web.helpers import FILES_BASE, StatusSiteMixin, TagCollector
+from tests.web.helpers import (
+    FILES_BASE, StatusSiteMixin, TagCollector, file_url)
 
 
 class FarmPageTests(StatusSiteMixin, TestCase):
@@ -127,6 +130,42 @@ class BuildPageTests(StatusSiteMixin, TestCase):
         page = yield self.get("/builds/13", port=port)
         self.assertIn("hello_1.0_amd64.deb", page.text)
         self.assertNotIn(FILES_BASE, page.text)
+
+    def store_log(self, job, content: bytes, file_store=None):
+        """Store ``content`` as build ``job``'s log in ``file_store`` (a
+        new one by default); return the store."""
+        import io
+
+        from lp_services.filestore.store import FileStore
+
+        file_store = file_store or FileStore(Path(self.mktemp()))
+        record = self.transactor.run_blocking(
+            lambda store: file_store.add(store, "buildlog.txt",
+                                         io.BytesIO(content)))
+        self.execute("UPDATE build_farm_job SET log = %s WHERE job = %s",
+                     (record.id, job))
+        return file_store
+
+    @inlineCallbacks
+    def test_finished_build_shows_its_stored_log(self):
+        """Given the file store, a finished build's page shows its stored
+        log: all of a short one, the end of a long one."""
+        file_store = self.store_log(14, b"configure\nmake: *** [all] Error 1\n")
+        port = self.listen(make_status_resource(
+            self.transactor, file_url=file_url, file_store=file_store))
+        page = yield self.get("/builds/14", port=port)
+        html = TagCollector(page.text)
+        self.assertIn("configure\nmake: *** [all] Error 1\n", html.text())
+        self.assertNotIn("The end of the stored log", html.text())
+        long_log = b"".join(b"line %06d\n" % i for i in range(20000))
+        self.store_log(14, long_log, file_store)
+        page = yield self.get("/builds/14", port=port)
+        text = TagCollector(page.text).text()
+        self.assertIn("The end of the stored log", text)
+        self.assertIn("line 019999\n", text)
+        self.assertNotIn("line 000001", text)
+        shown = text[text.index("line 0"):].split("\n")[0]
+        self.assertRegex(shown, r"^line \d{6}$")
 
     @inlineCallbacks
     def test_log_json_follows_the_build(self):

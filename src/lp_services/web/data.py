@@ -20,12 +20,16 @@ __all__ = [
     "BadFilter",
     "FARM_LOG_LINES",
     "Farm",
+    "STORED_LOG_TAIL",
+    "StoredLog",
     "WORK_CHOICES",
     "WORK_LIMIT",
     "load_farm",
+    "load_job_page",
     "load_work",
     "load_work_list",
     "parse_work_filters",
+    "read_tail",
 ]
 
 #: Lines of each running build's log the farm page shows: enough to see
@@ -36,6 +40,9 @@ WORK_LIMIT = 100
 WORK_LIMIT_MAX = 1000
 #: Latest work on the farm page.
 FARM_RECENT = 10
+#: How much of the end of a finished build's stored log its page shows:
+#: where a build fails, without downloading the whole log.
+STORED_LOG_TAIL = 64 * 1024
 
 #: The values of the work list's select filters (from the ops_work view).
 WORK_CHOICES = {
@@ -97,6 +104,43 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
 def load_work(store, job_id: int, file_url=None):
     """``describe_work`` of one job (raises ``UnknownWork``)."""
     return describe_work(raw_cursor(store), job_id, file_url=file_url)
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """The end of a finished build's stored log."""
+
+    text: str
+    truncated: bool
+
+
+def read_tail(path, limit: int = STORED_LOG_TAIL) -> StoredLog | None:
+    """The last ``limit`` bytes of the file at ``path`` as text (from a
+    line start when cut), or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            data = f.read(limit)
+    except OSError:
+        return None
+    truncated = size > limit
+    if truncated and b"\n" in data:
+        data = data[data.index(b"\n") + 1:]
+    return StoredLog(data.decode("utf-8", "replace"), truncated)
+
+
+def load_job_page(store, job_id: int, file_url=None, file_store=None):
+    """A job page's data: (``describe_work``, the end of the stored log of
+    a finished build when ``file_store`` is given, else None)."""
+    details = load_work(store, job_id, file_url)
+    stored = None
+    build = details.build
+    if (file_store is not None and build is not None
+            and build.log is not None and not build.logtail):
+        stored = read_tail(file_store.path_for(build.log.sha1))
+    return details, stored
 
 
 def load_work_list(store, filters: dict, limit: int) -> list:

@@ -299,8 +299,12 @@ def _files(files) -> Tag:
                   "No result files.", class_="files")
 
 
-def build_page(base: str, d) -> Tag:
-    """``/builds/<id>``: a build, its live log and its result files."""
+def build_page(base: str, d, stored_log=None) -> Tag:
+    """``/builds/<id>``: a build, its live log and its result files.
+
+    :param stored_log: a ``StoredLog`` (the end of a finished build's log
+        file) or None.
+    """
     b = d.build
     live = d.status in LIVE_STATUSES
     score = None
@@ -324,6 +328,10 @@ def build_page(base: str, d) -> Tag:
                       "runs.", id="live-note"), class_="muted"))
     if b.logtail or live:
         log_parts.append(tags.pre(b.logtail or "", id="log", class_="log"))
+    elif stored_log is not None:
+        if stored_log.truncated:
+            log_parts.append(tags.p("The end of the stored log:", class_="muted"))
+        log_parts.append(tags.pre(stored_log.text, id="log", class_="log"))
     if b.log is not None:
         link = tags.a(b.log.filename, href=b.log.url) if b.log.url \
             else tags.span(b.log.filename)

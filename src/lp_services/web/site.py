@@ -48,7 +48,7 @@ _SECURITY_HEADERS = {
 
 
 def make_status_resource(transactor, file_url=None, clock=None,
-                         registries=None):
+                         registries=None, file_store=None):
     """The status site's root resource.
 
     :param transactor: a started ``lp_services.database.transactor.Transactor``.
@@ -59,19 +59,22 @@ def make_status_resource(transactor, file_url=None, clock=None,
         the reactor).
     :param registries: what ``/metrics`` exposes besides the ops gauges
         (default ``[lp_services.metrics.REGISTRY]``).
+    :param file_store: the buildmaster's ``FileStore``; when given, a
+        finished build's page shows the end of its stored log.
     """
     if clock is None:
         from twisted.internet import reactor as clock
     gauges = OpsGauges(transactor, clock)
     metrics = MetricsResource(list(registries or [REGISTRY]) + [gauges],
                               refresh=gauges.refresh)
-    return StatusRoot(_Context(transactor, file_url), metrics)
+    return StatusRoot(_Context(transactor, file_url, file_store), metrics)
 
 
 class _Context:
-    def __init__(self, transactor, file_url):
+    def __init__(self, transactor, file_url, file_store):
         self.transactor = transactor
         self.file_url = file_url
+        self.file_store = file_store
 
 
 def _base(prepath: list, depth: int) -> str:
@@ -230,10 +233,12 @@ class _Work(_Page):
         self.job_id = job_id
 
     def load(self, request):
-        return self.context.transactor.run(data.load_work, self.job_id,
-                                           self.context.file_url)
+        return self.context.transactor.run(
+            data.load_job_page, self.job_id, self.context.file_url,
+            self.context.file_store)
 
-    def render_data(self, request, base, details):
+    def render_data(self, request, base, loaded):
+        details, stored_log = loaded
         if details.kind != self.kind:
             where = base + ("builds/%d" if details.kind == "build"
                             else "jobs/%d") % details.id
@@ -241,7 +246,7 @@ class _Work(_Page):
             return 302, b"see " + where.encode("utf-8") + b"\n", \
                 b"text/plain; charset=utf-8"
         if details.kind == "build":
-            return 200, pages.build_page(base, details)
+            return 200, pages.build_page(base, details, stored_log)
         return 200, pages.job_page(base, details)
 
 

@@ -1,5 +1,7 @@
 // lp-services status pages: the live build log.
 //
+// Every page: a log (#log) opens scrolled to its end.
+//
 // A build page whose build is still waiting or running has a section with
 // data-log-url (its log.json). Poll it, show the log tail as text
 // (textContent: never markup) and the status; keep the view at the bottom
@@ -7,11 +9,13 @@
 // page once to show the final status, the full log and the result files.
 (function () {
   "use strict";
+  var log = document.getElementById("log");
+  // A log's end is what matters: show it first.
+  if (log) { log.scrollTop = log.scrollHeight; }
   var live = document.getElementById("live");
   if (!live || !live.dataset.logUrl) { return; }
   var url = live.dataset.logUrl;
   var POLL_MS = 2000;
-  var log = document.getElementById("log");
 
   function setText(id, value) {
     var el = document.getElementById(id);
@@ -46,6 +50,5 @@
       .catch(function () { window.setTimeout(poll, POLL_MS * 3); });
   }
 
-  if (log) { log.scrollTop = log.scrollHeight; }
   window.setTimeout(poll, POLL_MS);
 })();
