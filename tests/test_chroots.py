@@ -14,6 +14,7 @@ from lp_services.chroots import (
     debian_mirror,
 )
 from lp_services.cli.chroot_build import build
+from lp_services.testing.database import DatabaseTestMixin
 from lp_services.testing.tiers import slow
 
 DEB822 = """\
@@ -155,3 +156,49 @@ class RealChrootTests(unittest.TestCase):
             self.assertIsNotNone(resolve_in_root(root, tool), tool)
         self.assertEqual([], list((root / "dev").iterdir()))
         self.assertFalse(list(root.glob("var/cache/apt/archives/*.deb")))
+
+
+class RegisterTests(DatabaseTestMixin, unittest.TestCase):
+    """``chroot build --register`` hands the tarball to ``chroot add``."""
+
+    def test_register(self):
+        """The (cached) tarball is stored in the file store and becomes
+        the chroot of the processor and series."""
+        import click
+
+        from lp_services.cli.context import CLIContext
+
+        cache = Path(self.mktemp())
+        (cache / "chroots").mkdir(parents=True)
+        import lp_services.chroots as chroots
+        key = hashlib.sha1(f"{chroots._LAYOUT} http://m ".encode()) \
+            .hexdigest()[:8]
+        (cache / "chroots" / f"bookworm-buildd-amd64-{key}.tar.zst") \
+            .write_bytes(b"a buildd tarball")
+        home = Path(self.mktemp())
+        home.mkdir()
+        saved = os.environ.get("LP_SERVICES_CACHE")
+        os.environ["LP_SERVICES_CACHE"] = str(cache)
+        self.addCleanup(lambda: os.environ.pop("LP_SERVICES_CACHE")
+                        if saved is None else
+                        os.environ.__setitem__("LP_SERVICES_CACHE", saved))
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO processor (name) VALUES ('amd64')")
+        conn.commit()
+
+        @click.group()
+        @click.pass_context
+        def root(ctx):
+            ctx.obj = CLIContext(database=self.database_url, home=str(home))
+        root.add_command(build)
+        result = CliRunner().invoke(root, [
+            "build", "--series", "bookworm", "--variant", "buildd",
+            "--mirror", "http://m", "--register"], catch_exceptions=False)
+        self.assertEqual(0, result.exit_code, result.output)
+        sha1 = hashlib.sha1(b"a buildd tarball").hexdigest()
+        self.assertIn("chroot for amd64/bookworm: " + sha1, result.output)
+        with conn.cursor() as cur:
+            cur.execute("SELECT c.series, f.sha1 FROM chroot c"
+                        " JOIN library_file f ON f.id = c.library_file")
+            self.assertEqual([("bookworm", sha1)], cur.fetchall())
