@@ -78,6 +78,20 @@ class EmbeddedServerTests(TestCase):
             self.assertEqual(cur.fetchone()[0], 7)
         conn.close()
 
+    def test_restart_keeps_port_with_connections_in_time_wait(self):
+        """A restarted server keeps its URL even after busy connections.
+
+        Closed connections linger in TIME_WAIT; the port must not be
+        considered taken, or clients holding the URL would lose the server.
+        """
+        url = self.server.start()
+        for _ in range(5):
+            conn = psycopg2.connect(url)
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.close()
+        self.assertEqual(self.server.restart(), url)
+
     def test_two_starts_at_once_leave_one_server(self):
         """Concurrent start() calls agree on one server."""
         urls, errors = [], []

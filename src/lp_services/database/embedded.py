@@ -92,6 +92,10 @@ def _free_port() -> int:
 
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As PostgreSQL's own listener does: connections of the previous
+        # server lingering in TIME_WAIT must not make us move the port,
+        # or every client holding the URL would lose the database.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
