@@ -33,7 +33,8 @@ def wait_for(predicate, timeout=20.0, interval=0.01, what="condition"):
         if value:
             return value
         if waited > timeout:
-            raise AssertionError("timed out waiting for %s" % what)
+            raise AssertionError("timed out waiting for %s" % (
+                what() if callable(what) else what))
         yield task.deferLater(reactor, interval, lambda: None)
         waited += interval
 

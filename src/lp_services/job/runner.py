@@ -31,6 +31,7 @@ import psycopg2
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python import failure
 from txpostgres import txpostgres
 
 from lp_services.clock import utcnow
@@ -71,6 +72,21 @@ class _Connection(txpostgres.Connection):
         super().__init__(reactor=reactor, cooperator=cooperator)
         self.on_lost = on_lost
         self.closing = False
+
+    def doRead(self):
+        # A server that went away makes psycopg2's poll() raise here; report
+        # it as the lost connection it is (one clear log line from the
+        # runner) rather than as an unhandled error in the reactor.
+        try:
+            super().doRead()
+        except psycopg2.Error as error:
+            self.reactor.removeReader(self)
+            self.connectionLost(failure.Failure(error))
+        except ValueError:
+            # txpostgres re-adds a connection whose socket libpq already
+            # closed (fd -1) after a failed connection attempt; the attempt
+            # itself has failed through its Deferred.
+            pass
 
     def connectionLost(self, reason):
         super().connectionLost(reason)

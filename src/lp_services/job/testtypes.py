@@ -44,6 +44,14 @@ def _append(path, line):
         os.close(fd)
 
 
+class ShortLease(Record):
+    """Record with a 1.5 s lease, for tests of dead runners."""
+
+    name = "test.short-lease"
+    lease_seconds = 1.5
+    max_retries = 2
+
+
 class Fail(_Base):
     """Raises an unexpected error."""
 
@@ -114,6 +122,6 @@ class Transactional(_Base):
             raise ValueError("failing after writing")
 
 
-for _type in (Record(), Fail(), Flaky(), Crash(), Hang(), Hog(),
+for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), Hang(), Hog(),
               Transactional()):
     job_types.register(_type)

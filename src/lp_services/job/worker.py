@@ -14,7 +14,8 @@ own prints go to stderr, which the parent logs):
   lease gone and rolled back), ``retryable``, ``user_error``, ``memory``
   or ``error``.
 
-The child exits on EOF, and after a MemoryError (its heap may be in a bad
+The child exits on EOF, when its runner dies (PR_SET_PDEATHSIG), and after
+a MemoryError (its heap may be in a bad
 state; the parent starts a fresh one). The parent enforces timeouts by
 killing it. The database URL comes from ``LP_DATABASE_URL`` in the
 environment (never the command line, where ``ps`` would show a password).
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -150,7 +152,24 @@ def run_one(request: dict, connections) -> dict:
     return reply
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when its runner dies, so that a job
+    whose runner was killed cannot still be running when another runner
+    claims it again after the lease expires."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        sys.exit(0)  # the runner died before we could ask
+
+
 def main(argv=None) -> int:
+    _die_with_parent()
     parser = argparse.ArgumentParser(prog="lp_services.job.worker")
     parser.add_argument("--module", action="append", default=[],
                         help="Import this module to register job types.")
