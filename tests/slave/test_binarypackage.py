@@ -186,10 +186,14 @@ class ArgsTests(unittest.SynchronousTestCase):
 
     def test_dep_install_script(self):
         """The archives replace the chroot's sources; a failed update
-        exits 90."""
+        exits 90; after a failed build-dep each dependency is tried
+        alone."""
         script = dep_install_script(
-            "a.dsc", ["deb http://m bookworm main"], need_fakeroot=True)
+            "a.dsc", ["deb http://m bookworm main"], need_fakeroot=True,
+            build_depends="xxd, foo (>= 1.0) [amd64],")
         self.assertIn("deb http://m bookworm main\nLP_EOF", script)
+        self.assertIn("for dep in xxd 'foo (>= 1.0) [amd64]'; do", script)
+        self.assertIn('satisfy "$dep"', script)
         self.assertIn("update || exit 90", script)
         self.assertIn("build-dep /work/a.dsc", script)
         self.assertIn("install fakeroot", script)
@@ -340,10 +344,11 @@ class RealBuildTests(unittest.TestCase):
         outcome = yield defer.ensureDeferred(harness.run())
         log = harness.log_text()
         self.assertEqual(BuildStatus.DEPFAIL, outcome.status, log[-3000:])
-        # apt-get build-dep installs all or nothing: what is unmet after
-        # it is every build dependency the chroot lacks.
-        self.assertEqual("xxd, lp-services-no-such-package (>= 1.0)",
+        # build-dep failed as a whole; xxd was then installed on its own:
+        # only the dependency no archive has is reported.
+        self.assertEqual("lp-services-no-such-package (>= 1.0)",
                          outcome.dependencies)
+        self.assertIn("unmet: lp-services-no-such-package (>= 1.0)", log)
         self.assertNotIn("=== build (", log)
 
     @defer.inlineCallbacks

@@ -20,7 +20,9 @@ The filemap carries a source package: its ``.dsc`` (named by
    are reachable, nothing else of the host visible), the chroot's apt
    sources are replaced by ``args["archives"]`` (sources.list lines; the
    chroot's own are kept if none are given), then ``apt-get update`` and
-   ``apt-get build-dep`` on the ``.dsc``. The installed packages land in
+   ``apt-get build-dep`` on the ``.dsc`` (when that fails, each build
+   dependency is tried alone with ``apt-get satisfy``, so that only the
+   truly unavailable ones stay unmet). The installed packages land in
    this build's own unpacked chroot only. The build backend then sees the
    chroot read-only, without network, whatever backend it is (``sandbox``
    or ``qemu``). An archive that cannot be reached (``apt-get update``
@@ -46,6 +48,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import stat
 
@@ -286,8 +289,15 @@ def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
 
 
 def dep_install_script(dsc: str, archives: list[str] | None,
-                       need_fakeroot: bool) -> str:
-    """The shell run by the dependency-installation step."""
+                       need_fakeroot: bool,
+                       build_depends: str = "") -> str:
+    """The shell run by the dependency-installation step.
+
+    ``apt-get build-dep`` installs all or nothing; when it fails, each
+    build dependency is tried on its own with ``apt-get satisfy``, so that
+    what is left unmet (and reported by dpkg-checkbuilddeps) is exactly
+    what the archives cannot provide.
+    """
     opts = " ".join(_APT_OPTIONS)
     lines = ["set -e"]
     if archives:
@@ -297,11 +307,21 @@ def dep_install_script(dsc: str, archives: list[str] | None,
             "/etc/apt/sources.list.d/*.sources",
             "cat > /etc/apt/sources.list <<'LP_EOF'\n" + text + "LP_EOF",
         ]
+    deps = [d.strip() for d in build_depends.split(",") if d.strip()]
+    one_by_one = " ".join(shlex.quote(d) for d in deps)
     lines += [
         f"apt-get {opts} -q update || exit 90",
         # Unmet build dependencies are judged by dpkg-checkbuilddeps next;
         # this step installs what it can.
-        f"apt-get {opts} -q -y build-dep /work/{dsc} || true",
+        f"if ! apt-get {opts} -q -y build-dep /work/{dsc}; then",
+        "    echo 'build-dep failed: installing the build dependencies "
+        "one by one'",
+        f"    for dep in {one_by_one or '-'}; do",
+        "        [ \"$dep\" = - ] && continue",
+        f"        apt-get {opts} -q -y satisfy \"$dep\" "
+        "|| echo \"unmet: $dep\"",
+        "    done",
+        "fi",
     ]
     if need_fakeroot:
         lines.append(f"apt-get {opts} -q -y install fakeroot || true")
@@ -471,7 +491,8 @@ class BinaryPackageBuildManager:
 
         log.header("install build dependencies")
         need_fakeroot = resolve_in_root(root, "/usr/bin/fakeroot") is None
-        code = await self._install_deps(root, work, dsc, need_fakeroot)
+        code = await self._install_deps(root, work, dsc, need_fakeroot,
+                                        package.build_depends)
         if self._aborted:
             return BuildOutcome(BuildStatus.ABORTED)
         if code == _UPDATE_FAILED:
@@ -551,12 +572,13 @@ class BinaryPackageBuildManager:
             return BuildOutcome(BuildStatus.PACKAGEFAIL)
         return None
 
-    def _install_deps(self, root, work, dsc, need_fakeroot) -> defer.Deferred:
+    def _install_deps(self, root, work, dsc, need_fakeroot,
+                      build_depends) -> defer.Deferred:
         """Run the dependency step; fire with its exit code."""
         ctx = self.ctx
         argv = dep_install_argv(
             root, work, dep_install_script(dsc, ctx.args.get("archives"),
-                                           need_fakeroot),
+                                           need_fakeroot, build_depends),
             bwrap=shutil.which(self.bwrap) or self.bwrap)
         done = defer.Deferred()
         proto = _Collector(ctx.log.write, done)
