@@ -2,18 +2,28 @@
 real script build inside the real bubblewrap sandbox, and must fail."""
 
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 import subprocess
 import time
 import uuid
 
 from twisted.internet import defer, protocol, reactor
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
 
-from lp_services.slave.sandbox import SANDBOX_UID, bwrap_argv
+from lp_services.slave.cgroup import Limits
+from lp_services.slave.chroot import unpack
+from lp_services.slave.interfaces import IBackend, ISandbox
+
+from lp_services.slave.sandbox import SANDBOX_UID, SandboxBackend, bwrap_argv
 from lp_services.slave.state import BuilderStatus
 
-from tests.slave.helpers import ScriptBuildTestCase, processes_matching
+from tests.slave.helpers import (
+    ScriptBuildTestCase, busybox_tarball, processes_matching,
+    sandbox_unavailable)
 
 
 class BwrapArgvTests(SynchronousTestCase):
@@ -38,6 +48,47 @@ class BwrapArgvTests(SynchronousTestCase):
         argv = bwrap_argv("/r", "/w", ["true"], as_root=False)
         self.assertNotIn("--uid", argv)
         self.assertIn("--unshare-all", argv)
+
+
+class BackendTests(TestCase):
+    """The backend on its own (no agent)."""
+
+    skip = sandbox_unavailable()
+
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="lp-backend-test-"))
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.root = self.tmp / "root"
+        unpack(busybox_tarball("gz"), self.root)
+        self.work = self.tmp / "work"
+        self.work.mkdir()
+        self.backend = SandboxBackend(reactor, Limits(memory=64 << 20,
+                                                      pids=64))
+        verifyObject(IBackend, self.backend)
+
+    @defer.inlineCallbacks
+    def test_run_streams_output_and_reports_exit(self):
+        """Output arrives through the callback, the exit code and the extra
+        environment come through; destroy() is idempotent."""
+        box = self.backend.sandbox("t-1", self.root, self.work)
+        verifyObject(ISandbox, box)
+        chunks = []
+        result = yield box.run(["/bin/sh", "-c", "echo $FOO; exit 7"],
+                               chunks.append, 30, env={"FOO": "bar"})
+        self.assertEqual(b"".join(chunks), b"bar\n")
+        self.assertEqual((result.started, result.exit_code, result.ok),
+                         (True, 7, False))
+        box.destroy()
+        box.destroy()
+        self.assertEqual(self.backend.running, set())
+
+    @defer.inlineCallbacks
+    def test_missing_command_is_not_a_started_sandbox_failure(self):
+        """A command missing from the chroot is a failed run, never ok."""
+        box = self.backend.sandbox("t-2", self.root, self.work)
+        self.addCleanup(box.destroy)
+        result = yield box.run(["/no/such/command"], lambda d: None, 30)
+        self.assertFalse(result.ok)
 
 
 class ConfinementTests(ScriptBuildTestCase):

@@ -280,8 +280,8 @@ class Agent:
             args=dict(args), backend=self.backend, cache=self.cache,
             log=log, reactor=self.reactor, timeout=self.config.build_timeout)
         build = _Build(build_id, build_dir, manager_cls(context), log)
-        self._move(BuilderStatus.BUILDING)
         self._build = build
+        self._move(BuilderStatus.BUILDING)
         log.line("build %s (%s) on %s" % (build_id, build_type,
                                           self.config.name))
         self.log.info("build {id} ({type}) started", id=build_id,

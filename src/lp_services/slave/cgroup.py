@@ -93,9 +93,11 @@ class BuildCgroup:
                 pass
         _kill_members(self.procs_files)
 
-    def remove(self) -> None:
-        """Kill everything inside and delete the groups."""
+    def remove(self) -> bool:
+        """Kill everything inside and delete the groups; whether all are
+        gone (a member not yet reaped by its parent can keep one busy)."""
         self.kill()
+        gone = True
         for d in self.dirs:
             for _ in range(100):
                 try:
@@ -106,6 +108,9 @@ class BuildCgroup:
                 except OSError:  # EBUSY: a member not yet reaped
                     _kill_members([d / "cgroup.procs"], rounds=1)
                     os.sched_yield()
+            else:
+                gone = False
+        return gone
 
     def read(self, controller: str, name: str) -> str | None:
         """A control file's text (for tests and logs), or None."""

@@ -135,13 +135,15 @@ class SandboxSession:
         self._killed = False
         self._timed_out = False
         self._destroyed = False
+        self._leftover = None  # a cgroup destroy() could not remove yet
 
     def _cgroup_name(self) -> str:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.build_id)[:64]
         return "%s-%d-%d" % (safe, os.getpid(), next(_serial))
 
-    def run(self, argv, output, timeout):
-        """See ``ISandbox.run``."""
+    def run(self, argv, output, timeout, env=None):
+        """See ``ISandbox.run``; ``env`` adds to the sandbox's
+        environment."""
         b = self._backend
         if self._destroyed:
             return defer.succeed(RunResult(False, None,
@@ -158,7 +160,7 @@ class SandboxSession:
             return defer.succeed(RunResult(
                 False, None, error="cannot create the build's cgroup: %s" % e))
         command = bwrap_argv(self.root, self.work, argv, as_root=b.as_root,
-                             bwrap=b.bwrap)
+                             bwrap=b.bwrap, env={**SANDBOX_ENV, **(env or {})})
         if b.cgroups is None:
             command = b.rlimit_prefix() + command
         args = ["/bin/sh", "-c", _LAUNCHER, "lp-sandbox",
@@ -185,6 +187,8 @@ class SandboxSession:
             if self.cgroup is not None:
                 # Anything that slipped out of the pid namespace's teardown.
                 self.cgroup.kill()
+            if self._leftover is not None and self._leftover.remove():
+                self._leftover = None
             started, child_code = _parse_status(status)
             error = None
             if not started and not (self._killed or self._timed_out):
@@ -218,8 +222,11 @@ class SandboxSession:
         self._destroyed = True
         self._kill_now()
         if self.cgroup is not None:
-            self.cgroup.remove()
+            if not self.cgroup.remove():
+                self._leftover = self.cgroup
             self.cgroup = None
+        elif self._leftover is not None and self._leftover.remove():
+            self._leftover = None
         self._backend.running.discard(self)
 
 
