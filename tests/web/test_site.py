@@ -249,6 +249,16 @@ class JobPageTests(StatusSiteMixin, TestCase):
         self.assertEqual(page.header("location"), "/jobs/3")
 
     @inlineCallbacks
+    def test_collections_redirect_to_the_work_list(self):
+        """/builds and /jobs without an id go to the filtered work list."""
+        page = yield self.get("/builds")
+        self.assertEqual((page.code, page.header("location")),
+                         (302, "work?kind=build"))
+        page = yield self.get("/jobs/")
+        self.assertEqual((page.code, page.header("location")),
+                         (302, "../work?kind=native"))
+
+    @inlineCallbacks
     def test_unknown_ids_are_404(self):
         """Unknown ids, non-numeric ids and unknown pages are 404 pages."""
         for path in ("/jobs/999", "/builds/999", "/builds/abc", "/jobs/-1",

@@ -12,18 +12,21 @@
     /metrics              Prometheus metrics (lp_services.metrics)
     /static/...           the stylesheet and the live log's script
 
-Each page reads in one transaction through the transactor (never on the
-reactor thread) and is rendered to bytes before anything is written, so a
-failure gives a clean 500 page. Links are relative to the mount point,
+Each page reads in one transaction through the transactor, is built and
+flattened to bytes in the reactor's thread pool (neither blocks the
+reactor), and is written once, so a failure gives a clean 500 page. Links are relative to the mount point,
 which each request works out from its path. Other resources can be added
 beside the pages with ``putChild`` (e.g. the file store at ``files``).
 """
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import quote
 
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import flattenString
@@ -48,7 +51,7 @@ _SECURITY_HEADERS = {
 
 
 def make_status_resource(transactor, file_url=None, clock=None,
-                         registries=None, file_store=None):
+                         registries=None, file_store=None, reactor=None):
     """The status site's root resource.
 
     :param transactor: a started ``lp_services.database.transactor.Transactor``.
@@ -61,20 +64,33 @@ def make_status_resource(transactor, file_url=None, clock=None,
         (default ``[lp_services.metrics.REGISTRY]``).
     :param file_store: the buildmaster's ``FileStore``; when given, a
         finished build's page shows the end of its stored log.
+    :param reactor: the reactor whose thread pool renders pages (default
+        the global reactor).
     """
+    if reactor is None:
+        from twisted.internet import reactor
     if clock is None:
-        from twisted.internet import reactor as clock
+        clock = reactor
     gauges = OpsGauges(transactor, clock)
     metrics = MetricsResource(list(registries or [REGISTRY]) + [gauges],
                               refresh=gauges.refresh)
-    return StatusRoot(_Context(transactor, file_url, file_store), metrics)
+    return StatusRoot(_Context(transactor, file_url, file_store, reactor),
+                      metrics)
 
 
 class _Context:
-    def __init__(self, transactor, file_url, file_store):
+    def __init__(self, transactor, file_url, file_store, reactor):
         self.transactor = transactor
         self.file_url = file_url
         self.file_store = file_store
+        self.reactor = reactor
+
+    def in_thread(self, function, *args):
+        """Run CPU-bound ``function`` (page building and flattening) in the
+        reactor's thread pool: a farm page of hundreds of builders takes
+        long enough to render that the scanners should not wait for it."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                 function, *args)
 
 
 def _base(prepath: list, depth: int) -> str:
@@ -84,12 +100,38 @@ def _base(prepath: list, depth: int) -> str:
     return "/" + "".join(quote(s.decode("utf-8", "replace")) + "/" for s in mount)
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A response, complete before anything is written."""
+
+    code: int
+    body: bytes
+    content_type: bytes = b"text/html; charset=utf-8"
+    location: str | None = None
+
+
+def _html(code: int, tag) -> _Reply:
+    """Flatten ``tag`` (plain tags flatten synchronously) into a reply."""
+    out = []
+    flattenString(None, tag).addBoth(out.append)
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    return _Reply(code, b"<!DOCTYPE html>\n" + out[0])
+
+
+def _error(base: str, code: int, title: str, message: str) -> _Reply:
+    return _html(code, pages.error_page(base, code, title, message))
+
+
 class _Page(Resource):
-    """A page: load in the transactor, render to bytes, write once.
+    """A page: load in the transactor, build and flatten it in a thread,
+    write it once.
 
     Subclasses set ``depth`` (path segments below the status root) and
-    implement ``load(request)`` -> Deferred of data and
-    ``render_data(request, base, data)`` -> (code, tag or bytes).
+    implement ``load(request)`` -> Deferred of data (it may raise
+    ``BadFilter``) and ``reply(base, data)`` -> :class:`_Reply` or a
+    ``(code, tag)`` pair; ``reply`` runs in a thread and must not touch
+    the request.
     """
 
     isLeaf = True
@@ -106,13 +148,41 @@ class _Page(Resource):
         try:
             d = self.load(request)
         except data.BadFilter as error:
-            return self._now(request, base, 400, "Bad request", str(error))
-        d.addCallback(lambda loaded: self.render_data(request, base, loaded))
-        d.addErrback(self._failed, request, base)
-        d.addCallback(self._body)
+            reply = _error(base, 400, "Bad request", str(error))
+            _start(request, reply)
+            return reply.body
+        d.addCallback(lambda loaded: self.context.in_thread(
+            self._reply, base, loaded))
+        d.addErrback(self.failed, request, base)
         d.addCallback(self._write, request, gone)
         d.addErrback(self._last_resort, request, gone)
         return NOT_DONE_YET
+
+    def _reply(self, base, loaded) -> _Reply:
+        reply = self.reply(base, loaded)
+        if isinstance(reply, _Reply):
+            return reply
+        return _html(*reply)
+
+    def failed(self, failure, request, base) -> _Reply:
+        """The reply when loading or rendering failed."""
+        from lp_services.work import UnknownWork
+
+        if failure.check(UnknownWork):
+            return _error(base, 404, "Not found", str(failure.value))
+        _log.failure("rendering {path} failed", failure,
+                     path=request.path.decode("utf-8", "replace"))
+        return _error(base, 500, "Internal error",
+                      "The page could not be read from the database; the "
+                      "error is in the buildmaster's log.")
+
+    @staticmethod
+    def _write(reply, request, gone):
+        if gone:
+            return
+        _start(request, reply)
+        request.write(reply.body)
+        request.finish()
 
     @staticmethod
     def _last_resort(failure, request, gone):
@@ -120,53 +190,16 @@ class _Page(Resource):
         _log.failure("writing a status page failed", failure)
         if gone or request.finished:
             return
-        body = b"internal error\n"
-        request.setResponseCode(500)
-        _headers(request, b"text/plain; charset=utf-8", len(body))
-        request.write(body)
-        request.finish()
+        _Page._write(_Reply(500, b"internal error\n",
+                            b"text/plain; charset=utf-8"), request, gone)
 
-    def _failed(self, failure, request, base):
-        from lp_services.work import UnknownWork
 
-        if failure.check(UnknownWork):
-            return 404, pages.error_page(base, 404, "Not found",
-                                         str(failure.value))
-        _log.failure("rendering {path} failed", failure,
-                     path=request.path.decode("utf-8", "replace"))
-        return 500, pages.error_page(
-            base, 500, "Internal error",
-            "The page could not be read from the database; the error is in "
-            "the buildmaster's log.")
-
-    @staticmethod
-    def _body(result):
-        code, body, *content_type = result
-        if isinstance(body, bytes):
-            return code, body, content_type[0]
-        return flattenString(None, body).addCallback(
-            lambda html: (code, b"<!DOCTYPE html>\n" + html,
-                          b"text/html; charset=utf-8"))
-
-    @staticmethod
-    def _write(result, request, gone):
-        code, body, content_type = result
-        if gone:
-            return
-        request.setResponseCode(code)
-        _headers(request, content_type, len(body))
-        request.write(body)
-        request.finish()
-
-    def _now(self, request, base, code, title, message):
-        """Render an error page synchronously."""
-        html = []
-        flattenString(None, pages.error_page(base, code, title, message)
-                      ).addCallback(html.append)
-        request.setResponseCode(code)
-        body = b"<!DOCTYPE html>\n" + html[0]
-        _headers(request, b"text/html; charset=utf-8", len(body))
-        return body
+def _start(request, reply: _Reply):
+    """Response code and headers of ``reply``."""
+    request.setResponseCode(reply.code)
+    if reply.location is not None:
+        request.redirect(reply.location.encode("utf-8"))
+    _headers(request, reply.content_type, len(reply.body))
 
 
 def _headers(request, content_type, length):
@@ -177,17 +210,21 @@ def _headers(request, content_type, length):
         request.setHeader(name, value)
 
 
-class _NotFound(_Page):
+class _NotFound(Resource):
     """Any path the site does not have."""
 
-    def __init__(self, context, depth, what):
-        super().__init__(context)
+    isLeaf = True
+
+    def __init__(self, depth, what):
+        super().__init__()
         self.depth = depth
         self.what = what
 
     def render_GET(self, request):
-        base = _base(request.prepath, self.depth)
-        return self._now(request, base, 404, "Not found", self.what)
+        reply = _error(_base(request.prepath, self.depth), 404, "Not found",
+                       self.what)
+        _start(request, reply)
+        return reply.body
 
 
 class _Redirect(Resource):
@@ -207,7 +244,7 @@ class _Farm(_Page):
     def load(self, request):
         return self.context.transactor.run(data.load_farm)
 
-    def render_data(self, request, base, farm):
+    def reply(self, base, farm):
         return 200, pages.farm_page(base, farm)
 
 
@@ -217,7 +254,7 @@ class _WorkList(_Page):
         self.filters, self.limit = filters, limit
         return self.context.transactor.run(data.load_work_list, filters, limit)
 
-    def render_data(self, request, base, rows):
+    def reply(self, base, rows):
         return 200, pages.work_page(base, rows, self.filters,
                                     data.WORK_CHOICES, self.limit)
 
@@ -237,14 +274,13 @@ class _Work(_Page):
             data.load_job_page, self.job_id, self.context.file_url,
             self.context.file_store)
 
-    def render_data(self, request, base, loaded):
+    def reply(self, base, loaded):
         details, stored_log = loaded
         if details.kind != self.kind:
             where = base + ("builds/%d" if details.kind == "build"
                             else "jobs/%d") % details.id
-            request.redirect(where.encode("utf-8"))
-            return 302, b"see " + where.encode("utf-8") + b"\n", \
-                b"text/plain; charset=utf-8"
+            return _Reply(302, b"see " + where.encode("utf-8") + b"\n",
+                          b"text/plain; charset=utf-8", location=where)
         if details.kind == "build":
             return 200, pages.build_page(base, details, stored_log)
         return 200, pages.job_page(base, details)
@@ -262,25 +298,22 @@ class _LogJSON(_Page):
     def load(self, request):
         return self.context.transactor.run(data.load_work, self.job_id)
 
-    def render_data(self, request, base, details):
+    def reply(self, base, details):
         if details.build is None:
-            body = {"error": "job %d is not a build" % details.id}
-            code = 404
-        else:
-            body, code = pages.log_json(details), 200
-        return code, json.dumps(body).encode("utf-8"), \
-            b"application/json"
+            return self._json(404, {"error": "job %d is not a build" % details.id})
+        return self._json(200, pages.log_json(details))
 
-    def _failed(self, failure, request, base):
+    def failed(self, failure, request, base):
         from lp_services.work import UnknownWork
 
         if failure.check(UnknownWork):
-            message, code = str(failure.value), 404
-        else:
-            _log.failure("reading a build's log failed", failure)
-            message, code = "internal error", 500
-        return code, json.dumps({"error": message}).encode("utf-8"), \
-            b"application/json"
+            return self._json(404, {"error": str(failure.value)})
+        _log.failure("reading a build's log failed", failure)
+        return self._json(500, {"error": "internal error"})
+
+    @staticmethod
+    def _json(code, body) -> _Reply:
+        return _Reply(code, json.dumps(body).encode("utf-8"), b"application/json")
 
 
 def _job_id(segment: bytes) -> int | None:
@@ -303,7 +336,7 @@ class _Collection(Resource):
         if job_id is None:
             if name == b"":
                 return _Redirect("../work?kind=%s" % self.kind)
-            return _NotFound(self.context, 2, "no %s with id %s" % (
+            return _NotFound(2, "no %s with id %s" % (
                 self.kind, name.decode("utf-8", "replace")))
         return _WorkItem(self.context, self.kind, job_id)
 
@@ -320,7 +353,7 @@ class _WorkItem(_Work):
     def getChild(self, name, request):
         if name == b"log.json" and self.kind == "build":
             return _LogJSON(self.context, self.job_id)
-        return _NotFound(self.context, 3, "no such page")
+        return _NotFound(3, "no such page")
 
 
 class _Static(Resource):
@@ -373,7 +406,7 @@ class StatusRoot(Resource):
             return self.metrics
         if name == b"static":
             return self.static
-        return _NotFound(context, 1, "no page %s" % name.decode("utf-8", "replace"))
+        return _NotFound(1, "no page %s" % name.decode("utf-8", "replace"))
 
     def render_GET(self, request):
         # Mounted below the site root and asked for without the trailing
