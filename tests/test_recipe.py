@@ -71,6 +71,47 @@ class ParseRecipeTests(TestCase):
                                              {"url": "http://y/a", "sha1": "b" * 40}]),
                          "names one file twice")
 
+    def test_result_patterns_are_shell_safe(self):
+        """Patterns with quoting or separator characters are refused."""
+        for bad in ["a'b", "a;b", "a b", "$(x)", "a|b", ""]:
+            self.assertNames(dict(GOOD, results=[bad]), "'results'")
+
+    def test_build_script_keeps_only_results(self):
+        """The generated build.sh deletes outputs no pattern names.
+
+        Runs it with a real /bin/sh over a real directory.
+        """
+        import subprocess
+
+        from lp_services.recipe import build_script
+
+        work = Path(self.mktemp()).resolve()
+        (work / "out").mkdir(parents=True)
+        (work / "recipe.sh").write_text(
+            "cd out && touch keep.txt SHA1SUMS drop.o .depwait .hidden\n")
+        script = build_script(["*.txt", "SHA1SUMS"]).replace(
+            "/work/out", str(work / "out"))
+        (work / "build.sh").write_text(script)
+        result = subprocess.run(["/bin/sh", "build.sh"], cwd=work,
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sorted(p.name for p in (work / "out").iterdir()),
+                         [".depwait", "SHA1SUMS", "keep.txt"])
+        self.assertIn("not a result (no pattern matches): drop.o", result.stdout)
+
+    def test_build_script_keeps_exit_status(self):
+        """A failing recipe script fails the build with its own status."""
+        import subprocess
+
+        from lp_services.recipe import build_script
+
+        work = Path(self.mktemp()).resolve()
+        work.mkdir()
+        (work / "recipe.sh").write_text("exit 100\n")
+        (work / "build.sh").write_text(build_script(["*"]))
+        result = subprocess.run(["/bin/sh", "build.sh"], cwd=work)
+        self.assertEqual(result.returncode, 100)
+
     def test_results_match(self):
         """No patterns match everything; otherwise any pattern may match."""
         self.assertTrue(results_match([], "anything"))

@@ -50,6 +50,7 @@ __all__ = [
     "Source",
     "SourceUnreachable",
     "load_recipe_file",
+    "build_script",
     "parse_recipe",
 ]
 
@@ -63,6 +64,8 @@ SOURCE_TIMEOUT = 60
 _URGENCIES = ("low", "medium", "high", "emergency")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+._-]{0,99}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+# Result patterns become shell case patterns: no quoting characters.
+_PATTERN = re.compile(r"^[A-Za-z0-9._+*?\[\]-]{1,100}$")
 _FIELDS = {"name", "processor", "series", "urgency", "virtualized", "script",
            "results", "sources", "build_type", "script_file"}
 
@@ -153,9 +156,10 @@ def parse_recipe(data) -> Recipe:
         raise RecipeError("recipe field 'script' is empty")
     results = _field(data, "results", list, required=False, default=[])
     for pattern in results:
-        if not isinstance(pattern, str) or not pattern or "/" in pattern:
+        if not isinstance(pattern, str) or not _PATTERN.match(pattern):
             raise RecipeError("recipe field 'results' must list file-name "
-                              "patterns without '/': %r" % (pattern,))
+                              "patterns (letters, digits, . _ + - * ? [ ]): "
+                              "%r" % (pattern,))
     raw_sources = _field(data, "sources", list, required=False, default=[])
     sources = []
     for index, raw in enumerate(raw_sources):
@@ -175,9 +179,9 @@ def parse_recipe(data) -> Recipe:
         except InvalidFileName as error:
             raise RecipeError("recipe field '%s.filename': %s"
                               % (where, error)) from None
-        if filename == "build.sh":
-            raise RecipeError("recipe field '%s.filename': build.sh is the "
-                              "recipe's script" % where)
+        if filename in ("build.sh", "recipe.sh"):
+            raise RecipeError("recipe field '%s.filename': %s is taken by "
+                              "the recipe's script" % (where, filename))
         sources.append(Source(url, sha1, filename))
     names = [s.filename for s in sources]
     if len(set(names)) != len(names):
@@ -256,6 +260,27 @@ def fetch_source(source: Source, files, cursor) -> int:
     return cursor.fetchone()[0]
 
 
+def build_script(patterns) -> str:
+    """The build's entry script: run the recipe's script (recipe.sh), then
+    keep in /work/out only the files the result patterns name (and the
+    agent's .depwait convention file)."""
+    lines = ["#!/bin/sh", "# Written by the recipe job: runs recipe.sh, keeps the results.",
+             "set -e", "/bin/sh ./recipe.sh"]
+    if patterns:
+        lines += [
+            "cd /work/out",
+            "for f in * .[!.]*; do",
+            '    [ -e "$f" ] || continue',
+            '    case "$f" in',
+            "        .depwait|%s) ;;" % "|".join(patterns),
+            '        *) echo "not a result (no pattern matches): $f";'
+            ' rm -rf -- "$f" ;;',
+            "    esac",
+            "done",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def results_match(patterns, filename: str) -> bool:
     """Whether a result file name matches the recipe's patterns (all match
     when there are none)."""
@@ -304,12 +329,14 @@ class RecipeJobType(JobType):
         for source in recipe.sources:
             fetch_source(source, files, cursor)
             filemap[source.filename] = source.sha1
-        sha1, sha256, size = files.put_stream(
-            io.BytesIO(recipe.script.encode("utf-8")))
-        cursor.execute(
-            "INSERT INTO library_file (sha1, sha256, size, filename)"
-            " VALUES (%s, %s, %s, 'build.sh')", (sha1, sha256, size))
-        filemap["build.sh"] = sha1
+        for filename, text in (("recipe.sh", recipe.script),
+                               ("build.sh", build_script(recipe.results))):
+            sha1, sha256, size = files.put_stream(
+                io.BytesIO(text.encode("utf-8")))
+            cursor.execute(
+                "INSERT INTO library_file (sha1, sha256, size, filename)"
+                " VALUES (%s, %s, %s, %s)", (sha1, sha256, size, filename))
+            filemap[filename] = sha1
         try:
             request_build(
                 cursor, build_type="script", processor=recipe.processor,
