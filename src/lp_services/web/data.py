@@ -180,12 +180,11 @@ def parse_work_filters(args: dict) -> tuple[dict, int]:
         value = _text(args, name)
         if value is None:
             continue
-        if name == "status":
-            value = value.upper()
-        if value not in allowed:
+        normal = value.upper() if name == "status" else value
+        if normal not in allowed:
             raise BadFilter("%s must be one of %s, not %r"
                             % (name, ", ".join(allowed), value))
-        filters[name] = value
+        filters[name] = normal
     job_type = _text(args, "type")
     if job_type is not None:
         if not _TYPE.match(job_type):
