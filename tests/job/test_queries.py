@@ -169,6 +169,21 @@ class OutcomeTests(DatabaseTestMixin, TestCase):
                               row["date_finished"]),
                              (JobStatus.COMPLETED, None, T0))
 
+    def test_complete_and_claim_in_one_statement(self):
+        """COMPLETE_AND_CLAIM completes the finished jobs and claims new
+        ones in one statement, telling the two apart."""
+        conn = self.connect()
+        finished = self.claimed(conn, 2)
+        fresh = insert_job(conn, scheduled_start=T0)
+        rows = run(conn, queries.COMPLETE_AND_CLAIM, ids=finished, now=T0,
+                   holder=HOLDER, limit=5, types=["noop"], leases=[60.0])
+        self.assertEqual(sorted((r[0], r[1]) for r in rows),
+                         sorted([(False, finished[0]), (False, finished[1]),
+                                 (True, fresh)]))
+        self.assertEqual(job_row(conn, finished[0])["status"],
+                         JobStatus.COMPLETED)
+        self.assertEqual(job_row(conn, fresh)["status"], JobStatus.RUNNING)
+
     def test_outcomes_guarded_by_holder(self):
         """A runner cannot finish a job another runner holds."""
         conn = self.connect()

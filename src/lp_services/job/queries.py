@@ -15,6 +15,7 @@ from lp_services.job.status import JobStatus, check_transition
 __all__ = [
     "CLAIM",
     "COMPLETE",
+    "COMPLETE_AND_CLAIM",
     "COMPLETE_ONE",
     "FAIL",
     "FAIL_ORPHANS",
@@ -39,8 +40,8 @@ NOTIFY_CHANNEL = "lp_job"
 #: MATERIALIZED CTE, evaluated exactly once: as a plain subquery joined to
 #: the lease table the planner may rescan it, and every rescan locks more
 #: rows, claiming more than LIMIT.
-CLAIM = f"""
-WITH c AS MATERIALIZED (
+_CLAIM_CTES = f"""
+c AS MATERIALIZED (
     SELECT j.id FROM job j
     WHERE j.status = {W}
       AND j.scheduled_start <= %(now)s
@@ -53,7 +54,9 @@ WITH c AS MATERIALIZED (
 ), l AS MATERIALIZED (
     SELECT * FROM unnest(%(types)s::text[], %(leases)s::float8[])
         AS l(job_type, seconds)
-)
+)"""
+
+_CLAIM_UPDATE = f"""
 UPDATE job SET
     status = {R},
     attempt_count = job.attempt_count + 1,
@@ -66,6 +69,8 @@ RETURNING job.id, job.job_type, job.json_data, job.attempt_count,
           job.max_retries
 """
 
+CLAIM = "WITH" + _CLAIM_CTES + _CLAIM_UPDATE
+
 #: Complete the jobs %(ids)s this runner holds.
 COMPLETE = f"""
 UPDATE job SET status = {C}, date_finished = %(now)s,
@@ -73,6 +78,24 @@ UPDATE job SET status = {C}, date_finished = %(now)s,
 WHERE id = ANY(%(ids)s::bigint[]) AND status = {R}
   AND lease_holder = %(holder)s
 RETURNING id
+"""
+
+#: COMPLETE and CLAIM in one statement (one round trip, one commit): the
+#: runner's steady state, finishing what its children answered and taking
+#: as many new jobs. Rows: (claimed, id, type, data, attempt, max_retries);
+#: claimed = false marks a completed id. The two updates touch disjoint
+#: rows (RUNNING ones held by this runner; WAITING ones).
+COMPLETE_AND_CLAIM = f"""
+WITH done AS (
+    UPDATE job SET status = {C}, date_finished = %(now)s,
+        lease_expires = NULL, lease_holder = NULL
+    WHERE id = ANY(%(ids)s::bigint[]) AND status = {R}
+      AND lease_holder = %(holder)s
+    RETURNING id
+),""" + _CLAIM_CTES + """, claimed AS (""" + _CLAIM_UPDATE + """)
+SELECT true, id, job_type, json_data, attempt_count, max_retries FROM claimed
+UNION ALL
+SELECT false, id, NULL, NULL, NULL, NULL FROM done
 """
 
 #: Complete one job inside a transactional type's own transaction (run by

@@ -8,13 +8,15 @@ jobs in a :class:`~lp_services.job.pool.WorkerPool`. All database work is
 done by one loop, :meth:`JobRunner.wake`, so that statements never overlap
 and whatever accumulated while one ran goes out in the next:
 
-1. flush outcomes: one statement each for completions, retries, failures
-   and hand-backs, covering every job that finished since the last flush;
+1. flush outcomes: one statement each for retries, failures and
+   hand-backs, covering every job that finished since the last flush;
 2. renew leases of running jobs when the heartbeat is due;
 3. maintenance when the poll is due: reclaim expired leases, fail jobs
    whose prerequisite failed;
-4. claim as many jobs as there are idle workers (at most ``claim_batch``)
-   in one statement, and hand them to the workers.
+4. claim as many jobs as there are free worker slots (at most
+   ``claim_batch``) and complete every job that succeeded since the last
+   run, in one statement (``COMPLETE_AND_CLAIM``), and hand the new jobs to
+   the workers. (Completions go alone only when nothing can be claimed.)
 
 The loop runs on a NOTIFY, when a job ends, on the heartbeat and on the
 poll. If the connection is lost it reconnects with back-off; jobs keep
@@ -305,15 +307,36 @@ class JobRunner(Service):
 
         return d.addErrback(failed)
 
+    def _can_claim(self) -> bool:
+        return self._claiming and self.pool.idle_count > 0
+
     @defer.inlineCallbacks
     def _claim(self):
+        """Claim for the free slots, completing pending successes in the
+        same statement (see queries.COMPLETE_AND_CLAIM)."""
         limit = min(self.pool.idle_count, self.claim_batch)
         if limit <= 0:
             return
         now = utcnow(self.clock)
-        rows = yield self._query(queries.CLAIM, {
-            "now": now, "holder": self.holder, "limit": limit,
-            "types": self._type_names, "leases": self._leases})
+        params = {"now": now, "holder": self.holder, "limit": limit,
+                  "types": self._type_names, "leases": self._leases}
+        ids, self._complete = self._complete, []
+        if ids:
+            try:
+                rows = yield self._query(queries.COMPLETE_AND_CLAIM,
+                                         dict(params, ids=ids))
+            except BaseException:
+                self._complete.extend(ids)
+                raise
+            done = [r[1] for r in rows if not r[0]]
+            rows = [r[1:] for r in rows if r[0]]
+            self._count_written(ids, done, "completed")
+            if done:
+                # The claim ran in the statement's snapshot, before these
+                # completions: their dependents become claimable only now.
+                self._again = True
+        else:
+            rows = yield self._query(queries.CLAIM, params)
         self.stats["claimed"] += len(rows)
         for job_id, job_type, data, attempt, max_retries in rows:
             self._dispatch(job_id, job_type, data, attempt, max_retries, now)
@@ -402,7 +425,8 @@ class JobRunner(Service):
     def _flush(self):
         """Write every pending outcome: at most one statement per kind."""
         now = utcnow(self.clock)
-        if self._complete:
+        if self._complete and not self._can_claim():
+            # Otherwise the claim completes them in its statement.
             ids, self._complete = self._complete, []
             done = yield self._write(queries.COMPLETE, {"ids": ids}, ids,
                                      lambda: self._complete.extend(ids), now)
@@ -436,13 +460,18 @@ class JobRunner(Service):
         except BaseException:
             restore()  # written after reconnection, still guarded
             raise
-        if len(rows) != len(ids):
-            gone = sorted(set(ids) - {r[0] for r in rows})
+        self._count_written(ids, [r[0] for r in rows], None)
+        return len(rows)
+
+    def _count_written(self, ids, written, stat):
+        if stat is not None:
+            self.stats[stat] += len(written)
+        if len(written) != len(ids):
+            gone = sorted(set(ids) - set(written))
             self.stats["lost"] += len(gone)
             log.warn("jobs {ids} are no longer held by {holder} (cancelled "
                      "or reclaimed); their outcomes were not recorded",
                      ids=gone, holder=self.holder)
-        return len(rows)
 
     @defer.inlineCallbacks
     def _renew_leases(self):
