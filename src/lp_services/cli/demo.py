@@ -169,7 +169,8 @@ def _follow(farm, console, recipe_id):
                 build = _describe(farm, build_id)
                 note(build)
             live.update(table(recipe, build))
-            if build is not None and build.build.build_status in _TERMINAL_BUILD:
+            if (build is not None and build.status in ("COMPLETED", "FAILED")
+                    and build.build.build_status in _TERMINAL_BUILD):
                 break
             time.sleep(0.2)
     console.print()
