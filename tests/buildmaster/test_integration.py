@@ -117,7 +117,7 @@ class EndToEndTests(IntegrationBase):
         self.addCleanup(transactor.stop)
         farm = Farm(transactor, reactor, file_store,
                     FarmConfig(identity="it", files_url="http://unset",
-                               interval=1.0, logtail_interval=0.2),
+                               interval=0.5, logtail_interval=0.2),
                     reactor=reactor)
         manager = BuilderManager(farm)
         port = reactor.listenTCP(0, build_site(farm, manager),
@@ -133,7 +133,7 @@ class EndToEndTests(IntegrationBase):
         await listener.connected
         await wait_until(lambda: manager.scanners)
 
-        job = self.request(file_store, seconds=1)
+        job = self.request(file_store, seconds=2)
         await wait_until(lambda: self.show(job)["status"] == "BUILDING",
                          timeout=10)
         await wait_until(lambda: self.show(job)["logtail"], timeout=10)

@@ -76,6 +76,16 @@ class DispatchTests(ScannerTestBase):
         self.assertIn(digest, present)
         self.assertEqual(agent.model.calls[-1][1][3], {"in.txt": digest})
 
+    def test_records_agent_version(self):
+        """The agent's builder_version is recorded once."""
+        self.add_builder(agent=IdleAgent())
+        scanner = self.scanner()
+        self.scan(scanner)
+        self.assertEqual(self.builder_row()["version"], "fake-1")
+        before = Q.statements.count
+        self.successResultOf(scanner.scan())
+        self.assertEqual(Q.statements.count, before)
+
     def test_no_work_no_claim(self):
         """An idle builder with nothing queued sends no claim."""
         agent = IdleAgent()
@@ -457,6 +467,16 @@ class ManagerTests(ScannerTestBase):
         processor = self.query("SELECT id FROM processor")[0][0]
         manager.notified("queued %d 0" % processor)
         self.assertEqual(self.build_row(job)["job_status"], "RUNNING")
+
+    def test_cancel_notification(self):
+        """A `cancel` notification refreshes and scans the cancelling
+        build's builder at once: the agent is told to abort."""
+        agent, scanner, job = self.dispatched()
+        manager = BuilderManager(self.farm)
+        manager.scanners["b1"] = scanner
+        self.sql(Q.cancel_build, job, self.now())
+        manager.notified("cancel %d 1" % job)
+        self.assertEqual(agent.model.state, "ABORTING")
 
     def test_refresh_does_not_clobber_newer_vitals(self):
         """Vitals read before a scanner's own later change are not applied

@@ -18,6 +18,7 @@ __all__ = [
     "list_builders",
     "load_vitals",
     "pending_work",
+    "record_version",
     "reset_failure_count",
     "set_builder_mode",
     "set_clean_status",
@@ -59,6 +60,8 @@ class BuilderVitals:
     resources: tuple[str, ...]
     failnotes: str | None
     build: BuildVitals | None
+    #: The agent version last recorded (``status()``'s builder_version).
+    version: str | None = None
 
 
 _VITALS_SQL = """
@@ -71,7 +74,7 @@ SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
              JOIN processor p ON p.id = bp.processor
              WHERE bp.builder = b.id ORDER BY bp.processor),
        q.job, q.build_cookie, q.build_type, f.status, j.status,
-       f.failure_count
+       f.failure_count, b.version
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job
@@ -84,7 +87,7 @@ ORDER BY b.name
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
-     bstatus, jstatus, bfailures) = row
+     bstatus, jstatus, bfailures, version) = row
     build = None
     if job is not None:
         build = BuildVitals(job, cookie, build_type, BuildStatus(bstatus),
@@ -92,7 +95,7 @@ def _vitals(row) -> BuilderVitals:
     return BuilderVitals(bid, name, url, tuple(procs), tuple(proc_names),
                          virt, manual, ok, failures,
                          BuilderCleanStatus(clean), reset, secret,
-                         tuple(resources or ()), failnotes, build)
+                         tuple(resources or ()), failnotes, build, version)
 
 
 def load_vitals(store_or_cursor, name: str | None = None) -> list[BuilderVitals]:
@@ -149,6 +152,13 @@ def count_failure(store_or_cursor, builder_id: int,
                COALESCE((SELECT failure_count FROM f), 0)
         """, {"builder": builder_id, "job": job_id})
     return tuple(cursor.fetchone())
+
+
+def record_version(store_or_cursor, builder_id: int, version: str) -> None:
+    """Remember the agent version a builder reported."""
+    cursor = cursor_of(store_or_cursor)
+    _execute(cursor, "UPDATE builder SET version = %(v)s WHERE id = %(id)s",
+             {"v": version[:200], "id": builder_id})
 
 
 def reset_failure_count(store_or_cursor, builder_id: int) -> None:

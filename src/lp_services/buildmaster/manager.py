@@ -380,6 +380,11 @@ class BuilderScanner:
         agent = self.farm.agent_for(v)
         status = await agent.status()
         self.last_state = status.state
+        if status.version and status.version != v.version:
+            await self._commit(B.record_version, v.id, status.version)
+            v = self.vitals
+            if v is None:
+                return
         if v.build is None:
             await self._scan_without_build(v, agent, status)
             return
