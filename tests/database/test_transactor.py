@@ -136,3 +136,36 @@ class TransactorTests(DatabaseTestMixin, TestCase):
         self.assertTrue(is_retryable(
             psycopg2.extensions.TransactionRollbackError("x")))
         self.assertFalse(is_retryable(psycopg2.IntegrityError("x")))
+
+
+class HealthLogTests(DatabaseTestMixin, TestCase):
+    """The transactor logs one line when the database goes, one when back."""
+
+    async def test_outage_is_two_log_lines(self):
+        """Repeated disconnections log once; the next success logs once."""
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        transactor = Transactor(self.database_url, reactor=reactor,
+                                max_retries=0, sleep=lambda s: None)
+        transactor.start()
+        self.addCleanup(transactor.stop)
+
+        def gone(store):
+            raise DisconnectionError("server closed the connection")
+
+        for _ in range(3):
+            with self.assertRaises(DisconnectionError):
+                await transactor.run(gone)
+        self.assertTrue(transactor.database_down)
+        await transactor.run(lambda store: 1)
+        await transactor.run(lambda store: 1)
+        self.assertFalse(transactor.database_down)
+        mine = [e["log_format"] for e in events
+                if e.get("log_namespace", "").endswith("Transactor")]
+        self.assertEqual(mine, [
+            "lost the database at {url}: {reason}; retrying",
+            "the database at {url} is back after {seconds:.1f}s"])

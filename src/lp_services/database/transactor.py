@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 __all__ = [
@@ -40,6 +41,12 @@ def is_retryable(error: BaseException) -> bool:
 
     return isinstance(error, (DisconnectionError,
                               psycopg2.extensions.TransactionRollbackError))
+
+
+def _is_disconnection(error: BaseException) -> bool:
+    from storm.exceptions import DisconnectionError
+
+    return isinstance(error, DisconnectionError)
 
 
 def _check_plain(value, path="result"):
@@ -71,6 +78,11 @@ def _check_plain(value, path="result"):
 class Transactor:
     """Run functions of a Store in a thread pool, one transaction each.
 
+    It also watches the database's health for the whole process: the first
+    lost connection after a success logs one warning ("lost the database"),
+    the first success after that one line saying it is back and after how
+    long, so an outage reads as two lines, not a traceback per call.
+
     :param url: the database URL (libpq form).
     :param reactor: the reactor whose thread pool results come back to.
     :param min_threads, max_threads: the pool's size; each thread holds at
@@ -96,6 +108,10 @@ class Transactor:
         self._backoff = backoff
         self._sleep = sleep
         self._database = None
+        self._down_since = None
+        self._health_lock = threading.Lock()
+
+    log = Logger()
 
     def start(self) -> None:
         """Start the worker threads. Opens no connection yet."""
@@ -130,16 +146,48 @@ class Transactor:
                 result = function(store, *args, **kwargs)
                 _check_plain(result)
                 store.commit()
-                return result
             except BaseException as error:
                 try:
                     store.rollback()
                 except Exception:
                     pass
+                if _is_disconnection(error):
+                    self._lost(error)
                 attempt += 1
                 if not is_retryable(error) or attempt > self.max_retries:
                     raise
                 self._sleep(self._backoff(attempt))
+            else:
+                self._reached()
+                return result
+
+    @property
+    def database_down(self) -> bool:
+        """Whether the last attempt to reach the database failed."""
+        return self._down_since is not None
+
+    def _lost(self, error) -> None:
+        from lp_services.config import redact_url
+
+        with self._health_lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+        reason = str(error).strip().splitlines()
+        self.log.warn("lost the database at {url}: {reason}; retrying",
+                      url=redact_url(self.url),
+                      reason=reason[0] if reason else type(error).__name__)
+
+    def _reached(self) -> None:
+        with self._health_lock:
+            if self._down_since is None:
+                return
+            down = time.monotonic() - self._down_since
+            self._down_since = None
+        from lp_services.config import redact_url
+
+        self.log.info("the database at {url} is back after {seconds:.1f}s",
+                      url=redact_url(self.url), seconds=down)
 
     def _store(self):
         store = getattr(self._local, "store", None)
