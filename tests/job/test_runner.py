@@ -243,7 +243,7 @@ class LeaseTests(RunnerTestMixin, TestCase):
         runner.wake()
         yield wait_for(lambda: job_id in runner._running, what="start")
         stopped = runner.stopService()
-        yield wait_for(lambda: self.clock.getDelayedCalls(), what="grace")
+        yield wait_for(lambda: runner._drain_waiters, what="the grace period")
         self.assertEqual(self.status(job_id), JobStatus.RUNNING)
         self.clock.advance(5.0)
         yield stopped

@@ -12,6 +12,8 @@ class OptionsTests(TestCase):
 
     def parse(self, *args):
         options = Options()
+        if "--database" not in args:
+            args = ("--database", "postgresql://x@127.0.0.1:1/x") + args
         options.parseOptions(list(args))
         return options
 
@@ -41,6 +43,26 @@ class OptionsTests(TestCase):
                      ["--concurrency", "0"], ["--poll-interval", "0"],
                      ["--module", "no.such.module"]):
             self.assertRaises(usage.UsageError, self.parse, *args)
+
+    def test_no_database(self):
+        """Without a URL and without a running embedded server: one line."""
+        import os
+
+        options = Options()
+        old = os.environ.pop("LP_DATABASE_URL", None)
+        home = os.environ.get("LP_HOME")
+        os.environ["LP_HOME"] = self.mktemp()
+        try:
+            error = self.assertRaises(usage.UsageError, options.parseOptions,
+                                      [])
+        finally:
+            if old is not None:
+                os.environ["LP_DATABASE_URL"] = old
+            if home is None:
+                del os.environ["LP_HOME"]
+            else:
+                os.environ["LP_HOME"] = home
+        self.assertIn("is not running", str(error))
 
     def test_make_service(self):
         """makeService builds a JobRunner with the options (no I/O yet)."""

@@ -87,22 +87,24 @@ class Options(usage.Options):
         if not names:
             raise usage.UsageError("no job types left to run")
         self["types"] = sorted(names)
+        from lp_services.database.connection import (
+            DatabaseUnreachable, resolve_database_url)
+
+        try:
+            self["url"] = resolve_database_url(self["database"],
+                                               start_embedded=False)
+        except DatabaseUnreachable as error:
+            raise usage.UsageError(str(error))
 
 
 def makeService(options):
     """Build the jobrunner service from its options."""
-    from lp_services.database.connection import (
-        DatabaseUnreachable, resolve_database_url)
     from lp_services.job.registry import job_types
     from lp_services.job.runner import JobRunner, default_holder
 
-    try:
-        url = resolve_database_url(options["database"], start_embedded=False)
-    except DatabaseUnreachable as error:
-        raise usage.UsageError(str(error))
     top = MultiService()
     runner = JobRunner(
-        url, [job_types.get(n) for n in options["types"]],
+        options["url"], [job_types.get(n) for n in options["types"]],
         holder=options["holder"] or default_holder(),
         concurrency=options["concurrency"], modules=options["module"],
         poll_interval=options["poll-interval"], grace=options["grace"],
