@@ -206,7 +206,7 @@ class TwistdRestartTests(IntegrationBase):
         cookie = info["cookie"]
         first.send_signal(signal.SIGKILL)
         first.wait()
-        self.start_twistd(home, port, url)
+        second = self.start_twistd(home, port, url)
         info = await wait_until(
             lambda: (lambda i: i if i["status"] == "FULLYBUILT" else None)(
                 self.show(job)), timeout=60)
@@ -215,7 +215,12 @@ class TwistdRestartTests(IntegrationBase):
         self.assertEqual(len(info["files"]), 2)
         self.assertEqual(self.running.agent.status()["builder_status"],
                          "BuilderStatus.IDLE")
+        second.send_signal(signal.SIGTERM)
+        await wait_until(lambda: second.poll() is not None, timeout=20)
+        # twistd re-raises the signal that stopped it after a clean stop.
+        self.assertIn(second.returncode, (0, -signal.SIGTERM))
         log = (home / "twistd.log").read_text()
+        self.assertTrue(log.rstrip().endswith("Server Shut Down."), log[-500:])
         self.assertEqual(log.count("dispatching build %d" % job), 1, log)
         self.assertNotIn("lost", log)
         self.assertTrue(cookie)

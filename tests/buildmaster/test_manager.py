@@ -146,6 +146,24 @@ class DispatchTests(ScannerTestBase):
         self.assertEqual([c[0] for c in agent.model.calls], ["status"] * 3)
 
 
+    def test_stop_waits_for_running_scan(self):
+        """stop() fires when the scan in progress ends, and no scan
+        starts after it."""
+        agent = IdleAgent()
+        self.add_builder(agent=agent)
+        scanner = self.scanner()
+        pending = defer.Deferred()
+        agent.status = lambda: pending
+        scan = scanner.scan()
+        stopped = scanner.stop()
+        self.assertNoResult(stopped)
+        pending.errback(AgentError("gone"))
+        self.successResultOf(scan)
+        self.successResultOf(stopped)
+        self.successResultOf(scanner.scan())
+        self.assertFalse(scanner.scanning)
+
+
 class BuildingTests(ScannerTestBase):
     """A BUILDING agent: logtails are buffered and written in batches."""
 

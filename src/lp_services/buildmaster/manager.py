@@ -257,7 +257,7 @@ class BuilderScanner:
         self._running = False
         self._again = False
         self._waiters = []
-        self._current = None
+        self._stopped = False
 
     # -- scheduling -----------------------------------------------------
     def start(self, delay: float = 0.0) -> None:
@@ -273,6 +273,7 @@ class BuilderScanner:
 
     def stop(self):
         """Stop scanning; fire when a scan in progress has finished."""
+        self._stopped = True
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
         self._delayed = None
@@ -286,6 +287,8 @@ class BuilderScanner:
 
     def scan(self):
         """Scan now, or right after the scan in progress; fire when done."""
+        if self._stopped:
+            return defer.succeed(None)
         d = defer.Deferred()
         self._waiters.append(d)
         if self._running:
@@ -303,9 +306,13 @@ class BuilderScanner:
             self._running = False
             for waiter in waiters:
                 waiter.callback(None)
-            if self._again:
-                self._again = False
+            again, self._again = self._again, False
+            if again and not self._stopped:
                 self._kick()
+            else:
+                rest, self._waiters = self._waiters, []
+                for waiter in rest:
+                    waiter.callback(None)
         d.addBoth(done)
 
     @property

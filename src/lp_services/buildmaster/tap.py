@@ -18,6 +18,7 @@ import socket
 from datetime import timedelta
 
 from twisted.application import service, strports
+from twisted.internet import defer
 from twisted.python import usage
 
 from lp_services.buildmaster import manager as M
@@ -96,6 +97,20 @@ class TransactorService(service.Service):
         self.transactor.stop()
 
 
+class SequentialMultiService(service.MultiService):
+    """Starts children in order and stops them in reverse order, each
+    after the previous one has finished stopping (the manager's last
+    writes need the transactor, which stops last)."""
+
+    def stopService(self):
+        service.Service.stopService(self)
+
+        async def stop_all():
+            for child in reversed(list(self)):
+                await defer.maybeDeferred(child.stopService)
+        return defer.Deferred.fromCoroutine(stop_all())
+
+
 def _port_number(description: str) -> int:
     for part in description.split(":")[1:]:
         if part.isdigit():
@@ -130,7 +145,7 @@ def makeService(options, reactor=None):
     home = options["home"] or os.environ.get("LP_HOME")
     farm = M.Farm(transactor, reactor, default_file_store(home), config,
                   reactor=reactor)
-    top = service.MultiService()
+    top = SequentialMultiService()
     TransactorService(transactor).setServiceParent(top)
     manager = M.BuilderManager(farm)
     strports.service(options["port"], build_site(farm, manager),
