@@ -147,6 +147,30 @@ def _tick():
     return d
 
 
+class CpuLimitTests(ScriptBuildTestCase):
+    """The CPU quota holds (cgroup cpu controller)."""
+
+    config_overrides = {"cpu_limit": 0.2}
+
+    @defer.inlineCallbacks
+    def test_busy_loop_is_throttled(self):
+        """A build spinning for over a second at a 0.2-core quota is
+        throttled (cpu.stat counts throttled periods)."""
+        yield self.start_script(
+            "end=$(( $(date +%s) + 2 ))\n"
+            "while [ $(date +%s) -lt $end ]; do :; done\n")
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        self.assertEqual(status["build_status"], "BuildStatus.OK")
+        cgroup = self.agent.current_manager.sandbox.cgroup
+        if cgroup is None:
+            raise self.skipTest("no cgroups on this machine")
+        stat = dict(line.split() for line in
+                    (cgroup.read("cpu", "cpu.stat") or "").splitlines())
+        self.assertGreater(int(stat.get("nr_throttled", 0)), 0, stat)
+        yield self.call("clean")
+
+
 class EscapeTests(ScriptBuildTestCase):
     """Each escape attempt fails (ISOLATION.md's checks, automated)."""
 
