@@ -1,7 +1,6 @@
 """The busybox-static chroot tarball (lp_services.slave.busybox_chroot)."""
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys

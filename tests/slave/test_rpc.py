@@ -3,20 +3,18 @@ method in every state and every error return (PROTOCOL.md)."""
 
 import base64
 import os
+from io import BytesIO
 from xmlrpc.client import Binary, Fault
 
 from twisted.internet import defer, reactor
 from twisted.logger import globalLogPublisher
-from twisted.web.client import Agent, readBody
+from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.client import FileBodyProducer
-from io import BytesIO
 
 from lp_services.slave.manager import BuildOutcome
 from lp_services.slave.state import BuilderStatus, BuildStatus
-from lp_services.slave.testing import start_agent, make_test_config
 
-from tests.slave.helpers import AgentTestCase, sha1_of
+from tests.slave.helpers import AgentTestCase
 from tests.slave.hold import HoldBuildManager, hold_registry
 
 GOOD_SHA1 = "0" * 40

@@ -16,7 +16,6 @@ Blocking: call :func:`unpack` in a thread.
 
 import errno
 import os
-import posixpath
 import stat
 import tarfile
 from pathlib import Path
