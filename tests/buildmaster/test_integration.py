@@ -74,12 +74,13 @@ class IntegrationBase(DatabaseTestMixin, TestCase):
         finally:
             transactor.stop()
 
-    def setup_farm(self, file_store, agent_url, secret, processor="amd64"):
+    def setup_farm(self, file_store, agent_url, secret, processor="amd64",
+                   **builder):
         from lp_services.slave.busybox_chroot import busybox_chroot
 
         def setup(store):
             B.add_builder(store, name="b1", url=agent_url,
-                          processors=[processor], secret=secret)
+                          processors=[processor], secret=secret, **builder)
             record = file_store.add_path(store, busybox_chroot(fmt="gz"))
             raw_cursor(store).execute(
                 "INSERT INTO chroot (processor, series, library_file)"
@@ -87,7 +88,7 @@ class IntegrationBase(DatabaseTestMixin, TestCase):
                 (record.id, processor))
         self.blocking(setup)
 
-    def request(self, file_store, seconds=0):
+    def request(self, file_store, seconds=0, **kwargs):
         script = SCRIPT % seconds
 
         def queue(store):
@@ -95,7 +96,7 @@ class IntegrationBase(DatabaseTestMixin, TestCase):
             return Q.request_build(
                 store, build_type="script", processor="amd64",
                 now=utcnow(reactor), build_args={"script": "build.sh"},
-                filemap={"build.sh": record.sha1})
+                filemap={"build.sh": record.sha1}, **kwargs)
         return self.blocking(queue)
 
     def show(self, job):
@@ -106,10 +107,8 @@ class EndToEndTests(IntegrationBase):
     """NOTIFY -> claim -> dispatch to the real agent -> sandbox build ->
     collect over HTTP -> stored and checked."""
 
-    async def test_script_build_end_to_end(self):
-        """A script build on a busybox chroot ends FULLYBUILT with its two
-        result files and its log stored under their sha1s, and served by
-        the master's HTTP site."""
+    async def start_stack(self, **builder):
+        """Agent, master services (in this reactor) and the HTTP site."""
         agent_url, secret = await self.start_agent()
         file_store = FileStore(Path(self.mktemp()))
         transactor = Transactor(self.database_url, reactor=reactor)
@@ -117,14 +116,15 @@ class EndToEndTests(IntegrationBase):
         self.addCleanup(transactor.stop)
         farm = Farm(transactor, reactor, file_store,
                     FarmConfig(identity="it", files_url="http://unset",
-                               interval=0.5, logtail_interval=0.2),
+                               interval=0.5, logtail_interval=0.2,
+                               echo_interval=0.1),
                     reactor=reactor)
         manager = BuilderManager(farm)
         port = reactor.listenTCP(0, build_site(farm, manager),
                                  interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
-        self.setup_farm(file_store, agent_url, secret)
+        self.setup_farm(file_store, agent_url, secret, **builder)
         manager.startService()
         self.addCleanup(manager.stopService)
         listener = NotifyListener(self.database_url, manager, reactor)
@@ -132,14 +132,22 @@ class EndToEndTests(IntegrationBase):
         self.addCleanup(listener.stopService)
         await listener.connected
         await wait_until(lambda: manager.scanners)
+        return farm, manager, file_store
 
+    def finished(self, job, status):
+        return lambda: (lambda i: i if i["status"] == status else None)(
+            self.show(job))
+
+    async def test_script_build_end_to_end(self):
+        """A script build on a busybox chroot ends FULLYBUILT with its two
+        result files and its log stored under their sha1s, and served by
+        the master's HTTP site."""
+        farm, manager, file_store = await self.start_stack()
         job = self.request(file_store, seconds=2)
         await wait_until(lambda: self.show(job)["status"] == "BUILDING",
                          timeout=10)
         await wait_until(lambda: self.show(job)["logtail"], timeout=10)
-        info = await wait_until(
-            lambda: (lambda i: i if i["status"] == "FULLYBUILT" else None)(
-                self.show(job)), timeout=60)
+        info = await wait_until(self.finished(job, "FULLYBUILT"), timeout=60)
         self.assertEqual(info["job_status"], "COMPLETED")
         self.assertEqual({f["filename"]: f["sha1"] for f in info["files"]},
                          {"one.txt": sha1(b"result one\n"),
@@ -160,6 +168,37 @@ class EndToEndTests(IntegrationBase):
             b"GET", ("%s/builds/%d" % (farm.config.files_url, job)).encode())
         page = json.loads(await readBody(response))
         self.assertEqual(page["status"], "FULLYBUILT")
+        await wait_until(lambda: manager.scanners["b1"].vitals.clean_status
+                         .name == "CLEAN", timeout=10)
+
+
+
+    async def test_cancel_real_build(self):
+        """`build cancel` of a running build: the master aborts it on the
+        real agent and the build ends CANCELLED; the agent is IDLE."""
+        farm, manager, file_store = await self.start_stack()
+        job = self.request(file_store, seconds=60)
+        from lp_services.slave.state import BuilderStatus
+
+        await self.running.agent.wait_for(BuilderStatus.BUILDING)
+        self.assertEqual(self.blocking(Q.cancel_build, job, utcnow(reactor)),
+                         Q.BuildStatus.CANCELLING)
+        info = await wait_until(self.finished(job, "CANCELLED"), timeout=20)
+        self.assertEqual(info["job_status"], "FAILED")
+        await self.running.agent.wait_for(BuilderStatus.IDLE)
+
+    async def test_virtual_builder_reset(self):
+        """A virtual builder runs its real reset command (a process) and
+        is pinged before each dispatch; DIRTY after the build, CLEAN again
+        after the next reset."""
+        marker = Path(self.mktemp()).resolve()
+        farm, manager, file_store = await self.start_stack(
+            virtualized=True, reset_command="echo reset >> %s" % marker)
+        job = self.request(file_store, virtualized=True)
+        await wait_until(self.finished(job, "FULLYBUILT"), timeout=60)
+        await wait_until(lambda: marker.exists()
+                         and marker.read_text().count("reset") >= 2,
+                         timeout=20)
         await wait_until(lambda: manager.scanners["b1"].vitals.clean_status
                          .name == "CLEAN", timeout=10)
 
@@ -213,8 +252,9 @@ class TwistdRestartTests(IntegrationBase):
         self.assertEqual((info["attempt_count"], info["job_status"]),
                          (1, "COMPLETED"))
         self.assertEqual(len(info["files"]), 2)
-        self.assertEqual(self.running.agent.status()["builder_status"],
-                         "BuilderStatus.IDLE")
+        # The agent is cleaned right after the build's final commit.
+        await wait_until(lambda: self.running.agent.status()[
+            "builder_status"] == "BuilderStatus.IDLE", timeout=10)
         second.send_signal(signal.SIGTERM)
         await wait_until(lambda: second.poll() is not None, timeout=20)
         # twistd re-raises the signal that stopped it after a clean stop.
