@@ -152,8 +152,9 @@ class TwoRunnerTests(DatabaseTestMixin, TestCase):
                             {"log": record, "seconds": 1.0}, 1, max_retries=2)
         others = add_jobs(conn, "test.short-lease", {"log": record}, 20,
                           priority=-1)
-        yield wait_for(lambda: job_row(conn, victim)["status"]
-                       == JobStatus.RUNNING, what="the victim to start")
+        yield wait_for(lambda: os.path.exists(record)
+                       and victim in read_record_log(record),
+                       what="the victim to start")
         first.signal(signal.SIGKILL)
         yield first.exited()
         second = Runner(self, self.database_url, "survivor",

@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-import psycopg2
 from twisted.trial.unittest import TestCase
 
 from lp_services.job import queries
