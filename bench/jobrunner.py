@@ -20,7 +20,9 @@ and removes it afterwards. In one run on that one database it
 4. measures enqueue -> start latency on an idle runner: a job is inserted
    and committed (with its NOTIFY) and the time from just before COMMIT to
    its ``date_started`` (set by the claim that starts it; same host, same
-   clock) is recorded; median and p90 over --samples jobs.
+   clock) is recorded, and also to the moment its child process began
+   running it (the job writes the time); median and p90 over --samples
+   jobs.
 """
 
 import argparse
@@ -105,13 +107,15 @@ def wait_drained(url, n, timeout=600):
     return end
 
 
-def start_runner(url, name, concurrency, batch, logdir, depth=1):
+def start_runner(url, name, concurrency, batch, logdir, depth=1,
+                 types=("noop",)):
     log = open(logdir / ("%s.log" % name), "w+")
+    includes = [arg for t in types for arg in ("--include", t)]
     process = subprocess.Popen(
         [str(ROOT / ".venv/bin/twistd"), "-n", "--pidfile=", "jobrunner",
          "--database", url, "--concurrency", str(concurrency),
          "--claim-batch", str(batch), "--depth", str(depth),
-         "--include", "noop",
+         "--module", "lp_services.job.testtypes", *includes,
          "--poll-interval", "2", "--holder", name],
         stdout=log, stderr=subprocess.STDOUT, cwd=str(logdir))
     return process, log
@@ -202,18 +206,25 @@ def bench_raw(url, n, connections):
 
 
 def bench_latency(url, samples, logdir):
+    """(claim latencies, child-start latencies) in ms: from just before the
+    enqueuing COMMIT to the job's date_started (set by its claim), and to
+    the moment its child process began running it (a test.record job
+    writes the time)."""
     reset(url)
-    runner = start_runner(url, "latency", 2, 2, logdir)
-    latencies = []
+    runner = start_runner(url, "latency", 2, 2, logdir,
+                          types=("test.record",))
+    record = logdir / "latency-record.log"
+    claims, starts = [], []
     try:
         wait_ready(runner[1])
         conn = _connect(url)
         with conn.cursor() as cur:
             for _ in range(samples):
-                cur.execute("INSERT INTO job (job_type) VALUES ('noop')"
-                            " RETURNING id")
+                cur.execute("INSERT INTO job (job_type, json_data)"
+                            " VALUES ('test.record', %s) RETURNING id",
+                            ('{"log": "%s"}' % record,))
                 job_id = cur.fetchone()[0]
-                cur.execute("SELECT pg_notify('lp_job', 'noop')")
+                cur.execute("SELECT pg_notify('lp_job', 'test.record')")
                 before = time.time()
                 conn.commit()
                 while True:
@@ -223,16 +234,24 @@ def bench_latency(url, samples, logdir):
                     row = cur.fetchone()
                     conn.commit()
                     if row is not None:
-                        latencies.append((float(row[0]) - before) * 1000)
+                        claims.append((float(row[0]) - before) * 1000)
                         break
                     time.sleep(0.001)
+                started = [line.split() for line in
+                           record.read_text().splitlines()
+                           if line.startswith("start %d " % job_id)]
+                starts.append((float(started[0][4]) - before) * 1000)
                 time.sleep(0.02)  # let the runner go idle again
         conn.close()
     finally:
         stop_runners([runner])
-    latencies.sort()
-    return (statistics.median(latencies),
-            latencies[max(0, int(len(latencies) * 0.9) - 1)])
+    return claims, starts
+
+
+def median_p90(values):
+    values = sorted(values)
+    return (statistics.median(values),
+            values[max(0, int(round(len(values) * 0.9)) - 1)])
 
 
 def main():
@@ -294,10 +313,13 @@ def main():
         best_runner, best_raw = max(runner.values()), max(raw.values())
         print("ratio runner best / raw best: %.2f (target >= 0.75)"
               % (best_runner / best_raw))
-        median, p90 = bench_latency(url, args.samples, logdir)
-        print("enqueue -> start latency over %d samples: median %.2f ms, "
-              "p90 %.2f ms (target median <= 2.5 ms)"
-              % (args.samples, median, p90))
+        claims, starts = bench_latency(url, args.samples, logdir)
+        print("enqueue -> start latency on an idle runner, %d samples:"
+              % args.samples)
+        print("  to date_started (the claim):     median %.2f ms, p90 %.2f ms"
+              " (target median <= 2.5 ms)" % median_p90(claims))
+        print("  to the job running in its child: median %.2f ms, p90 %.2f ms"
+              % median_p90(starts))
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
         if scratch is not None:

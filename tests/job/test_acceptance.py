@@ -89,7 +89,7 @@ def read_record_log(path):
     """{job id: [(event, pid, attempt), ...]} in file order."""
     events = defaultdict(list)
     for line in Path(path).read_text().splitlines():
-        event, job_id, pid, attempt = line.split()
+        event, job_id, pid, attempt, _ = line.split()
         events[int(job_id)].append((event, int(pid), int(attempt)))
     return events
 

@@ -20,20 +20,20 @@ class _Base(JobType):
 
 
 class Record(_Base):
-    """Appends ``start <id> <pid>`` and ``end <id> <pid>`` lines to
-    ``data["log"]`` (O_APPEND: lines from many processes never interleave),
-    sleeping ``data.get("seconds", 0)`` between them."""
+    """Appends ``start <id> <pid> <attempt> <unix time>`` and ``end ...``
+    lines to ``data["log"]`` (O_APPEND: lines from many processes never
+    interleave), sleeping ``data.get("seconds", 0)`` between them."""
 
     name = "test.record"
 
     def run(self, data, context):
         path = data["log"]
-        _append(path, "start %d %d %d\n" % (context.job_id, os.getpid(),
-                                             context.attempt))
+        _append(path, "start %d %d %d %.6f\n" % (
+            context.job_id, os.getpid(), context.attempt, time.time()))
         if data.get("seconds"):
             time.sleep(data["seconds"])
-        _append(path, "end %d %d %d\n" % (context.job_id, os.getpid(),
-                                           context.attempt))
+        _append(path, "end %d %d %d %.6f\n" % (
+            context.job_id, os.getpid(), context.attempt, time.time()))
 
 
 def _append(path, line):
