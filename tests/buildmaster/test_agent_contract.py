@@ -26,7 +26,6 @@ from lp_services.buildmaster.testing import (
     AgentModel,
     BrokenAgent,
     BuildingAgent,
-    FakeAgent,
     IdleAgent,
     WaitingAgent,
     fake_agents_site,

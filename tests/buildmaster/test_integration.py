@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from lp_services.buildmaster import builders as B

@@ -340,14 +340,18 @@ class FailureTests(ScannerTestBase):
         self.assertEqual(self.build_row(job)["job_status"], "WAITING")
 
     def test_unknown_leftovers_cleaned(self):
-        """A WAITING agent with no build of ours is cleaned; a BUILDING
-        one aborted."""
+        """A WAITING agent with no build of ours is cleaned, a BUILDING
+        one aborted, an ABORTING one left to finish; nobody is blamed."""
         self.add_builder("w", agent=WaitingAgent("OK", build_id="old"))
         self.add_builder("x", agent=BuildingAgent(build_id="old"))
-        self.scan(self.scanner("w"))
-        self.scan(self.scanner("x"))
+        self.add_builder("y", agent=AbortingAgent(build_id="old"))
+        for name in "wxy":
+            self.scan(self.scanner(name))
         self.assertEqual(self.agents["w"].model.state, "IDLE")
         self.assertEqual(self.agents["x"].model.state, "ABORTING")
+        self.assertEqual([c[0] for c in self.agents["y"].model.calls],
+                         ["status"])
+        self.assertEqual(self.sql(B.list_builders)[2]["failure_count"], 0)
 
 
 class CancelTests(ScannerTestBase):

@@ -396,7 +396,7 @@ class BuilderScanner:
             await self._scan_without_build(v, agent, status)
             return
         if status.build_id != v.build.cookie:
-            v = await self._reload()
+            await self._reload()
             v = self.vitals
             if v is None or v.build is None:
                 return  # finished meanwhile; the next scan sees the rest
