@@ -128,3 +128,12 @@ class CLITests(DatabaseTestMixin, TestCase):
         result = self.run_cli("chroot", "add", "--processor", "sparc",
                               script, ok=False)
         self.assertIn("unknown processor", result.output)
+
+    def test_unreachable_database(self):
+        """No database: one clear line, exit 1."""
+        for args in (["build", "show", "1"], ["builder", "list"]):
+            result = self.runner.invoke(
+                cli, ["--database", "postgresql://127.0.0.1:1/x"] + args)
+            self.assertEqual(result.exit_code, 1)
+            self.assertEqual(len(result.output.strip().splitlines()), 1)
+            self.assertIn("cannot reach the database", result.output)

@@ -13,6 +13,7 @@ __all__ = ["build"]
 def _run(ctx, function):
     from lp_services.buildmaster.queue import BuildNotFound, BuildRequestError
 
+    ctx.connect().close()  # an unreachable database: one clear line
     transactor = ctx.transactor()
     try:
         return transactor.run_blocking(function)

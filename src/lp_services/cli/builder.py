@@ -11,6 +11,7 @@ def _run(ctx, function, *args, **kwargs):
     from lp_services.buildmaster.builders import BuilderError
     from lp_services.database.sql import raw_cursor
 
+    ctx.connect().close()  # an unreachable database: one clear line
     transactor = ctx.transactor()
     try:
         return transactor.run_blocking(

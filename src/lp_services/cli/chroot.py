@@ -49,6 +49,7 @@ def add(ctx, processor, series, file):
             """, (row[0], series, record.id))
         return record.sha1
 
+    ctx.connect().close()  # an unreachable database: one clear line
     transactor = ctx.transactor()
     try:
         sha1 = transactor.run_blocking(add_chroot)
