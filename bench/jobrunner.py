@@ -2,7 +2,7 @@
 """Benchmark: the native job runner against a raw SKIP LOCKED loop.
 
     .venv/bin/python bench/jobrunner.py [--jobs 20000] [--database URL]
-        [--concurrency 2] [--depth 32] [--claim-batch 64] [--samples 60]
+        [--concurrency 2] [--depth 64] [--claim-batch 128] [--samples 60]
         [--repeat 3] [--durable]
 
 Without --database it starts a scratch embedded PostgreSQL in a temporary
@@ -266,8 +266,8 @@ def main():
                         help="runs of each configuration; the best counts "
                         "(the same for the runner and the raw loop), since "
                         "other load on the machine only ever slows a run")
-    parser.add_argument("--claim-batch", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=32)
+    parser.add_argument("--claim-batch", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=64)
     parser.add_argument("--samples", type=int, default=60)
     args = parser.parse_args()
 
