@@ -408,3 +408,37 @@ class RealBuildTests(unittest.TestCase):
                           "lptest_1.0_amd64.changes"], sorted(outcome.filemap))
         self.assertIn("[qemu] accelerator:", log)
         self.assertNotIn("\x1b[", log)
+
+
+# -- through the agent's XML-RPC ------------------------------------------
+
+from tests.slave.helpers import AgentTestCase  # noqa: E402
+
+
+class AgentBinaryPackageTests(AgentTestCase):
+    """``binarypackage`` as the agent offers it over XML-RPC."""
+
+    @defer.inlineCallbacks
+    def test_listed_and_refuses_bad_source_before_building(self):
+        """info() lists binarypackage; a build whose .dsc does not match
+        its tarball ends PACKAGEFAIL in the verify step, the chroot never
+        unpacked, and clean() makes the agent IDLE again."""
+        from lp_services.slave.state import BuilderStatus
+        info = yield self.call("info")
+        self.assertIn("binarypackage", info[2])
+        good = b"the real tarball"
+        dsc = _dsc_text({"hello_1.0.tar.xz": good}).encode()
+        files = {"hello_1.0.dsc": self.seed(dsc),
+                 "hello_1.0.tar.xz": self.seed(b"the fake tarball")}
+        chroot = self.seed(b"never unpacked")
+        reply = yield self.call("build", "bp-1", "binarypackage", chroot,
+                                files, {"dsc": "hello_1.0.dsc"})
+        self.assertEqual(["BuilderStatus.BUILDING", "bp-1"], reply)
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        self.assertEqual("BuildStatus.PACKAGEFAIL", status["build_status"])
+        code, log = yield self.fetch("/filecache/buildlog")
+        self.assertIn(b"source package refused: hello_1.0.tar.xz: SHA-256",
+                      log)
+        self.assertNotIn(b"=== unpack", log)
+        self.assertEqual("BuilderStatus.IDLE", (yield self.call("clean")))
