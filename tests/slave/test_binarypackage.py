@@ -442,3 +442,88 @@ class AgentBinaryPackageTests(AgentTestCase):
                       log)
         self.assertNotIn(b"=== unpack", log)
         self.assertEqual("BuilderStatus.IDLE", (yield self.call("clean")))
+
+
+# -- slow: through the buildmaster ------------------------------------------
+
+from tests.buildmaster.test_integration import (  # noqa: E402
+    IntegrationBase, wait_until)
+
+
+@slow
+class BuildmasterBinaryPackageTests(IntegrationBase):
+    """A real binarypackage build dispatched by the buildmaster to a real
+    agent (sandbox backend), its results stored like any other."""
+
+    timeout = 600
+
+    async def test_binarypackage_end_to_end(self):
+        """The master uploads the buildd chroot and the source package,
+        the agent builds it, and the build ends FULLYBUILT with the .deb,
+        .changes and .buildinfo in the master's file store."""
+        from lp_services.buildmaster import builders as B
+        from lp_services.buildmaster import queue as Q
+        from lp_services.buildmaster.manager import (
+            BuilderManager, Farm, FarmConfig)
+        from lp_services.buildmaster.notify import NotifyListener
+        from lp_services.buildmaster.web import build_site
+        from lp_services.clock import utcnow
+        from lp_services.database.sql import raw_cursor
+        from lp_services.database.transactor import Transactor
+        from lp_services.filestore.store import FileStore
+
+        agent_url, secret = await self.start_agent()
+        self.running.agent.config.build_timeout = 600.0
+        file_store = FileStore(Path(self.mktemp()))
+        transactor = Transactor(self.database_url, reactor=reactor)
+        transactor.start()
+        self.addCleanup(transactor.stop)
+        farm = Farm(transactor, reactor, file_store,
+                    FarmConfig(identity="bp", files_url="http://unset",
+                               interval=1.0, logtail_interval=0.5),
+                    reactor=reactor)
+        manager = BuilderManager(farm)
+        port = reactor.listenTCP(0, build_site(farm, manager),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+        where = Path(self.mktemp())
+        where.mkdir()
+        sources = make_source_package(where, "xxd")
+
+        def setup(store):
+            B.add_builder(store, name="bp1", url=agent_url,
+                          processors=["amd64"], secret=secret)
+            record = file_store.add_path(store, buildd_chroot())
+            raw_cursor(store).execute(
+                "INSERT INTO chroot (processor, series, library_file)"
+                " SELECT id, 'bookworm', %s FROM processor WHERE name = %s",
+                (record.id, "amd64"))
+            filemap = {name: file_store.add_path(store, path).sha1
+                       for name, path in sources.items()}
+            return Q.request_build(
+                store, build_type="binarypackage", processor="amd64",
+                series="bookworm", now=utcnow(reactor),
+                build_args={"archives": [
+                    "deb http://deb.debian.org/debian bookworm main"]},
+                filemap=filemap)
+        job = self.blocking(setup)
+        manager.startService()
+        self.addCleanup(manager.stopService)
+        listener = NotifyListener(self.database_url, manager, reactor)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        await listener.connected
+        info = await wait_until(
+            lambda: (lambda i: i if i["status"] in (
+                "FULLYBUILT", "FAILEDTOBUILD", "MANUALDEPWAIT",
+                "CHROOTWAIT") else None)(self.show(job)), timeout=500,
+            step=0.5)
+        log = file_store.path_for(info["log"]["sha1"]).read_bytes()
+        self.assertEqual("FULLYBUILT", info["status"], log[-3000:])
+        files = {f["filename"]: f["sha1"] for f in info["files"]}
+        self.assertEqual(["lptest_1.0_all.deb", "lptest_1.0_amd64.buildinfo",
+                          "lptest_1.0_amd64.changes"], sorted(files))
+        deb = file_store.path_for(files["lptest_1.0_all.deb"])
+        self.assertEqual(b"!<arch>\n", deb.read_bytes()[:8])
+        self.assertIn(b"dpkg-buildpackage", log)
