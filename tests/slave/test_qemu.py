@@ -185,6 +185,62 @@ class KvmDetectionTests(unittest.SynchronousTestCase):
                          (verdict.accel, verdict.reason))
 
 
+class _ProbedBackend(QemuBackend):
+    """A backend whose KVM probe is a Deferred the test fires."""
+
+    def __init__(self):
+        super().__init__(image=_IMAGE, reactor=reactor)
+        self.probes = []
+
+    async def _probe_kvm(self):
+        d = defer.Deferred()
+        self.probes.append(d)
+        return await d
+
+
+class AcceleratorTests(unittest.SynchronousTestCase):
+    """accelerator(): one probe for every caller; a failed probe is
+    reported to all of them and tried again by the next build."""
+
+    def test_one_probe_shared(self):
+        """Two builds asking at once share one probe and its verdict;
+        later calls do not probe again."""
+        from lp_services.slave.qemu import AccelVerdict
+        backend = _ProbedBackend()
+        first, second = backend.accelerator(), backend.accelerator()
+        self.assertEqual(1, len(backend.probes))
+        self.assertNoResult(first)
+        verdict = AccelVerdict("tcg", "no")
+        backend.probes[0].callback(verdict)
+        self.assertIs(verdict, self.successResultOf(first))
+        self.assertIs(verdict, self.successResultOf(second))
+        self.assertIs(verdict, self.successResultOf(backend.accelerator()))
+        self.assertEqual(1, len(backend.probes))
+
+    def test_failed_probe(self):
+        """A probe that fails errbacks every waiter; the next call probes
+        again."""
+        backend = _ProbedBackend()
+        first, second = backend.accelerator(), backend.accelerator()
+        backend.probes[0].errback(RuntimeError("no image"))
+        for d in (first, second):
+            self.failureResultOf(d, RuntimeError)
+        third = backend.accelerator()
+        self.assertEqual(2, len(backend.probes))
+        self.assertNoResult(third)
+
+    def test_destroy_forgets_sandbox(self):
+        """A destroyed sandbox is no longer tracked by the backend."""
+        backend = QemuBackend(image=_IMAGE, reactor=reactor)
+        box = backend.sandbox("b", Path("/r"), Path("/w"))
+        self.assertIn(box, backend._sandboxes)
+        box.destroy()
+        self.assertNotIn(box, backend._sandboxes)
+        result = self.successResultOf(box.run(["true"], lambda d: None, 5))
+        self.assertFalse(result.started)
+        self.assertEqual("sandbox destroyed", result.error)
+
+
 # -- slow: real guests ------------------------------------------------------
 
 def qemu_unavailable():

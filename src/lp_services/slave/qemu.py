@@ -45,6 +45,7 @@ from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from lp_services.slave.interfaces import IBackend, ISandbox
@@ -357,6 +358,7 @@ class QemuSandbox:
         private directories."""
         self._destroyed = True
         self._kill_now()
+        self.backend._sandboxes.discard(self)
         for path in self._private:
             shutil.rmtree(path, ignore_errors=True)
         self._private.clear()
@@ -378,7 +380,7 @@ class QemuBackend:
         self._image = image
         self._image_factory = image_factory
         self._verdict: AccelVerdict | None = None
-        self._verdict_deferred: defer.Deferred | None = None
+        self._verdict_waiters: list[defer.Deferred] = []
         self._sandboxes: set[QemuSandbox] = set()
 
     @classmethod
@@ -426,16 +428,23 @@ class QemuBackend:
         if self.config.accel == "tcg":
             self._verdict = AccelVerdict("tcg", "configured: accel = tcg")
             return defer.succeed(self._verdict)
-        if self._verdict_deferred is None:
-            self._verdict_deferred = defer.ensureDeferred(self._probe_kvm())
         d = defer.Deferred()
-
-        def done(verdict):
-            self._verdict = verdict
-            d.callback(verdict)
-            return verdict
-        self._verdict_deferred.addCallback(done)
+        self._verdict_waiters.append(d)
+        if len(self._verdict_waiters) == 1:
+            defer.ensureDeferred(self._probe_kvm()).addBoth(self._probed)
         return d
+
+    def _probed(self, result):
+        """Hand the probe's verdict (or failure: the next build probes
+        again) to everyone waiting for it."""
+        waiters, self._verdict_waiters = self._verdict_waiters, []
+        if not isinstance(result, Failure):
+            self._verdict = result
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
 
     async def _probe_kvm(self) -> AccelVerdict:
         if not os.path.exists("/dev/kvm"):
