@@ -190,9 +190,24 @@ import sys, json
 from twisted.internet import reactor
 from lp_services.buildmaster.testing import AgentModel, fake_agents_site
 n, building = int(sys.argv[1]), int(sys.argv[2])
+
+
+class Growing(AgentModel):
+    # A real build's log grows: every status() shows a new logtail, so
+    # every scan of a building agent has something to write (worst case).
+    lines = 0
+
+    def status(self):
+        if self.state == "BUILDING":
+            self.lines += 1
+            self.logtail = "".join("line %d of the build log\n" % j for j in
+                                   range(self.lines, self.lines + 60))
+        return super().status()
+
+
 models = {}
 for i in range(n):
-    m = AgentModel()
+    m = Growing()
     if i < building:
         m.state, m.build_id = "BUILDING", "cookie-%d" % i
         m.logtail = "step %d of a long build\n" % i * 20
@@ -473,7 +488,8 @@ def report(results):
     if b:
         print("(b) %d agents (%d building) at %gs: buildmaster CPU %.1f%% of "
               "one core; per scan cycle %d status calls, %.1f SQL statements, "
-              "%.1f transactions (%.1f server commits); scan failures %d  "
+              "%.1f transactions (%.1f server commits incl. autovacuum); "
+              "scan failures %d  "
               "[target < 25%%: %s]"
               % (b["agents"], b["building"], b["interval_s"],
                  100 * b["cpu_share_of_one_core"],

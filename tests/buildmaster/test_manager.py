@@ -185,6 +185,23 @@ class BuildingTests(ScannerTestBase):
                          self.now() + self.farm.config.lease)
 
 
+    def test_unchanged_logtail_written_when_lease_needs_it(self):
+        """An unchanged logtail is not written again until a quarter of
+        the lease has passed; a changed one is."""
+        agent, scanner, job = self.dispatched()
+        self.scan(scanner)
+        self.successResultOf(self.farm.logtails.flush())
+        self.scan(scanner)
+        self.assertEqual(len(self.farm.logtails), 0)
+        agent.model.logtail = "more\n"
+        self.scan(scanner)
+        self.assertEqual(len(self.farm.logtails), 1)
+        self.successResultOf(self.farm.logtails.flush())
+        self.clock.advance(self.farm.config.lease.total_seconds() / 4)
+        self.scan(scanner)
+        self.assertEqual(len(self.farm.logtails), 1)
+
+
 class CollectTests(ScannerTestBase):
     """A WAITING agent's build is collected and mapped."""
 
