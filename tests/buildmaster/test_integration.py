@@ -165,7 +165,7 @@ class EndToEndTests(IntegrationBase):
                 sha1(b"result one\n"))).encode())
         self.assertEqual(await readBody(response), b"result one\n")
         response = await Agent(reactor).request(
-            b"GET", ("%s/builds/%d" % (farm.config.files_url, job)).encode())
+            b"GET", ("%s/api/builds/%d" % (farm.config.files_url, job)).encode())
         page = json.loads(await readBody(response))
         self.assertEqual(page["status"], "FULLYBUILT")
         await wait_until(lambda: manager.scanners["b1"].vitals.clean_status

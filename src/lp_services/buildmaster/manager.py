@@ -99,6 +99,16 @@ _RESULTS = {
 }
 
 
+def _database_lost(error: BaseException) -> bool:
+    """Whether ``error`` is the database being out of reach (which the
+    transactor logs once per outage), not a fault of a builder or build."""
+    import psycopg2
+    from storm.exceptions import DisconnectionError
+
+    return isinstance(error, (DisconnectionError, psycopg2.OperationalError,
+                              psycopg2.InterfaceError))
+
+
 class ScanError(Exception):
     """A scan found something wrong.
 
@@ -358,9 +368,16 @@ class BuilderScanner:
 
     # -- the scan -------------------------------------------------------
     async def _scan_once(self):
+        from lp_services.metrics import record_scan_duration
+
+        started = self.farm.clock.seconds()
         try:
             await self._scan()
         except Exception as error:  # one bad scan never kills the loop
+            if _database_lost(error):
+                # Not the builder's fault: the transactor has logged the
+                # outage once; the next scan after it is back carries on.
+                return
             immediate = getattr(error, "immediate", False)
             self.log.warn("scan of {name} failed: {error}", name=self.name,
                           error=str(error) or type(error).__name__)
@@ -371,6 +388,8 @@ class BuilderScanner:
                                  name=self.name)
         else:
             self.scan_failures = 0
+        finally:
+            record_scan_duration(self.farm.clock.seconds() - started)
 
     async def _scan(self):
         v = self.vitals
@@ -478,6 +497,11 @@ class BuilderScanner:
             await self._dispatch_failed(v, found, error)
         else:
             self.last_state = "BUILDING"
+            if found.queued_at is not None:
+                from lp_services.metrics import record_dispatch_latency
+
+                record_dispatch_latency(
+                    max(0.0, (self.farm.now() - found.queued_at).total_seconds()))
 
     def _no_chroot(self, cursor, found, builder_id):
         now = self.farm.now()
@@ -885,8 +909,9 @@ class BuilderManager(Service):
             return B.load_vitals(cursor), B.pending_work(cursor)
         try:
             vitals, pending = await self.farm.transactor.run(_txn(read))
-        except Exception:
-            self.log.failure("refreshing builders failed")
+        except Exception as error:
+            if not _database_lost(error):
+                self.log.failure("refreshing builders failed")
             return
         self.refreshes += 1
         self.farm.pending = set(pending)

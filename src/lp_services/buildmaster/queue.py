@@ -246,6 +246,9 @@ class Claim:
     #: sha1 of the chroot for the build's processor and series, or None.
     chroot_sha1: str | None = None
     virtualized: bool = False
+    #: When it became dispatchable (requested, or its scheduled start):
+    #: dispatch latency is measured from here.
+    queued_at: datetime | None = None
 
 
 # The candidate query and claim, in one statement (see docs/buildmaster.md).
@@ -287,7 +290,8 @@ claimed_job AS (
         attempt_count = job.attempt_count + 1
     FROM candidate
     WHERE job.id = candidate.job AND job.status = 0
-    RETURNING job.id
+    RETURNING job.id, greatest(job.date_created, job.scheduled_start)
+                      AS queued_at
 ),
 claimed AS (
     UPDATE build_queue
@@ -309,8 +313,10 @@ farm AS (
     RETURNING build_farm_job.job, build_farm_job.series
 )
 SELECT claimed.job, claimed.build_type, pr.name, farm.series,
-       claimed.build_args, claimed.filemap, lf.sha1, claimed.virtualized
+       claimed.build_args, claimed.filemap, lf.sha1, claimed.virtualized,
+       claimed_job.queued_at
 FROM claimed
+JOIN claimed_job ON claimed_job.id = claimed.job
 JOIN farm ON farm.job = claimed.job
 JOIN processor pr ON pr.id = claimed.processor
 LEFT JOIN chroot ch ON ch.processor = claimed.processor
@@ -338,9 +344,11 @@ def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
     row = cursor.fetchone()
     if row is None:
         return None
-    job_id, build_type, processor, series, args, filemap, chroot, virt = row
+    (job_id, build_type, processor, series, args, filemap, chroot, virt,
+     queued_at) = row
     return Claim(job_id, cookie, build_type, processor, series, args or {},
-                 filemap or {}, chroot.strip() if chroot else None, virt)
+                 filemap or {}, chroot.strip() if chroot else None, virt,
+                 queued_at)
 
 
 def _release_queue_row(cursor, job_id, cookie):
@@ -387,6 +395,10 @@ def reset_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
                          || %(virtualized)s::int)
         """, {"job": job_id, "channel": NOTIFY_CHANNEL,
               "processor": processor_id, "virtualized": virtualized})
+    from lp_services.database.transactor import after_commit
+    from lp_services.metrics import record_retry
+
+    after_commit(lambda: record_retry(BUILD_JOB_TYPE))
     return "waiting"
 
 
@@ -405,6 +417,7 @@ def mark_gathering(store_or_cursor, job_id: int, cookie: str) -> bool:
 def _finish(cursor, job_id, now, build_status, job_status, *, log_id=None,
             dependencies=None, last_error=None, files=()):
     """End a build whose queue row is already dealt with."""
+    _count_result(build_status)
     statements.count += 1
     transition_job(cursor, job_id, job_status, now, lease_holder=None,
                    lease_expires=None, last_error=last_error)
@@ -424,6 +437,13 @@ def _finish(cursor, job_id, now, build_status, job_status, *, log_id=None,
             FROM unnest(%(ids)s::bigint[], %(names)s::text[]) AS f(id, name)
             """, {"job": job_id, "ids": [f[1] for f in files],
                   "names": [f[0] for f in files]})
+
+
+def _count_result(build_status) -> None:
+    from lp_services.database.transactor import after_commit
+    from lp_services.metrics import record_build_result
+
+    after_commit(lambda: record_build_result(build_status))
 
 
 def finish_build(store_or_cursor, job_id: int, cookie: str, now: datetime,

@@ -1,10 +1,11 @@
-"""The buildmaster's HTTP site: the file store for agents and people, and
-build pages.
+"""The buildmaster's HTTP site: the status pages, the file store for agents
+and people, and a JSON API.
 
+- ``/``, ``/builds/<id>``, ``/jobs/<id>``, ``/work``, ``/metrics``: the
+  read-only status site (:mod:`lp_services.web.site`).
 - ``/files/<sha1>[/<name>]``: stored files (chroots, sources, logs,
   results); see :mod:`lp_services.filestore.web`.
-- ``/builds/<id>``: one build as JSON, with links to its log and files.
-- ``/``: a one-line summary.
+- ``/api/builds/<id>``: one build as JSON, with links to its log and files.
 """
 
 import json
@@ -68,21 +69,21 @@ class _Build(resource.Resource):
         return server.NOT_DONE_YET
 
 
-class _Root(resource.Resource):
-    def __init__(self, manager):
-        super().__init__()
-        self.manager = manager
-
-    def render_GET(self, request):
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return ("lp-services buildmaster: %d builders scanned\n"
-                % len(self.manager.scanners)).encode("utf-8")
-
-
 def build_site(farm, manager) -> server.Site:
     """The buildmaster's site."""
-    root = _Root(manager)
+    from urllib.parse import quote
+
+    from lp_services.web.site import make_status_resource
+
+    def file_url(sha1, filename):
+        # Read per call: the base URL is settled when the port is bound.
+        return "%s/files/%s/%s" % (farm.config.files_url.rstrip("/"), sha1,
+                                   quote(filename))
+
+    root = make_status_resource(farm.transactor, file_url=file_url,
+                                clock=farm.clock, file_store=farm.file_store)
     root.putChild(b"files", FileStoreResource(farm.file_store))
-    root.putChild(b"builds", _Builds(farm))
-    root.putChild(b"", root)
+    api = resource.Resource()
+    api.putChild(b"builds", _Builds(farm))
+    root.putChild(b"api", api)
     return server.Site(root)

@@ -18,6 +18,7 @@ from twisted.python.threadpool import ThreadPool
 
 __all__ = [
     "StormObjectLeak",
+    "after_commit",
     "Transactor",
     "default_backoff",
     "is_retryable",
@@ -41,6 +42,22 @@ def is_retryable(error: BaseException) -> bool:
 
     return isinstance(error, (DisconnectionError,
                               psycopg2.extensions.TransactionRollbackError))
+
+
+_transaction = threading.local()
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the current transactor transaction commits.
+
+    For effects that must not happen twice or for nothing: metrics of what
+    a transaction did, above all. A rolled-back or retried transaction
+    drops its callbacks. Outside a transactor transaction (plain psycopg2
+    code, the CLI) the callback is dropped: nothing there is counted.
+    """
+    pending = getattr(_transaction, "callbacks", None)
+    if pending is not None:
+        pending.append(callback)
 
 
 def _is_disconnection(error: BaseException) -> bool:
@@ -142,11 +159,13 @@ class Transactor:
         store = self._store()
         attempt = 0
         while True:
+            _transaction.callbacks = []
             try:
                 result = function(store, *args, **kwargs)
                 _check_plain(result)
                 store.commit()
             except BaseException as error:
+                _transaction.callbacks = None
                 try:
                     store.rollback()
                 except Exception:
@@ -158,7 +177,13 @@ class Transactor:
                     raise
                 self._sleep(self._backoff(attempt))
             else:
+                callbacks, _transaction.callbacks = _transaction.callbacks, None
                 self._reached()
+                for callback in callbacks:
+                    try:
+                        callback()
+                    except Exception:
+                        self.log.failure("an after-commit callback failed")
                 return result
 
     @property
