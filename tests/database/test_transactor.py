@@ -169,3 +169,49 @@ class HealthLogTests(DatabaseTestMixin, TestCase):
         self.assertEqual(mine, [
             "lost the database at {url}: {reason}; retrying",
             "the database at {url} is back after {seconds:.1f}s"])
+
+
+class AfterCommitTests(DatabaseTestMixin, TestCase):
+    """after_commit callbacks run once, and only for committed work."""
+
+    def setUp(self):
+        super().setUp()
+        self.transactor = Transactor(self.database_url, reactor=reactor,
+                                     max_retries=2, sleep=lambda s: None)
+        self.transactor.start()
+        self.addCleanup(self.transactor.stop)
+
+    async def test_commit_rollback_and_retry(self):
+        """Committed: called once. Raised: dropped. Retried: called once."""
+        from lp_services.database.transactor import after_commit
+
+        calls = []
+
+        def ok(store):
+            after_commit(lambda: calls.append("ok"))
+
+        def fails(store):
+            after_commit(lambda: calls.append("failed"))
+            raise ValueError("no")
+
+        attempts = []
+
+        def retried(store):
+            attempts.append(1)
+            after_commit(lambda: calls.append("retried"))
+            if len(attempts) == 1:
+                raise DisconnectionError("gone")
+
+        await self.transactor.run(ok)
+        with self.assertRaises(ValueError):
+            await self.transactor.run(fails)
+        await self.transactor.run(retried)
+        self.assertEqual(calls, ["ok", "retried"])
+
+    def test_outside_a_transaction_is_dropped(self):
+        """after_commit with no transactor transaction does nothing."""
+        from lp_services.database.transactor import after_commit
+
+        calls = []
+        after_commit(lambda: calls.append(1))
+        self.assertEqual(calls, [])
