@@ -80,3 +80,32 @@ class EstimateTests(DatabaseTestMixin, TestCase):
     def test_not_waiting(self):
         """A running build has no expected start."""
         self.assertIsNone(self.run_sql(expected_start, 12))
+
+
+class RequestBuildEstimateTests(DatabaseTestMixin, TestCase):
+    """request_build stores the recipe and the learned estimate."""
+
+    def test_request_uses_recipe_history(self):
+        """A new build of recipe 'hello' is estimated from hello's builds."""
+        from datetime import datetime, timezone
+
+        from lp_services.buildmaster.queue import request_build
+
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute(SEED)
+            cur.execute("""
+                INSERT INTO job (id, job_type, status, json_data)
+                VALUES (30, 'build', 2, '{"recipe": "hello"}');
+                INSERT INTO build_farm_job (job, build_type, processor, status,
+                                            date_started, date_finished)
+                VALUES (30, 'script', 1, 1, now() - interval '1 hour',
+                        now() - interval '1 hour' + interval '90 seconds')""")
+            job_id = request_build(cur, build_type="script", processor="amd64",
+                                   now=datetime.now(timezone.utc),
+                                   build_args={"script": "b.sh",
+                                               "recipe": "hello"})
+            cur.execute("SELECT j.json_data->>'recipe', bq.estimated_duration"
+                        " FROM job j JOIN build_queue bq ON bq.job = j.id"
+                        " WHERE j.id = %s", (job_id,))
+            self.assertEqual(cur.fetchone(), ("hello", timedelta(seconds=90)))

@@ -305,7 +305,6 @@ class RecipeJobType(JobType):
 
     def run(self, data, context) -> None:
         from lp_services.buildmaster.queue import BuildRequestError, request_build
-        from lp_services.estimates import estimate_duration
         from lp_services.filestore.store import default_file_store
 
         recipe = parse_recipe(data)
@@ -347,9 +346,7 @@ class RecipeJobType(JobType):
                             "recipe": recipe.name},
                 filemap=filemap, prerequisite=context.job_id,
                 requester="recipe %s" % recipe.name,
-                reason="queued by recipe job %d" % context.job_id,
-                estimated_duration=estimate_duration(cursor, "script",
-                                                     recipe.name))
+                reason="queued by recipe job %d" % context.job_id)
         except BuildRequestError as error:
             raise RecipeError(str(error)) from None
 

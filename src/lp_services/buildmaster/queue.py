@@ -144,13 +144,16 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
                   scheduled_start: datetime | None = None,
                   max_retries: int = DEFAULT_MAX_RETRIES,
                   requester: str | None = None, reason: str | None = None,
-                  estimated_duration: timedelta = timedelta(minutes=5)) -> int:
+                  estimated_duration: timedelta | None = None) -> int:
     """Queue a build in the caller's transaction; return its job id.
 
     Creates the ``job`` (type ``build``, WAITING), ``build_farm_job``
     (NEEDSBUILD) and ``build_queue`` rows in one statement and notifies
     the buildmasters (delivered when the caller commits). ``filemap`` maps
     file names the build sees to sha1s of files in the file store.
+    ``estimated_duration`` defaults to
+    :func:`lp_services.estimates.estimate_duration` of the build type and
+    of ``build_args["recipe"]``, which is also kept in the job's data.
 
     :raises BuildRequestError: unknown processor, build type, urgency,
         prerequisite, or a filemap naming a file the store lacks.
@@ -184,6 +187,15 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
     if files_found != len(set(filemap.values())):
         raise BuildRequestError("the filemap names a file the store lacks")
     json_data = {"urgency": urgency, "private": private, "base_score": base}
+    recipe = (build_args or {}).get("recipe")
+    if isinstance(recipe, str):
+        # Estimates learn from earlier builds of the same recipe.
+        json_data["recipe"] = recipe
+    if estimated_duration is None:
+        from lp_services.estimates import estimate_duration
+
+        estimated_duration = estimate_duration(
+            cursor, build_type, recipe if isinstance(recipe, str) else None)
     for key, value in (("pocket", pocket), ("component", component)):
         if value is not None:
             json_data[key] = value
