@@ -100,7 +100,9 @@ class RequestBuildEstimateTests(DatabaseTestMixin, TestCase):
                 INSERT INTO build_farm_job (job, build_type, processor, status,
                                             date_started, date_finished)
                 VALUES (30, 'script', 1, 1, now() - interval '1 hour',
-                        now() - interval '1 hour' + interval '90 seconds')""")
+                        now() - interval '1 hour' + interval '90 seconds');
+                -- The seed chose its ids; new jobs come after them.
+                SELECT setval('job_id_seq', 1000)""")
             job_id = request_build(cur, build_type="script", processor="amd64",
                                    now=datetime.now(timezone.utc),
                                    build_args={"script": "b.sh",
