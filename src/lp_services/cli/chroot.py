@@ -56,3 +56,13 @@ def add(ctx, processor, series, file):
     finally:
         transactor.stop()
     click.echo("chroot for %s/%s: %s" % (processor, series, sha1))
+
+
+def _attach_build() -> None:
+    # `chroot build` (debootstrap) lives in its own module.
+    from lp_services.cli.chroot_build import build
+
+    chroot.add_command(build)
+
+
+_attach_build()
