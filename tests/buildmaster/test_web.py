@@ -68,18 +68,21 @@ class OptionsTests(TestCase):
                          "http://m:1/files/" + "a" * 40)
 
     def test_config_file_and_bad_values(self):
-        """A [buildmaster] ini section sets options; bad values and
-        unknown keys are usage errors."""
+        """A [buildmaster] TOML table sets options; bad values, unknown
+        keys and a file that is not TOML are usage errors."""
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write("[buildmaster]\ninterval = 7\nidentity = bm1\n")
+            f.write('[buildmaster]\ninterval = 7\nidentity = "bm1"\n'
+                    'files_url = "http://m:1"\n')
         options = tap.Options()
         options.parseOptions(["--config", path])
-        self.assertEqual((options["interval"], options["identity"]),
-                         ("7", "bm1"))
+        self.assertEqual((options["interval"], options["identity"],
+                          options["files-url"]), ("7", "bm1", "http://m:1"))
         self.assertRaises(usage.UsageError, tap.Options().parseOptions,
                           ["--interval", "-1"])
-        with open(path, "w") as f:
-            f.write("[buildmaster]\nnonsense = 1\n")
-        self.assertRaises(usage.UsageError, tap.Options().parseOptions,
-                          ["--config", path])
+        for text in ("[buildmaster]\nnonsense = 1\n", "interval = \n",
+                     "[buildmaster]\ninterval = [1]\n"):
+            with open(path, "w") as f:
+                f.write(text)
+            self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                              ["--config", path])

@@ -12,7 +12,6 @@ order and stopped in reverse:
 Nothing touches the database or the network before ``startService``.
 """
 
-import configparser
 import os
 import socket
 from datetime import timedelta
@@ -27,11 +26,11 @@ __all__ = ["Options", "makeService"]
 
 
 class Options(usage.Options):
-    """Options of `twistd buildmaster` (also readable from ``--config``,
-    an ini file with a ``[buildmaster]`` section using the same names)."""
+    """Options of `twistd buildmaster` (also readable from ``--config``, a
+    TOML file with a ``[buildmaster]`` table: ``files_url = "..."``)."""
 
     optParameters = [
-        ["config", "c", None, "Configuration file ([buildmaster] section)."],
+        ["config", "c", None, "Configuration file (TOML, [buildmaster] table)."],
         ["database", "d", None,
          "PostgreSQL URL (default $LP_DATABASE_URL, else the embedded "
          "server under --home, which must be running)."],
@@ -59,16 +58,9 @@ class Options(usage.Options):
     def postOptions(self):
         path = self["config"]
         if path:
-            parser = configparser.ConfigParser()
-            if not parser.read(path):
-                raise usage.UsageError("cannot read config file %s" % path)
-            if parser.has_section("buildmaster"):
-                for key, value in parser.items("buildmaster"):
-                    if key not in self:
-                        raise usage.UsageError(
-                            "unknown setting %r in %s" % (key, path))
-                    if self[key] == self.defaults.get(key):
-                        self[key] = value
+            for key, value in _read_config(path).items():
+                if self[key] == self.defaults.get(key):
+                    self[key] = value
         for key in ("interval", "cancel-timeout", "reset-timeout",
                     "echo-timeout", "lease"):
             try:
@@ -80,6 +72,37 @@ class Options(usage.Options):
             self["threads"] = int(self["threads"])
         except ValueError:
             raise usage.UsageError("--threads must be an integer")
+
+
+def _read_config(path) -> dict:
+    """The ``[buildmaster]`` table of a TOML file (or its top-level keys),
+    as option names: ``files_url = "..."`` sets ``--files-url``. The same
+    form as the agent's and the job runner's configuration files."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise usage.UsageError("cannot read config file %s: %s"
+                               % (path, error.strerror)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise usage.UsageError("config file %s is not valid TOML: %s"
+                               % (path, error)) from None
+    table = data.get("buildmaster", data)
+    if not isinstance(table, dict):
+        raise usage.UsageError("[buildmaster] in %s must be a table" % path)
+    known = {key for key, *_ in Options.optParameters} - {"config"}
+    settings = {}
+    for key, value in table.items():
+        option = key.replace("_", "-")
+        if option not in known:
+            raise usage.UsageError("unknown setting %r in %s" % (key, path))
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise usage.UsageError("setting %r in %s must be a string or "
+                                   "number" % (key, path))
+        settings[option] = str(value)
+    return settings
 
 
 class TransactorService(service.Service):
