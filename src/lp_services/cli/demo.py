@@ -211,6 +211,12 @@ def _results(farm, console, base, recipe_id, build_id):
     if greeting is not None:
         text = download("%s/files/%s/greeting.txt" % (base, greeting.sha1))
         console.print("greeting.txt says: %s" % text.decode().strip())
+    if build.build.log is not None:
+        log = download("%s/files/%s/%s" % (base, build.build.log.sha1,
+                                           build.build.log.filename))
+        console.print(Rule("build log (%s)" % build.build.log.filename))
+        console.print(log.decode("utf-8", "replace").rstrip(), markup=False,
+                      highlight=False)
     console.print(Rule("lp-services show %d" % recipe_id))
     for line in format_work(_describe(farm, recipe_id), humanize):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
