@@ -339,7 +339,17 @@ class JobRunner(Service):
             rows = yield self._query(queries.CLAIM, params)
         self.stats["claimed"] += len(rows)
         for job_id, job_type, data, attempt, max_retries in rows:
-            self._dispatch(job_id, job_type, data, attempt, max_retries, now)
+            try:
+                self._dispatch(job_id, job_type, data, attempt, max_retries,
+                               now)
+            except Exception:
+                # Never leave a claimed job unattended until its lease
+                # expires: give it back at once.
+                log.failure("dispatching job {id} failed; handing it back",
+                            id=job_id)
+                self._running.pop(job_id, None)
+                self._hand_back.append(job_id)
+                self._again = True
         if len(rows) == limit:
             self._again = True
 
