@@ -52,7 +52,7 @@ import shlex
 import shutil
 import stat
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -62,7 +62,8 @@ from lp_services.filestore.store import InvalidFileName, check_filename
 from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
-from lp_services.slave.manager import BuildContext, BuildOutcome
+from lp_services.slave.manager import (
+    BuildContext, BuildOutcome, SandboxedBuildManager)
 from lp_services.slave.state import BuildStatus
 
 __all__ = [
@@ -351,7 +352,7 @@ class _Collector(ProcessProtocol):
 
 @provider(IBuildManagerFactory)
 @implementer(IBuildManager)
-class BinaryPackageBuildManager:
+class BinaryPackageBuildManager(SandboxedBuildManager):
     """See the module docstring."""
 
     name = "binarypackage"
@@ -390,43 +391,11 @@ class BinaryPackageBuildManager:
         return [args["dsc"]] if args.get("dsc") else []
 
     def __init__(self, context: BuildContext):
-        self.ctx = context
-        self._aborted = False
-        self._sandbox = None
+        super().__init__(context)
         self._dep_transport = None
 
-    def _thread(self, f, *args):
-        reactor = self.ctx.reactor
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
-                                         f, *args)
-
-    def start(self):
-        """See ``IBuildManager.start``."""
-        d = defer.ensureDeferred(self._run())
-
-        def failed(failure):
-            self.log.failure("build {id} failed in the agent", failure,
-                             id=self.ctx.build_id)
-            self.ctx.log.line("agent failure: %s" % failure.getErrorMessage())
-            return BuildOutcome(BuildStatus.BUILDERFAIL)
-
-        return d.addErrback(failed)
-
-    def abort(self):
-        """See ``IBuildManager.abort``."""
-        self._aborted = True
-        self._kill()
-
-    def destroy(self):
-        """Kill everything of the build and release its sandbox."""
-        self._aborted = True
-        self._kill()
-        if self._sandbox is not None:
-            self._sandbox.destroy()
-
     def _kill(self):
-        if self._sandbox is not None:
-            self._sandbox.kill()
+        super()._kill()
         if self._dep_transport is not None:
             try:
                 self._dep_transport.signalProcess("KILL")

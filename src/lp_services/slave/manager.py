@@ -4,13 +4,16 @@ and the registry of build types by name."""
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twisted.internet import defer, threads
+from twisted.logger import Logger
 from zope.interface.verify import verifyClass
 
 from lp_services.slave.buildlog import BuildLog
 from lp_services.slave.interfaces import IBuildManager
 from lp_services.slave.state import BuildStatus
 
-__all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry"]
+__all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry",
+           "SandboxedBuildManager"]
 
 
 @dataclass
@@ -38,6 +41,66 @@ class BuildOutcome:
     dependencies: str | None = None
     #: sha1s this build added to the cache (removed again by clean()).
     added: frozenset[str] = frozenset()
+
+
+class SandboxedBuildManager:
+    """What every build manager that runs its build in one sandbox shares:
+    start (an agent failure becomes BUILDERFAIL), abort and destroy (kill
+    and release the sandbox), and running blocking steps off the reactor.
+
+    Subclasses set ``name`` and implement ``async _run() -> BuildOutcome``,
+    checking ``self._aborted`` between steps and keeping their sandbox in
+    ``self._sandbox``; they may extend :meth:`_kill`.
+    """
+
+    log = Logger()
+
+    def __init__(self, context: BuildContext):
+        self.ctx = context
+        self._aborted = False
+        self._sandbox = None
+
+    @property
+    def sandbox(self):
+        """The build's ISandbox once the build step started, else None."""
+        return self._sandbox
+
+    def _thread(self, f, *args):
+        reactor = self.ctx.reactor
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
+                                         f, *args)
+
+    def start(self):
+        """See ``IBuildManager.start``."""
+        d = defer.ensureDeferred(self._run())
+
+        def failed(failure):
+            self.log.failure("build {id} failed in the agent", failure,
+                             id=self.ctx.build_id)
+            self.ctx.log.line("agent failure: %s" % failure.getErrorMessage())
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+
+        return d.addErrback(failed)
+
+    def abort(self):
+        """See ``IBuildManager.abort``."""
+        self._aborted = True
+        self._kill()
+
+    def destroy(self):
+        """See ``IBuildManager.destroy``: kill everything, release the
+        sandbox."""
+        self._aborted = True
+        self._kill()
+        if self._sandbox is not None:
+            self._sandbox.destroy()
+
+    def _kill(self):
+        if self._sandbox is not None:
+            self._sandbox.kill()
+
+    async def _run(self) -> BuildOutcome:
+        raise NotImplementedError
 
 
 class ManagerRegistry:

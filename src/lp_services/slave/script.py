@@ -25,7 +25,6 @@ import os
 import shutil
 import stat
 
-from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
@@ -33,7 +32,7 @@ from lp_services.filestore.store import InvalidFileName, check_filename
 from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
-from lp_services.slave.manager import BuildContext, BuildOutcome
+from lp_services.slave.manager import BuildOutcome, SandboxedBuildManager
 from lp_services.slave.state import BuildStatus
 
 __all__ = ["DEPWAIT_EXIT_CODE", "DEPWAIT_FILE", "ScriptBuildManager"]
@@ -50,7 +49,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 @provider(IBuildManagerFactory)
 @implementer(IBuildManager)
-class ScriptBuildManager:
+class ScriptBuildManager(SandboxedBuildManager):
     """See the module docstring."""
 
     name = "script"
@@ -73,45 +72,6 @@ class ScriptBuildManager:
     def needed_files(args: dict) -> list[str]:
         """Names that must be in the build's filemap."""
         return [args["script"]]
-
-    def __init__(self, context: BuildContext):
-        self.ctx = context
-        self._aborted = False
-        self._sandbox = None
-
-    @property
-    def sandbox(self):
-        """The build's ISandbox once the build step started, else None."""
-        return self._sandbox
-
-    def _thread(self, f, *args):
-        reactor = self.ctx.reactor
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(),
-                                         f, *args)
-
-    def start(self):
-        """See ``IBuildManager.start``."""
-        d = defer.ensureDeferred(self._run())
-
-        def failed(failure):
-            self.log.failure("build {id} failed in the agent", failure,
-                             id=self.ctx.build_id)
-            self.ctx.log.line("agent failure: %s" % failure.getErrorMessage())
-            return BuildOutcome(BuildStatus.BUILDERFAIL)
-
-        return d.addErrback(failed)
-
-    def abort(self):
-        """See ``IBuildManager.abort``."""
-        self._aborted = True
-        if self._sandbox is not None:
-            self._sandbox.kill()
-
-    def destroy(self):
-        """See ``IBuildManager.destroy``."""
-        self._aborted = True
-        if self._sandbox is not None:
-            self._sandbox.destroy()
 
     async def _run(self) -> BuildOutcome:
         ctx, log = self.ctx, self.ctx.log
