@@ -65,9 +65,10 @@ COMMENT ON COLUMN job.prerequisite IS
 COMMENT ON COLUMN job.lease_expires IS
     'While RUNNING: when the holder must have renewed, or lost, the job.';
 
--- The native runners' claim: WAITING jobs, highest priority, then oldest.
+-- The native runners' claim: WAITING native jobs (builds are selected
+-- through build_queue), highest priority, then oldest.
 CREATE INDEX job__waiting__idx ON job (priority DESC, id)
-    WHERE status = 0;
+    WHERE status = 0 AND job_type <> 'build';
 -- Reclaiming jobs whose holder died.
 CREATE INDEX job__running_lease__idx ON job (lease_expires)
     WHERE status = 1;

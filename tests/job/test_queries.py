@@ -147,6 +147,37 @@ class ClaimTests(DatabaseTestMixin, TestCase):
             plan = "\n".join(r[0] for r in cur.fetchall())
         self.assertIn("job__waiting__idx", plan)
 
+    def test_waiting_builds_cost_the_claim_nothing(self):
+        """Ten thousand waiting builds ahead of a native job are not read.
+
+        The index leaves builds out, so the scan's first row is the native
+        job: one row read, none removed by a filter.
+        """
+        conn = self.connect()
+        run(conn, "INSERT INTO job (job_type, status, scheduled_start,"
+            " priority) SELECT 'build', 0, %(t)s, 10"
+            " FROM generate_series(1, 10000) RETURNING id", t=T0)
+        insert_job(conn, scheduled_start=T0)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE job")
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + queries.CLAIM, {
+                "now": T0, "holder": HOLDER, "limit": 10,
+                "types": ["noop"], "leases": [60.0]})
+            plan = cur.fetchone()[0][0]["Plan"]
+        scans = list(_index_scans(plan, "job__waiting__idx"))
+        self.assertEqual(len(scans), 1, plan)
+        self.assertEqual(scans[0]["Actual Rows"], 1)
+        self.assertEqual(scans[0].get("Rows Removed by Filter", 0), 0)
+
+
+def _index_scans(node, index):
+    """Every plan node scanning ``index``."""
+    if node.get("Index Name") == index:
+        yield node
+    for child in node.get("Plans", ()):
+        yield from _index_scans(child, index)
+
 
 class OutcomeTests(DatabaseTestMixin, TestCase):
     """Batched, guarded outcome writes."""

@@ -46,6 +46,9 @@ c AS MATERIALIZED (
     WHERE j.status = {W}
       AND j.scheduled_start <= %(now)s
       AND j.job_type = ANY(%(types)s::text[])
+      -- Implied by the line above, but spelled out so that the planner can
+      -- use job__waiting__idx, which leaves builds out.
+      AND j.job_type <> 'build'
       AND (j.prerequisite IS NULL OR EXISTS (
            SELECT 1 FROM job p WHERE p.id = j.prerequisite AND p.status = {C}))
     ORDER BY j.priority DESC, j.id
