@@ -66,7 +66,12 @@ BUILDER_STATES = ("building", "idle", "dirty", "cleaning", "manual",
                   "failed", "disabled")
 
 #: Job outcomes the runner and the buildmaster report.
-OUTCOMES = ("succeeded", "failed", "cancelled")
+#: How an attempt of a job ended. The first three are final (the ops views'
+#: outcomes); the others mean the job goes on: retried after a retryable
+#: failure, lost (its lease was lost or it was cancelled under the runner),
+#: handed_back (returned unrun, or at shutdown).
+OUTCOMES = ("succeeded", "failed", "cancelled", "retried", "lost",
+            "handed_back")
 
 # Dispatch latency spans "picked at once" (a NOTIFY wake-up: well under a
 # second) to "waited hours for a free builder".

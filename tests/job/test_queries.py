@@ -290,7 +290,8 @@ class MaintenanceTests(DatabaseTestMixin, TestCase):
         rows = run(conn, queries.RECLAIM_EXPIRED,
                    now=T0 + timedelta(seconds=31), types=["noop"])
         self.assertEqual(sorted(rows), sorted([
-            (retry, JobStatus.WAITING), (last, JobStatus.FAILED)]))
+            (retry, JobStatus.WAITING, "noop"),
+            (last, JobStatus.FAILED, "noop")]))
         row = job_row(conn, retry)
         self.assertEqual((row["attempt_count"], row["lease_holder"]),
                          (1, None))

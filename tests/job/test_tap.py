@@ -77,3 +77,40 @@ class OptionsTests(TestCase):
                           sorted(runner.types), runner.poll_interval,
                           runner.grace, runner.claim_batch),
                          ("r1", 3, ["noop"], 7.0, 9.0, 6))
+
+    def test_recipe_is_a_default_type(self):
+        """Runners claim recipe jobs without --module."""
+        self.assertIn("recipe", self.parse()["types"])
+
+    def test_config_file(self):
+        """A [jobrunner] TOML table sets options; the command line wins."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[jobrunner]\nconcurrency = 6\ngrace = 12.5\n'
+                    'include = ["noop", "sleep"]\nholder = "from-file"\n'
+                    'metrics_port = "tcp:0"\n')
+        options = self.parse("--config", path, "--holder", "from-cli")
+        self.assertEqual((options["concurrency"], options["grace"],
+                          options["types"], options["holder"],
+                          options["metrics-port"]),
+                         (6, 12.5, ["noop", "sleep"], "from-cli", "tcp:0"))
+
+    def test_bad_config_files(self):
+        """Unknown keys, wrong types and broken TOML are usage errors."""
+        path = self.mktemp()
+        for text in ("[jobrunner]\nnonsense = 1\n",
+                     "[jobrunner]\nconcurrency = \"many\"\n",
+                     "[jobrunner]\ninclude = \"noop\"\n",
+                     "concurrency =\n"):
+            with open(path, "w") as f:
+                f.write(text)
+            self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertRaises(usage.UsageError, self.parse, "--config",
+                          "/nonexistent.toml")
+
+    def test_metrics_port_adds_a_metrics_service(self):
+        """--metrics-port serves /metrics beside the runner."""
+        options = self.parse("--metrics-port", "tcp:0:interface=127.0.0.1")
+        service = makeService(options)
+        self.assertEqual(len(list(service)), 2)
+        self.assertEqual(len(list(makeService(self.parse()))), 1)

@@ -171,7 +171,7 @@ UPDATE job SET
     lease_expires = NULL, lease_holder = NULL
 FROM x
 WHERE job.id = x.id AND job.status = {R}
-RETURNING job.id, job.status
+RETURNING job.id, job.status, job.job_type
 """
 
 #: WAITING jobs whose prerequisite FAILED fail too, naming it. A chain

@@ -31,6 +31,7 @@ from lp_services.job.policy import exponential_backoff
 
 __all__ = [
     "BUILTIN_MODULE",
+    "DEFAULT_MODULES",
     "DuplicateJobType",
     "InvalidJobData",
     "JobType",
@@ -161,8 +162,13 @@ class JobTypeRegistry:
 job_types = JobTypeRegistry()
 
 
+#: Modules every runner and the CLI load: the built-in types and the
+#: ``recipe`` type (which checks a recipe and queues its build).
+DEFAULT_MODULES = (BUILTIN_MODULE, "lp_services.recipe")
+
+
 def load_modules(modules=()) -> None:
-    """Import the built-in types and each of ``modules`` (which register
-    their types into :data:`job_types` on import)."""
-    for module in (BUILTIN_MODULE, *modules):
+    """Import the default types' modules and each of ``modules`` (which
+    register their types into :data:`job_types` on import)."""
+    for module in (*DEFAULT_MODULES, *modules):
         importlib.import_module(module)

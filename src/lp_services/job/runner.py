@@ -103,6 +103,32 @@ class _Running:
     attempt: int
     max_retries: int
     worker: object
+    #: Clock seconds when it was sent to its child (for the duration metric).
+    started: float = 0.0
+
+
+def _count_outcome(running, outcome: str, now: float) -> None:
+    """Record an attempt's end in the runner's metrics (lp_services.metrics).
+
+    Outcomes: completed, retried, failed, lost (cancelled or lease lost),
+    handed_back (not run, or stopped at shutdown).
+    """
+    from lp_services.metrics import record_job_outcome, record_retry
+
+    name = running.job_type.name
+    if outcome in ("completed", "self_completed"):
+        label = "succeeded"
+    elif outcome in ("lease_lost", "cancelled"):
+        label = "lost"
+    elif outcome in ("handed_back", "not_started"):
+        label = "handed_back"
+    elif (outcome in ("retryable", "timeout", "crashed")
+          and running.attempt <= running.max_retries):
+        label = "retried"
+        record_retry(name)
+    else:
+        label = "failed"
+    record_job_outcome(name, label, max(0.0, now - running.started))
 
 
 class JobRunner(Service):
@@ -362,7 +388,8 @@ class JobRunner(Service):
             self._again = True
             return
         job_type = self.types[type_name]
-        running = _Running(job_id, job_type, attempt, max_retries, worker)
+        running = _Running(job_id, job_type, attempt, max_retries, worker,
+                           self.clock.seconds())
         self._running[job_id] = running
         d = worker.run({"job": job_id, "type": type_name, "data": data,
                         "attempt": attempt, "holder": self.holder,
@@ -378,6 +405,10 @@ class JobRunner(Service):
         self._running.pop(job_id, None)
         outcome = reply["outcome"]
         message = reply.get("message") or outcome
+        try:
+            _count_outcome(running, outcome, self.clock.seconds())
+        except Exception:  # a metric never stops a job's outcome
+            log.failure("recording the outcome of job {id} failed", id=job_id)
         if outcome == "completed":
             self._complete.append(job_id)
         elif outcome == "self_completed":
@@ -507,6 +538,10 @@ class JobRunner(Service):
         if rows:
             log.info("reclaimed {n} jobs whose lease expired: {ids}",
                      n=len(rows), ids=sorted(r[0] for r in rows))
+            from lp_services.metrics import record_lease_expiry
+
+            for row in rows:
+                record_lease_expiry(row[2])
         for _ in range(20):
             rows = yield self._query(queries.FAIL_ORPHANS, params)
             if not rows:

@@ -5,7 +5,7 @@
     twistd -n jobrunner --database URL --concurrency 8 \\
         --include noop --include http-notify --exclude sleep \\
         --poll-interval 5 --grace 30 --holder runner-1 \\
-        --module lp_services.buildmaster.recipe
+        --metrics-port tcp:9101:interface=127.0.0.1
 
 See docs/jobrunner.md.
 """
@@ -40,7 +40,12 @@ class Options(usage.Options):
          "Jobs sent ahead to each child process; more than 1 helps the "
          "throughput of very short jobs (a job's timeout starts when its "
          "child starts it).", int],
-        ["config", "c", None, "Unused; accepted for compatibility."],
+        ["metrics-port", None, None,
+         "strports description to serve Prometheus /metrics on (e.g. "
+         "tcp:9101:interface=127.0.0.1); default: none."],
+        ["config", "c", None,
+         "Configuration file (TOML, a [jobrunner] table with the same "
+         "names, '_' for '-'; include, exclude and module are lists)."],
     ]
 
     def __init__(self):
@@ -62,6 +67,8 @@ class Options(usage.Options):
         self["module"].append(name)
 
     def postOptions(self):
+        if self["config"]:
+            self._read_config(self["config"])
         if self["concurrency"] < 1:
             raise usage.UsageError("--concurrency must be at least 1")
         if self["poll-interval"] <= 0:
@@ -97,6 +104,53 @@ class Options(usage.Options):
             raise usage.UsageError(str(error))
 
 
+    _LISTS = ("include", "exclude", "module")
+    _TYPES = {"concurrency": int, "claim-batch": int, "depth": int,
+              "poll-interval": float, "grace": float}
+
+    def _read_config(self, path) -> None:
+        """Apply a TOML file's settings where the command line left the
+        default (the command line wins)."""
+        import tomllib
+
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as error:
+            raise usage.UsageError("cannot read config file %s: %s"
+                                   % (path, error.strerror)) from None
+        except tomllib.TOMLDecodeError as error:
+            raise usage.UsageError("config file %s is not valid TOML: %s"
+                                   % (path, error)) from None
+        table = data.get("jobrunner", data)
+        known = {p[0] for p in self.optParameters} - {"config"}
+        for key, value in table.items():
+            option = key.replace("_", "-")
+            if option in self._LISTS:
+                if not (isinstance(value, list)
+                        and all(isinstance(v, str) for v in value)):
+                    raise usage.UsageError("setting %r in %s must be a list "
+                                           "of names" % (key, path))
+                if not self[option]:
+                    self[option] = list(value)
+                continue
+            if option not in known:
+                raise usage.UsageError("unknown setting %r in %s"
+                                       % (key, path))
+            if isinstance(value, bool) or not isinstance(
+                    value, (str, int, float)):
+                raise usage.UsageError("setting %r in %s must be a string "
+                                       "or number" % (key, path))
+            if self[option] == self.defaults.get(option):
+                convert = self._TYPES.get(option, str)
+                try:
+                    self[option] = convert(value)
+                except ValueError:
+                    raise usage.UsageError("setting %r in %s: %r is not a "
+                                           "%s" % (key, path, value,
+                                                   convert.__name__)) from None
+
+
 def makeService(options):
     """Build the jobrunner service from its options."""
     from lp_services.job.registry import job_types
@@ -111,4 +165,8 @@ def makeService(options):
         claim_batch=options["claim-batch"], depth=options["depth"])
     runner.setName("jobrunner")
     runner.setServiceParent(top)
+    if options["metrics-port"]:
+        from lp_services.metrics import make_metrics_service
+
+        make_metrics_service(options["metrics-port"]).setServiceParent(top)
     return top
