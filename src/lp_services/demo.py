@@ -138,6 +138,7 @@ class DemoFarm:
     python: str = sys.executable
     daemons: list = field(default_factory=list)
     database_url: str | None = None
+    metrics_port: int | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -255,9 +256,11 @@ class DemoFarm:
         return base
 
     def start_runner(self) -> None:
+        self.metrics_port = free_port()
         self.twistd("jobrunner", "jobrunner", "--database", self.database_url,
-                    "--module", "lp_services.recipe", "--concurrency", "2",
-                    "--holder", "demo-runner")
+                    "--concurrency", "2", "--holder", "demo-runner",
+                    "--metrics-port",
+                    "tcp:%d:interface=127.0.0.1" % self.metrics_port)
 
     def serve_source(self) -> tuple[str, str]:
         """Serve the source tarball over HTTP; return (url, sha1)."""

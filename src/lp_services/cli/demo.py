@@ -225,7 +225,9 @@ def _results(farm, console, base, recipe_id, build_id):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     _reports(farm, console)
     console.print(Rule())
-    console.print("status page: [bold]%s/[/bold]" % base)
+    console.print("status page: [bold]%s/[/bold]   metrics: %s/metrics and "
+                  "http://127.0.0.1:%d/metrics (job runner)"
+                  % (base, base, farm.metrics_port))
 
 
 def _reports(farm, console):
