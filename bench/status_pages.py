@@ -1,6 +1,6 @@
 """How long the status pages take on a big farm (not a test; run by hand).
 
-    .venv/bin/python -m tests.web.bench_pages [--builders 200] [--jobs 200000]
+    .venv/bin/python bench/status_pages.py [--builders 200] [--jobs 200000]
 
 Seeds a throwaway database (the test server) with that many builders
 (half of them building, with 2 KB log tails) and jobs (one third builds,
