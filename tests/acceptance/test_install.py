@@ -26,15 +26,20 @@ class InstallTests(TestCase):
         """db upgrade twice (the second a no-op); twistd lists the plugins."""
         work = Path(self.mktemp()).resolve()
         work.mkdir()
+        # Nothing of this process's environment may leak in: trial's
+        # workers carry a PYTHONPATH naming the test venv's site-packages,
+        # which would make pip think the dependencies are installed.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LP_DATABASE_URL", "LP_HOME", "PYTHONPATH",
+                            "VIRTUAL_ENV", "PYTHONHOME")}
+        env["LP_HOME"] = str(work / "var")
         venv = work / "venv"
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
+                       env=env)
         install = subprocess.run(
             [str(venv / "bin" / "pip"), "install", "-q", str(ROOT)],
-            capture_output=True, text=True, cwd=work)
+            capture_output=True, text=True, cwd=work, env=env)
         self.assertEqual(install.returncode, 0, install.stderr[-3000:])
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LP_DATABASE_URL", "LP_HOME", "PYTHONPATH")}
-        env["LP_HOME"] = str(work / "var")
 
         def run(*argv):
             return subprocess.run([str(venv / "bin" / argv[0]), *argv[1:]],
