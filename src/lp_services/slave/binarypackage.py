@@ -50,7 +50,6 @@ import os
 import re
 import shlex
 import shutil
-import stat
 
 from twisted.internet import defer
 from twisted.internet.error import ProcessDone
@@ -64,6 +63,7 @@ from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import (
     BuildContext, BuildOutcome, SandboxedBuildManager)
+from lp_services.slave.results import DIR_FLAGS, collect_directory
 from lp_services.slave.state import BuildStatus
 
 __all__ = [
@@ -78,9 +78,7 @@ __all__ = [
 
 #: Suffixes of result files.
 RESULT_SUFFIXES = (".deb", ".udeb", ".ddeb", ".changes", ".buildinfo")
-MAX_RESULTS = 1000
 _DSC_MAX = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Build-dependency installation may take this long (downloads).
 DEP_INSTALL_TIMEOUT = 1800.0
 #: Environment of the dependency-installation step.
@@ -584,44 +582,13 @@ def _place_files(files: dict, work) -> None:
 def _collect(work, cache):
     """Move result files into the cache (blocking); never follows a link
     the build made. Returns (filemap, new sha1s, notes)."""
-    filemap, added, notes = {}, set(), []
     try:
-        work_fd = os.open(work, _DIR_FLAGS)
+        work_fd = os.open(work, DIR_FLAGS)
     except OSError as e:
-        return filemap, added, ["no build directory: %s" % e.strerror]
+        return {}, set(), ["no build directory: %s" % e.strerror]
     try:
-        for name in sorted(os.listdir(work_fd)):
-            if not name.endswith(RESULT_SUFFIXES):
-                continue
-            try:
-                check_filename(name)
-            except InvalidFileName:
-                notes.append("skipped unsafe result name %r" % name)
-                continue
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW
-                             | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=work_fd)
-            except OSError:
-                notes.append("skipped %s: not a regular file" % name)
-                continue
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    notes.append("skipped %s: not a regular file" % name)
-                    continue
-                if len(filemap) >= MAX_RESULTS:
-                    notes.append("more than %d results: %s skipped"
-                                 % (MAX_RESULTS, name))
-                    continue
-                try:
-                    sha1, size, new = cache.add_fd(fd)
-                except ValueError as e:
-                    notes.append("skipped %s: %s" % (name, e))
-                    continue
-                filemap[name] = sha1
-                if new:
-                    added.add(sha1)
-            finally:
-                os.close(fd)
+        found = collect_directory(
+            work_fd, cache, accept=lambda name: name.endswith(RESULT_SUFFIXES))
     finally:
         os.close(work_fd)
-    return filemap, added, notes
+    return found.filemap, found.added, found.notes

@@ -23,7 +23,6 @@ Args: ``script`` (required): the name of one of the build's files.
 
 import os
 import shutil
-import stat
 
 from twisted.logger import Logger
 from zope.interface import implementer, provider
@@ -33,6 +32,7 @@ from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import BuildOutcome, SandboxedBuildManager
+from lp_services.slave.results import DIR_FLAGS, collect_directory
 from lp_services.slave.state import BuildStatus
 
 __all__ = ["DEPWAIT_EXIT_CODE", "DEPWAIT_FILE", "ScriptBuildManager"]
@@ -41,10 +41,7 @@ __all__ = ["DEPWAIT_EXIT_CODE", "DEPWAIT_FILE", "ScriptBuildManager"]
 DEPWAIT_EXIT_CODE = 100
 #: Written by the script in /work/out: the missing dependencies.
 DEPWAIT_FILE = ".depwait"
-#: At most this many result files are collected.
-MAX_RESULTS = 1000
 _DEPWAIT_MAX = 64 << 10
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @provider(IBuildManagerFactory)
@@ -142,55 +139,30 @@ def _place_files(files: dict, work) -> None:
 def _collect(work, cache):
     """Move results into the cache (blocking). Never follows a link the
     build made. Returns (filemap, new sha1s, notes, depwait text)."""
-    filemap, added, notes, depwait = {}, set(), [], None
     try:
-        work_fd = os.open(work, _DIR_FLAGS)
+        work_fd = os.open(work, DIR_FLAGS)
     except OSError as e:
-        return filemap, added, ["no build directory: %s" % e.strerror], None
+        return {}, set(), ["no build directory: %s" % e.strerror], None
     try:
         try:
-            out_fd = os.open("out", _DIR_FLAGS, dir_fd=work_fd)
+            out_fd = os.open("out", DIR_FLAGS, dir_fd=work_fd)
         except OSError:
-            return filemap, added, ["/work/out is missing or not a "
-                                    "directory: no results"], None
+            return {}, set(), ["/work/out is missing or not a directory: "
+                               "no results"], None
+        depwait = []
+
+        def read_depwait(name, fd):
+            if name != DEPWAIT_FILE:
+                return False
+            depwait.append(os.read(fd, _DEPWAIT_MAX).decode(
+                "utf-8", "replace").strip())
+            return True
+
         try:
-            names = sorted(os.listdir(out_fd))
-            for name in names:
-                try:
-                    check_filename(name)
-                except InvalidFileName:
-                    notes.append("skipped unsafe result name %r" % name)
-                    continue
-                try:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW
-                                 | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=out_fd)
-                except OSError:
-                    notes.append("skipped %s: not a regular file" % name)
-                    continue
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        notes.append("skipped %s: not a regular file" % name)
-                        continue
-                    if name == DEPWAIT_FILE:
-                        depwait = os.read(fd, _DEPWAIT_MAX).decode(
-                            "utf-8", "replace").strip()
-                        continue
-                    if len(filemap) >= MAX_RESULTS:
-                        notes.append("more than %d results: %s skipped"
-                                     % (MAX_RESULTS, name))
-                        continue
-                    try:
-                        sha1, size, new = cache.add_fd(fd)
-                    except ValueError as e:
-                        notes.append("skipped %s: %s" % (name, e))
-                        continue
-                    filemap[name] = sha1
-                    if new:
-                        added.add(sha1)
-                finally:
-                    os.close(fd)
+            found = collect_directory(out_fd, cache, special=read_depwait)
         finally:
             os.close(out_fd)
     finally:
         os.close(work_fd)
-    return filemap, added, notes, depwait
+    return (found.filemap, found.added, found.notes,
+            depwait[0] if depwait else None)

@@ -1,0 +1,79 @@
+"""Collecting a build's result files into the cache, safely.
+
+A build controls its output directory, so nothing there is trusted: names
+are checked (:func:`lp_services.filestore.store.check_filename`), files are
+opened relative to the directory with ``O_NOFOLLOW`` (a link the build
+planted is never followed), only regular files are taken, and at most
+:data:`MAX_RESULTS` of them. Blocking: build managers call it in a thread.
+"""
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from lp_services.filestore.store import InvalidFileName, check_filename
+
+__all__ = ["DIR_FLAGS", "MAX_RESULTS", "Collected", "collect_directory"]
+
+#: At most this many result files are collected from one build.
+MAX_RESULTS = 1000
+#: How a build's directories are opened: never through a link.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass
+class Collected:
+    """What a collection found: results by name, the sha1s it added to
+    the cache (removed again by clean()), and notes for the build log."""
+
+    filemap: dict[str, str] = field(default_factory=dict)
+    added: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_directory(dir_fd: int, cache, accept=lambda name: True,
+                      special=None) -> Collected:
+    """Add the regular files directly in ``dir_fd`` to ``cache``.
+
+    :param accept: which names are results at all (others are ignored
+        silently).
+    :param special: ``special(name, fd) -> bool``: called for every
+        regular file first; True means it was handled (e.g. the DEPFAIL
+        convention file) and is not a result.
+    """
+    found = Collected()
+    for name in sorted(os.listdir(dir_fd)):
+        if not accept(name):
+            continue
+        try:
+            check_filename(name)
+        except InvalidFileName:
+            found.notes.append("skipped unsafe result name %r" % name)
+            continue
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            found.notes.append("skipped %s: not a regular file" % name)
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                found.notes.append("skipped %s: not a regular file" % name)
+                continue
+            if special is not None and special(name, fd):
+                continue
+            if len(found.filemap) >= MAX_RESULTS:
+                found.notes.append("more than %d results: %s skipped"
+                                   % (MAX_RESULTS, name))
+                continue
+            try:
+                sha1, size, new = cache.add_fd(fd)
+            except ValueError as e:
+                found.notes.append("skipped %s: %s" % (name, e))
+                continue
+            found.filemap[name] = sha1
+            if new:
+                found.added.add(sha1)
+        finally:
+            os.close(fd)
+    return found
