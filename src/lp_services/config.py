@@ -14,9 +14,11 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "ConfigError",
     "DATABASE_URL_ENV",
     "HOME_ENV",
     "lp_home",
+    "read_daemon_config",
     "redact_url",
 ]
 
@@ -43,3 +45,54 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class ConfigError(ValueError):
+    """A daemon's configuration file is unreadable or wrong; one line."""
+
+
+def read_daemon_config(path, table: str, options, lists=()) -> dict:
+    """Read a daemon's TOML configuration file.
+
+    The settings are the ``[table]`` table's keys (or the top-level keys
+    when there is no such table), named like the daemon's options with
+    ``_`` for ``-``: ``files_url = "..."`` is ``--files-url``. The
+    buildmaster and the job runner read theirs with this; the agent's
+    format is the same.
+
+    :param options: the option names a file may set.
+    :param lists: option names whose values are lists of strings; every
+        other value must be a string or a number.
+    :return: {option name: value}.
+    :raises ConfigError: unreadable, not TOML, unknown keys, wrong types.
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise ConfigError("cannot read config file %s: %s"
+                          % (path, error.strerror)) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("config file %s is not valid TOML: %s"
+                          % (path, error)) from None
+    settings = data.get(table, data)
+    if not isinstance(settings, dict):
+        raise ConfigError("[%s] in %s must be a table" % (table, path))
+    found = {}
+    for key, value in settings.items():
+        option = key.replace("_", "-")
+        if option in lists:
+            if not (isinstance(value, list)
+                    and all(isinstance(v, str) for v in value)):
+                raise ConfigError("setting %r in %s must be a list of "
+                                  "names" % (key, path))
+        elif option not in options:
+            raise ConfigError("unknown setting %r in %s" % (key, path))
+        elif isinstance(value, bool) or not isinstance(value,
+                                                        (str, int, float)):
+            raise ConfigError("setting %r in %s must be a string or a "
+                              "number" % (key, path))
+        found[option] = value
+    return found

@@ -75,34 +75,15 @@ class Options(usage.Options):
 
 
 def _read_config(path) -> dict:
-    """The ``[buildmaster]`` table of a TOML file (or its top-level keys),
-    as option names: ``files_url = "..."`` sets ``--files-url``. The same
-    form as the agent's and the job runner's configuration files."""
-    import tomllib
+    """The ``[buildmaster]`` settings of a TOML file, as option strings."""
+    from lp_services.config import ConfigError, read_daemon_config
 
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as error:
-        raise usage.UsageError("cannot read config file %s: %s"
-                               % (path, error.strerror)) from None
-    except tomllib.TOMLDecodeError as error:
-        raise usage.UsageError("config file %s is not valid TOML: %s"
-                               % (path, error)) from None
-    table = data.get("buildmaster", data)
-    if not isinstance(table, dict):
-        raise usage.UsageError("[buildmaster] in %s must be a table" % path)
     known = {key for key, *_ in Options.optParameters} - {"config"}
-    settings = {}
-    for key, value in table.items():
-        option = key.replace("_", "-")
-        if option not in known:
-            raise usage.UsageError("unknown setting %r in %s" % (key, path))
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise usage.UsageError("setting %r in %s must be a string or "
-                                   "number" % (key, path))
-        settings[option] = str(value)
-    return settings
+    try:
+        settings = read_daemon_config(path, "buildmaster", known)
+    except ConfigError as error:
+        raise usage.UsageError(str(error)) from None
+    return {option: str(value) for option, value in settings.items()}
 
 
 class TransactorService(service.Service):

@@ -111,44 +111,26 @@ class Options(usage.Options):
     def _read_config(self, path) -> None:
         """Apply a TOML file's settings where the command line left the
         default (the command line wins)."""
-        import tomllib
+        from lp_services.config import ConfigError, read_daemon_config
 
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as error:
-            raise usage.UsageError("cannot read config file %s: %s"
-                                   % (path, error.strerror)) from None
-        except tomllib.TOMLDecodeError as error:
-            raise usage.UsageError("config file %s is not valid TOML: %s"
-                                   % (path, error)) from None
-        table = data.get("jobrunner", data)
         known = {p[0] for p in self.optParameters} - {"config"}
-        for key, value in table.items():
-            option = key.replace("_", "-")
+        try:
+            settings = read_daemon_config(path, "jobrunner", known,
+                                          lists=self._LISTS)
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        for option, value in settings.items():
             if option in self._LISTS:
-                if not (isinstance(value, list)
-                        and all(isinstance(v, str) for v in value)):
-                    raise usage.UsageError("setting %r in %s must be a list "
-                                           "of names" % (key, path))
                 if not self[option]:
                     self[option] = list(value)
-                continue
-            if option not in known:
-                raise usage.UsageError("unknown setting %r in %s"
-                                       % (key, path))
-            if isinstance(value, bool) or not isinstance(
-                    value, (str, int, float)):
-                raise usage.UsageError("setting %r in %s must be a string "
-                                       "or number" % (key, path))
-            if self[option] == self.defaults.get(option):
+            elif self[option] == self.defaults.get(option):
                 convert = self._TYPES.get(option, str)
                 try:
                     self[option] = convert(value)
                 except ValueError:
-                    raise usage.UsageError("setting %r in %s: %r is not a "
-                                           "%s" % (key, path, value,
-                                                   convert.__name__)) from None
+                    raise usage.UsageError(
+                        "setting %r in %s: %r is not a %s" % (
+                            option, path, value, convert.__name__)) from None
 
 
 def makeService(options):
