@@ -99,6 +99,34 @@ class CLITests(DatabaseTestMixin, TestCase):
         self.assertIn("CANCELLED", self.run_cli("build", "show",
                                                 str(job)).output)
 
+    def test_request_scoring_inputs(self):
+        """--private, --pocket and --component raise the stored score by the
+        documented amounts (docs/scoring.md)."""
+        from lp_services.buildmaster.scoring import COMPONENT, POCKET, PRIVATE_BOOST
+
+        self.run_cli("builder", "add", "b1", "--url", "http://h:8221",
+                     "--processor", "amd64")
+        script = self.write("build.sh", "true\n")
+
+        def score(*extra):
+            job = self.run_cli("build", "request", "--type", "script",
+                               "--processor", "amd64", "--script", script,
+                               *extra).output.strip()
+            return json.loads(self.run_cli("build", "show", job,
+                                           "--json").output)["score"]
+
+        plain = score()
+        # Scores age one point a minute: the two requests may straddle a
+        # minute boundary, hence the delta of one.
+        self.assertAlmostEqual(
+            score("--private", "--pocket", "security", "--component", "main")
+            - plain, PRIVATE_BOOST + POCKET["security"] + COMPONENT["main"],
+            delta=1)
+        result = self.run_cli("build", "request", "--type", "script",
+                              "--processor", "amd64", "--script", script,
+                              "--pocket", "nowhere", ok=False)
+        self.assertEqual(result.exit_code, 2)
+
     def test_request_errors_write_nothing(self):
         """Unknown processor, build type, prerequisite or id: one line,
         nothing written (not even the files)."""

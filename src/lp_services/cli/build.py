@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from lp_services.buildmaster.scoring import COMPONENT, POCKET
 from lp_services.cli.context import echo_json, pass_context, user_errors
 
 __all__ = ["build"]
@@ -55,11 +56,18 @@ def build():
               help="A resource the builder must offer (repeatable).")
 @click.option("--max-retries", type=click.IntRange(0), default=5,
               show_default=True)
+@click.option("--private", is_flag=True,
+              help="A private build (scores higher; see docs/scoring.md).")
+@click.option("--pocket", type=click.Choice(sorted(POCKET)),
+              help="Archive pocket, a scoring input.")
+@click.option("--component", type=click.Choice(sorted(COMPONENT)),
+              help="Archive component, a scoring input.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
 def request(ctx, build_type, processor, script, files, virtualized, urgency,
-            prerequisite, series, resources, max_retries, as_json):
+            prerequisite, series, resources, max_retries, private, pocket,
+            component, as_json):
     """Queue a build; print its id."""
     from lp_services.buildmaster.queue import check_request, request_build
     from lp_services.filestore.store import (
@@ -90,6 +98,7 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
             virtualized=virtualized, series=series, build_args=args,
             filemap=filemap, urgency=urgency, prerequisite=prerequisite,
             required_resources=list(resources), max_retries=max_retries,
+            private=private, pocket=pocket, component=component,
             requester="cli")
 
     job_id = _run(ctx, queue)
