@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -190,7 +189,8 @@ class DemoFarm:
     def _record(self) -> None:
         """Remember pids, so `demo stop` can end a --keep-running farm."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pids = {d.name: d.process.pid for d in self.daemons
+        pids = {d.name: {"pid": d.process.pid, "argv": d.argv}
+                for d in self.daemons
                 if d.process is not None and d.process.poll() is None}
         (self.state_dir / "pids.json").write_text(json.dumps(pids))
 
@@ -300,31 +300,40 @@ class DemoFarm:
         (self.state_dir / "pids.json").unlink(missing_ok=True)
 
 
+def _is_ours(pid: int, argv: list[str]) -> bool:
+    """Whether process ``pid`` still runs the command we recorded (a pid
+    may have been reused by something else since)."""
+    try:
+        cmdline = Path("/proc", str(pid), "cmdline").read_bytes()
+    except OSError:
+        return False
+    return cmdline.split(b"\0")[:len(argv)] == [a.encode() for a in argv]
+
+
 def stop_recorded(home: Path, timeout: float = 30.0) -> list[str]:
-    """Stop the daemons a --keep-running demo left; return their names."""
+    """Stop the daemons a --keep-running demo left; return their names.
+
+    Only processes still running the recorded command are signalled.
+    """
     path = Path(home) / "demo" / "pids.json"
     try:
-        pids = json.loads(path.read_text())
+        recorded = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
     stopped = []
-    for name, pid in pids.items():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+    for name, entry in recorded.items():
+        if not isinstance(entry, dict):
             continue
+        pid, argv = entry.get("pid"), entry.get("argv")
+        if not isinstance(pid, int) or not isinstance(argv, list) \
+                or not _is_ours(pid, argv):
+            continue
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
+        while _is_ours(pid, argv) and time.monotonic() < deadline:
             time.sleep(0.05)
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if _is_ours(pid, argv):
+            os.kill(pid, signal.SIGKILL)
         stopped.append(name)
     path.unlink(missing_ok=True)
     return stopped

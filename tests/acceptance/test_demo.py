@@ -56,3 +56,32 @@ def processes_mentioning(home: Path) -> list[str]:
         if str(home) in line and "postgres" not in argv[0].decode(errors="replace"):
             found.append(line)
     return found
+
+
+class StopRecordedTests(TestCase):
+    """`demo --stop` signals only the processes the demo started."""
+
+    def test_reused_pid_is_left_alone(self):
+        """A recorded pid now running another command is not signalled;
+        one running the recorded command is stopped."""
+        import json
+
+        from lp_services.demo import stop_recorded
+
+        home = Path(self.mktemp()).resolve()
+        (home / "demo").mkdir(parents=True)
+        ours = subprocess.Popen([sys.executable, "-c",
+                                 "import time; time.sleep(60)"])
+        other = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(other.kill)
+        self.addCleanup(ours.kill)
+        (home / "demo" / "pids.json").write_text(json.dumps({
+            "ours": {"pid": ours.pid, "argv": [sys.executable, "-c",
+                                               "import time; time.sleep(60)"]},
+            "reused": {"pid": other.pid, "argv": ["twistd", "buildmaster"]},
+        }))
+        self.assertEqual(stop_recorded(home), ["ours"])
+        self.assertIsNotNone(ours.wait(10))
+        # Still running half a second later: it was never signalled.
+        self.assertRaises(subprocess.TimeoutExpired, other.wait, 0.5)
+        self.assertFalse((home / "demo" / "pids.json").exists())
