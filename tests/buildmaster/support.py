@@ -98,3 +98,48 @@ class FarmMixin(DatabaseTestMixin):
 
     def build_row(self, job_id):
         return self.sql(Q.show_build, job_id, self.now())
+
+
+class InProcessMaster:
+    """A buildmaster's services in the test's reactor, for integration
+    tests: a transactor, the farm, its HTTP site on a loopback port (the
+    agents' ensurepresent URLs), the builder manager and the NOTIFY
+    listener. Everything is stopped at the test's cleanup.
+
+    Build it, set the database up (builders, chroots, builds), then
+    ``await master.start()``.
+    """
+
+    def __init__(self, testcase, database_url, identity, **config):
+        from twisted.internet import reactor
+
+        from lp_services.buildmaster.manager import BuilderManager
+        from lp_services.buildmaster.web import build_site
+
+        self.testcase, self.database_url = testcase, database_url
+        self.file_store = FileStore(Path(testcase.mktemp()))
+        self.transactor = Transactor(database_url, reactor=reactor)
+        self.transactor.start()
+        testcase.addCleanup(self.transactor.stop)
+        self.farm = Farm(self.transactor, reactor, self.file_store,
+                         FarmConfig(identity=identity, files_url="http://unset",
+                                    **config),
+                         reactor=reactor)
+        self.manager = BuilderManager(self.farm)
+        port = reactor.listenTCP(0, build_site(self.farm, self.manager),
+                                 interface="127.0.0.1")
+        testcase.addCleanup(port.stopListening)
+        self.farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+
+    async def start(self):
+        """Start scanning and listening; return once LISTEN is connected."""
+        from twisted.internet import reactor
+
+        from lp_services.buildmaster.notify import NotifyListener
+
+        self.manager.startService()
+        self.testcase.addCleanup(self.manager.stopService)
+        listener = NotifyListener(self.database_url, self.manager, reactor)
+        listener.startService()
+        self.testcase.addCleanup(listener.stopService)
+        await listener.connected

@@ -19,15 +19,13 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
-from lp_services.buildmaster.manager import BuilderManager, Farm, FarmConfig
-from lp_services.buildmaster.notify import NotifyListener
-from lp_services.buildmaster.web import build_site
 from lp_services.clock import utcnow
 from lp_services.database.sql import raw_cursor
 from lp_services.database.transactor import Transactor
 from lp_services.filestore.store import FileStore
 from lp_services.testing.database import DatabaseTestMixin
 from lp_services.testing.tiers import slow
+from tests.buildmaster.support import InProcessMaster
 from tests.buildmaster.test_agent_contract import sandbox_unavailable
 
 SCRIPT = b"""set -e
@@ -110,29 +108,12 @@ class EndToEndTests(IntegrationBase):
     async def start_stack(self, **builder):
         """Agent, master services (in this reactor) and the HTTP site."""
         agent_url, secret = await self.start_agent()
-        file_store = FileStore(Path(self.mktemp()))
-        transactor = Transactor(self.database_url, reactor=reactor)
-        transactor.start()
-        self.addCleanup(transactor.stop)
-        farm = Farm(transactor, reactor, file_store,
-                    FarmConfig(identity="it", files_url="http://unset",
-                               interval=0.5, logtail_interval=0.2,
-                               echo_interval=0.1),
-                    reactor=reactor)
-        manager = BuilderManager(farm)
-        port = reactor.listenTCP(0, build_site(farm, manager),
-                                 interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
-        self.setup_farm(file_store, agent_url, secret, **builder)
-        manager.startService()
-        self.addCleanup(manager.stopService)
-        listener = NotifyListener(self.database_url, manager, reactor)
-        listener.startService()
-        self.addCleanup(listener.stopService)
-        await listener.connected
-        await wait_until(lambda: manager.scanners)
-        return farm, manager, file_store
+        master = InProcessMaster(self, self.database_url, "it", interval=0.5,
+                                 logtail_interval=0.2, echo_interval=0.1)
+        self.setup_farm(master.file_store, agent_url, secret, **builder)
+        await master.start()
+        await wait_until(lambda: master.manager.scanners)
+        return master.farm, master.manager, master.file_store
 
     def finished(self, job, status):
         return lambda: (lambda i: i if i["status"] == status else None)(

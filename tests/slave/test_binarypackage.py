@@ -463,30 +463,15 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
         .changes and .buildinfo in the master's file store."""
         from lp_services.buildmaster import builders as B
         from lp_services.buildmaster import queue as Q
-        from lp_services.buildmaster.manager import (
-            BuilderManager, Farm, FarmConfig)
-        from lp_services.buildmaster.notify import NotifyListener
-        from lp_services.buildmaster.web import build_site
         from lp_services.clock import utcnow
         from lp_services.database.sql import raw_cursor
-        from lp_services.database.transactor import Transactor
-        from lp_services.filestore.store import FileStore
+        from tests.buildmaster.support import InProcessMaster
 
         agent_url, secret = await self.start_agent()
         self.running.agent.config.build_timeout = 600.0
-        file_store = FileStore(Path(self.mktemp()))
-        transactor = Transactor(self.database_url, reactor=reactor)
-        transactor.start()
-        self.addCleanup(transactor.stop)
-        farm = Farm(transactor, reactor, file_store,
-                    FarmConfig(identity="bp", files_url="http://unset",
-                               interval=1.0, logtail_interval=0.5),
-                    reactor=reactor)
-        manager = BuilderManager(farm)
-        port = reactor.listenTCP(0, build_site(farm, manager),
-                                 interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+        master = InProcessMaster(self, self.database_url, "bp", interval=1.0,
+                                 logtail_interval=0.5)
+        file_store = master.file_store
         where = Path(self.mktemp())
         where.mkdir()
         sources = make_source_package(where, "xxd")
@@ -508,12 +493,7 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
                     "deb http://deb.debian.org/debian bookworm main"]},
                 filemap=filemap)
         job = self.blocking(setup)
-        manager.startService()
-        self.addCleanup(manager.stopService)
-        listener = NotifyListener(self.database_url, manager, reactor)
-        listener.startService()
-        self.addCleanup(listener.stopService)
-        await listener.connected
+        await master.start()
         info = await wait_until(
             lambda: (lambda i: i if i["status"] in (
                 "FULLYBUILT", "FAILEDTOBUILD", "MANUALDEPWAIT",

@@ -530,30 +530,15 @@ class BuildmasterGuestTests(IntegrationBase):
         import io
         from lp_services.buildmaster import builders as B
         from lp_services.buildmaster import queue as Q
-        from lp_services.buildmaster.manager import (
-            BuilderManager, Farm, FarmConfig)
-        from lp_services.buildmaster.notify import NotifyListener
         from lp_services.clock import utcnow
         from lp_services.database.sql import raw_cursor
-        from lp_services.database.transactor import Transactor
-        from lp_services.filestore.store import FileStore
         from lp_services.slave.busybox_chroot import busybox_chroot
+        from tests.buildmaster.support import InProcessMaster
 
         agent_url, secret = await self.start_agent()
-        file_store = FileStore(Path(self.mktemp()))
-        transactor = Transactor(self.database_url, reactor=reactor)
-        transactor.start()
-        self.addCleanup(transactor.stop)
-        farm = Farm(transactor, reactor, file_store,
-                    FarmConfig(identity="vm", files_url="http://unset",
-                               interval=1.0, logtail_interval=0.2),
-                    reactor=reactor)
-        manager = BuilderManager(farm)
-        from lp_services.buildmaster.web import build_site
-        port = reactor.listenTCP(0, build_site(farm, manager),
-                                 interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        farm.config.files_url = "http://127.0.0.1:%d" % port.getHost().port
+        master = InProcessMaster(self, self.database_url, "vm", interval=1.0,
+                                 logtail_interval=0.2)
+        file_store, manager = master.file_store, master.manager
         reset_marker = Path(self.mktemp()).resolve()
 
         def setup(store):
@@ -567,12 +552,7 @@ class BuildmasterGuestTests(IntegrationBase):
                 " SELECT id, 'default', %s FROM processor WHERE name = %s",
                 (record.id, "amd64"))
         self.blocking(setup)
-        manager.startService()
-        self.addCleanup(manager.stopService)
-        listener = NotifyListener(self.database_url, manager, reactor)
-        listener.startService()
-        self.addCleanup(listener.stopService)
-        await listener.connected
+        await master.start()
         await wait_until(lambda: manager.scanners)
 
         script = (b"set -e\necho building in the guest\nsleep 2\n"
