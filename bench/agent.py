@@ -1,7 +1,7 @@
 """Measure the agent on this machine: chroot unpack, sandbox start, and a
 whole ``script`` build over XML-RPC.
 
-    python -m lp_services.slave.bench [--builds 20]
+    .venv/bin/python bench/agent.py [--builds 20]
 
 Prints one line per figure (median and worst of the runs).
 """
