@@ -111,7 +111,8 @@ CREATE TABLE builder (
     secret text,
     resources text[] NOT NULL DEFAULT '{}',
     version text,
-    date_created timestamptz NOT NULL DEFAULT now()
+    date_created timestamptz NOT NULL DEFAULT now(),
+    date_state_changed timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE builder IS 'A builder machine running an agent.';
 COMMENT ON COLUMN builder.manual IS
@@ -120,6 +121,8 @@ COMMENT ON COLUMN builder.secret IS
     'The credential the master presents to this builder''s agent.';
 COMMENT ON COLUMN builder.resources IS
     'Tags this builder offers; a build may require some of them.';
+COMMENT ON COLUMN builder.date_state_changed IS
+    'When builderok, active or manual last changed.';
 
 CREATE TABLE builder_processor (
     builder integer NOT NULL REFERENCES builder (id) ON DELETE CASCADE,

@@ -95,8 +95,9 @@ COMMENT ON VIEW ops_queue IS
 --   state          disabled (not active), failed (not builderok, see
 --                  failnotes), building, manual, cleaning, dirty, idle
 --   current_build  the job id of the build it holds, if any
---   time_in_state  since dispatch while building, since the clean status
---                  last changed otherwise; NULL for disabled and failed
+--   time_in_state  since dispatch while building; since it was disabled,
+--                  failed or made manual for those states; since the clean
+--                  status last changed otherwise
 CREATE VIEW ops_builders AS
 SELECT b.id,
        b.name,
@@ -112,8 +113,10 @@ SELECT b.id,
             ELSE 'idle'
        END AS state,
        bq.job AS current_build,
-       CASE WHEN NOT b.active OR NOT b.builderok THEN NULL
+       CASE WHEN NOT b.active OR NOT b.builderok THEN
+                now() - b.date_state_changed
             WHEN bq.job IS NOT NULL THEN now() - bq.date_dispatched
+            WHEN b.manual THEN now() - b.date_state_changed
             ELSE now() - b.date_clean_status_changed
        END AS time_in_state,
        b.failure_count,

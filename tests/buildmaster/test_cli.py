@@ -99,6 +99,25 @@ class CLITests(DatabaseTestMixin, TestCase):
         self.assertIn("CANCELLED", self.run_cli("build", "show",
                                                 str(job)).output)
 
+    def test_mode_changes_are_timed(self):
+        """disable, manual and enable restart the builder's time in state."""
+        self.run_cli("builder", "add", "b1", "--url", "http://h:8221",
+                     "--processor", "amd64")
+        conn = self.connect()
+        for mode, state in (("disable", "failed"), ("manual", "failed"),
+                            ("enable", "idle")):
+            with conn, conn.cursor() as cur:
+                cur.execute("UPDATE builder SET date_state_changed ="
+                            " now() - interval '1 day',"
+                            " date_clean_status_changed = now(),"
+                            " clean_status = 0")
+            self.run_cli("builder", mode, "b1")
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT state, time_in_state < interval '1 hour',"
+                            " now() - date_state_changed < interval '1 hour'"
+                            " FROM ops_builders JOIN builder USING (id)")
+                self.assertEqual(cur.fetchone(), (state, True, True), mode)
+
     def test_request_scoring_inputs(self):
         """--private, --pocket and --component raise the stored score by the
         documented amounts (docs/scoring.md)."""

@@ -16,12 +16,12 @@ SEED = """
 INSERT INTO processor (id, name) VALUES (1, 'amd64'), (2, 'arm64'), (3, 'riscv64');
 INSERT INTO builder (id, name, url, virtualized, manual, active, builderok,
                      failure_count, failnotes, clean_status,
-                     date_clean_status_changed) VALUES
-  (1, 'a1', 'http://a1', false, false, true,  true,  0, NULL, 0, now() - interval '10 minutes'),
-  (2, 'a2', 'http://a2', false, false, true,  true,  1, NULL, 0, now()),
-  (3, 'a3', 'http://a3', false, false, false, true,  0, NULL, 0, now()),
-  (4, 'v1', 'http://v1', true,  false, true,  false, 5, 'reset failed', 1, now()),
-  (5, 'm1', 'http://m1', false, true,  true,  true,  0, NULL, 1, now() - interval '1 hour');
+                     date_clean_status_changed, date_state_changed) VALUES
+  (1, 'a1', 'http://a1', false, false, true,  true,  0, NULL, 0, now() - interval '10 minutes', now() - interval '9 days'),
+  (2, 'a2', 'http://a2', false, false, true,  true,  1, NULL, 0, now(), now() - interval '9 days'),
+  (3, 'a3', 'http://a3', false, false, false, true,  0, NULL, 0, now(), now() - interval '2 days'),
+  (4, 'v1', 'http://v1', true,  false, true,  false, 5, 'reset failed', 1, now(), now() - interval '3 hours'),
+  (5, 'm1', 'http://m1', false, true,  true,  true,  0, NULL, 1, now() - interval '5 minutes', now() - interval '1 hour');
 INSERT INTO builder_processor VALUES (1, 1), (2, 1), (3, 1), (4, 1), (5, 2);
 
 -- Native jobs.
@@ -127,7 +127,9 @@ class OpsViewTests(DatabaseTestMixin, TestCase):
         self.assertEqual(rows["a1"]["current_build"], 12)
         self.assertAbout(rows["a1"]["time_in_state"], timedelta(minutes=5))
         self.assertAbout(rows["m1"]["time_in_state"], timedelta(hours=1))
-        self.assertIsNone(rows["v1"]["time_in_state"])
+        self.assertAbout(rows["v1"]["time_in_state"], timedelta(hours=3))
+        self.assertAbout(rows["a3"]["time_in_state"], timedelta(days=2))
+        self.assertAbout(rows["a2"]["time_in_state"], timedelta(0))
         self.assertEqual(rows["v1"]["failnotes"], "reset failed")
         self.assertEqual(rows["v1"]["failure_count"], 5)
         self.assertEqual(rows["v1"]["clean_status"], "DIRTY")

@@ -172,7 +172,8 @@ def reset_failure_count(store_or_cursor, builder_id: int) -> None:
 def builder_failed(store_or_cursor, builder_id: int, notes: str) -> None:
     """Disable a builder that failed too often (``builderok`` false)."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, "UPDATE builder SET builderok = false, failnotes = %(n)s"
+    _execute(cursor, "UPDATE builder SET builderok = false, failnotes = %(n)s,"
+                     " date_state_changed = now()"
                      " WHERE id = %(id)s", {"n": notes, "id": builder_id})
 
 
@@ -233,7 +234,7 @@ def set_builder_mode(store_or_cursor, name: str, mode: str,
                   " failnotes = NULL",
         "disable": "builderok = false, failnotes = %(reason)s",
         "manual": "manual = true, failnotes = COALESCE(%(reason)s, failnotes)",
-    }[mode]
+    }[mode] + ", date_state_changed = now()"
     _execute(cursor, "UPDATE builder SET " + sql +
              " WHERE name = %(name)s RETURNING id",
              {"name": name, "reason": reason or "disabled by an operator"

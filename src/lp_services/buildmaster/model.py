@@ -66,6 +66,7 @@ class Builder(Storm):
     resources = List(type=Unicode(), default_factory=list)
     version = Unicode()
     date_created = DateTime(tzinfo=_UTC)
+    date_state_changed = DateTime(tzinfo=_UTC)
 
 
 class BuilderProcessor(Storm):
