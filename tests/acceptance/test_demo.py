@@ -85,3 +85,36 @@ class StopRecordedTests(TestCase):
         # Still running half a second later: it was never signalled.
         self.assertRaises(subprocess.TimeoutExpired, other.wait, 0.5)
         self.assertFalse((home / "demo" / "pids.json").exists())
+
+
+class InterruptTests(TestCase):
+    """Ctrl-C stops everything the demo started."""
+
+    def test_ctrl_c_stops_the_farm(self):
+        """SIGINT to the demo's process group (what a terminal's Ctrl-C
+        sends) while the farm starts: exit 130, no daemon left."""
+        import signal
+
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        self.addCleanup(EmbeddedServer(home).stop)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LP_DATABASE_URL", "LP_HOME")}
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "lp_services.cli.main", "--home", str(home),
+             "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env, start_new_session=True)
+        self.addCleanup(lambda: demo.poll() is None and demo.kill())
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("buildmaster:"):
+                break
+        self.assertTrue(lines and lines[-1].startswith("buildmaster:"),
+                        "".join(lines))
+        os.killpg(demo.pid, signal.SIGINT)
+        rest = demo.stdout.read()
+        self.assertEqual(demo.wait(60), 130, "".join(lines) + rest)
+        self.assertIn("interrupted: stopping the farm", rest)
+        self.assertEqual(processes_mentioning(home), [])
+        self.assertFalse((home / "demo" / "pids.json").exists())
