@@ -166,6 +166,10 @@ class OutcomeTests(RunnerTestMixin, TestCase):
         job_id = self.add("test.transactional")
         runner.wake()
         yield self.wait_status(job_id, JobStatus.COMPLETED)
+        # The child commits the completion before its reply reaches the
+        # runner: wait for the runner to have counted it.
+        yield wait_for(lambda: runner.stats["completed"] == 1,
+                       what="the runner to count the completion")
         self.assertEqual(runner.stats["completed"], 1)
 
 

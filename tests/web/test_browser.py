@@ -203,17 +203,24 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
     def drive_browser(self, job, shots: Path):
         """In a thread (Selenium blocks): the browser's side of the test."""
         from selenium.common.exceptions import (
-            NoSuchElementException, StaleElementReferenceException)
+            NoSuchElementException, StaleElementReferenceException,
+            WebDriverException)
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
         profile = Path(tempfile.mkdtemp(prefix="web-browser-profile-"))
         driver = start_browser(profile)
         try:
+            # The build page reloads itself when the build ends; an element
+            # read during the reload is stale, which Chromium sometimes
+            # reports as a plain WebDriverException ("Node with given id
+            # does not belong to the document"). A crashed browser still
+            # fails the wait, by its timeout.
             wait = WebDriverWait(driver, 60, poll_frequency=0.2,
                                  ignored_exceptions=(
                                      NoSuchElementException,
-                                     StaleElementReferenceException))
+                                     StaleElementReferenceException,
+                                     WebDriverException))
             driver.get(self.base + "/")
             link = wait.until(lambda d: d.find_element(
                 By.CSS_SELECTOR, "a.build-link[href='/builds/%d']" % job))
