@@ -66,13 +66,13 @@ class JobCommandTests(DatabaseTestMixin, TestCase):
         result = self.invoke("show", str(job_id), "--json")
         self.assertEqual(result.exit_code, 0, result.output)
         shown = json.loads(result.output)
-        self.assertEqual((shown["id"], shown["status"], shown["json_data"]),
-                         (job_id, "WAITING", {"a": 1}))
+        self.assertEqual((shown["id"], shown["kind"], shown["status"],
+                          shown["data"]), (job_id, "native", "WAITING", {"a": 1}))
         table = self.invoke("show", str(job_id))
         self.assertIn("WAITING", table.output)
         missing = self.invoke("show", "999")
         self.assertEqual(missing.exit_code, 1)
-        self.assertIn("no job with id 999", missing.output)
+        self.assertIn("no job or build with id 999", missing.output)
 
     def test_list_filters(self):
         """list --status/--type filter; --json is machine-readable; the

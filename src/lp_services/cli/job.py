@@ -95,33 +95,18 @@ def enqueue(ctx, job_type, data, at, max_retries, after, priority, module):
     click.echo(job_id)
 
 
-def _show(record, as_json):
-    if as_json:
-        echo_json(record.as_json())
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in record.as_json().items():
-        if key == "json_data":
-            value = json.dumps(value, sort_keys=True)
-        table.add_row(key, "" if value is None else str(value))
-    Console().print(table)
-
-
 @job.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
 def show(ctx, job_id, as_json):
-    """Show one job."""
-    from lp_services.job.admin import get_job
+    """Show one job (what `lp-services show ID` prints: one code path for
+    builds and native jobs)."""
+    from lp_services.cli.show import show as show_any
 
-    _show(_in_transaction(ctx, lambda cur: get_job(cur, job_id)), as_json)
+    click.get_current_context().invoke(show_any, job_id=job_id,
+                                       as_json=as_json)
 
 
 @job.command(name="list")
