@@ -58,7 +58,7 @@ from twisted.logger import Logger
 from zope.interface import implementer, provider
 
 from lp_services.filestore.store import InvalidFileName, check_filename
-from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
+from lp_services.slave.chroot import resolve_in_root
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import (
@@ -430,20 +430,13 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
         log.line("source %s %s: %d files verified" % (
             package.source, package.version, len(package.files)))
 
-        log.header("unpack")
-        try:
-            count = await self._thread(unpack, ctx.chroot, root)
-        except UnsafeArchive as e:
-            log.line("chroot refused: %s" % e)
-            return BuildOutcome(BuildStatus.CHROOTFAIL)
-        log.line("unpacked %d members of the chroot" % count)
-        for tool in ("/bin/sh", "/usr/bin/dpkg-source",
-                     "/usr/bin/dpkg-buildpackage", "/usr/bin/apt-get"):
-            if resolve_in_root(root, tool) is None:
-                log.line("the chroot has no %s (a buildd chroot is needed)"
-                         % tool)
-                return BuildOutcome(BuildStatus.CHROOTFAIL)
-        await self._thread(_place_files, ctx.files, work)
+        failed = await self._prepare(
+            root, work, tools=("/bin/sh", "/usr/bin/dpkg-source",
+                               "/usr/bin/dpkg-buildpackage",
+                               "/usr/bin/apt-get"),
+            missing=" (a buildd chroot is needed)")
+        if failed is not None:
+            return failed
         if self._aborted:
             return BuildOutcome(BuildStatus.ABORTED)
         self._sandbox = ctx.backend.sandbox(ctx.build_id, root, work)
@@ -569,14 +562,6 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
                 self._dep_transport.signalProcess("KILL")
             except Exception:  # already gone
                 pass
-
-
-def _place_files(files: dict, work) -> None:
-    """Copy the build's files into ``work`` (blocking)."""
-    work.mkdir(mode=0o755)
-    for name, source in files.items():
-        shutil.copyfile(source, work / name)
-        os.chmod(work / name, 0o644)
 
 
 def _collect(work, cache):

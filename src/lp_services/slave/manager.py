@@ -1,6 +1,8 @@
 """What build managers share: the context they get, the outcome they give,
 and the registry of build types by name."""
 
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,11 +11,12 @@ from twisted.logger import Logger
 from zope.interface.verify import verifyClass
 
 from lp_services.slave.buildlog import BuildLog
+from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.interfaces import IBuildManager
 from lp_services.slave.state import BuildStatus
 
 __all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry",
-           "SandboxedBuildManager"]
+           "SandboxedBuildManager", "place_files"]
 
 
 @dataclass
@@ -99,8 +102,40 @@ class SandboxedBuildManager:
         if self._sandbox is not None:
             self._sandbox.kill()
 
+    async def _prepare(self, root, work, tools=("/bin/sh",),
+                       missing="") -> BuildOutcome | None:
+        """The unpack step: unpack the chroot into ``root`` (refused
+        members -> CHROOTFAIL), check it has each of ``tools`` (else
+        CHROOTFAIL, the log line ending with ``missing``), and copy the
+        build's files into ``work``. Returns an outcome to end the build
+        with, or None to go on."""
+        ctx, log = self.ctx, self.ctx.log
+        log.header("unpack")
+        try:
+            count = await self._thread(unpack, ctx.chroot, root)
+        except UnsafeArchive as e:
+            log.line("chroot refused: %s" % e)
+            return BuildOutcome(BuildStatus.CHROOTFAIL)
+        log.line("unpacked %d members of the chroot" % count)
+        for tool in tools:
+            if resolve_in_root(root, tool) is None:
+                log.line("the chroot has no %s%s" % (tool, missing))
+                return BuildOutcome(BuildStatus.CHROOTFAIL)
+        await self._thread(place_files, ctx.files, work)
+        log.line("placed %d files in /work" % len(ctx.files))
+        return None
+
     async def _run(self) -> BuildOutcome:
         raise NotImplementedError
+
+
+def place_files(files: dict, work) -> None:
+    """Copy a build's files into ``work`` (blocking). Copies, not links:
+    the sandbox may change them."""
+    work.mkdir(mode=0o755)
+    for name, source in files.items():
+        shutil.copyfile(source, work / name)
+        os.chmod(work / name, 0o644)
 
 
 class ManagerRegistry:

@@ -22,13 +22,11 @@ Args: ``script`` (required): the name of one of the build's files.
 """
 
 import os
-import shutil
 
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
 from lp_services.filestore.store import InvalidFileName, check_filename
-from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import BuildOutcome, SandboxedBuildManager
@@ -75,18 +73,10 @@ class ScriptBuildManager(SandboxedBuildManager):
         root = ctx.build_dir / "chroot"
         work = ctx.build_dir / "build"
 
-        log.header("unpack")
-        try:
-            count = await self._thread(unpack, ctx.chroot, root)
-        except UnsafeArchive as e:
-            log.line("chroot refused: %s" % e)
-            return BuildOutcome(BuildStatus.CHROOTFAIL)
-        log.line("unpacked %d members of the chroot" % count)
-        if resolve_in_root(root, "/bin/sh") is None:
-            log.line("the chroot has no /bin/sh")
-            return BuildOutcome(BuildStatus.CHROOTFAIL)
-        await self._thread(_place_files, ctx.files, work)
-        log.line("placed %d files in /work" % len(ctx.files))
+        failed = await self._prepare(root, work)
+        if failed is not None:
+            return failed
+        await self._thread((work / "out").mkdir, 0o755)
         if self._aborted:
             return BuildOutcome(BuildStatus.ABORTED)
 
@@ -124,16 +114,6 @@ class ScriptBuildManager(SandboxedBuildManager):
             status, dependencies = BuildStatus.DEPFAIL, depwait
             log.line("missing dependencies: %s" % depwait)
         return BuildOutcome(status, filemap, dependencies, frozenset(added))
-
-
-def _place_files(files: dict, work) -> None:
-    """Copy the build's files into ``work`` and make ``work/out``
-    (blocking). Copies, not links: the sandbox may change them."""
-    work.mkdir(mode=0o755)
-    for name, source in files.items():
-        shutil.copyfile(source, work / name)
-        os.chmod(work / name, 0o644)
-    (work / "out").mkdir(mode=0o755)
 
 
 def _collect(work, cache):
