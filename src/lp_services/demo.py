@@ -24,7 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Daemon", "DemoError", "DemoFarm", "free_port", "stop_recorded"]
+__all__ = ["Daemon", "DemoError", "DemoFarm", "free_port",
+           "stop_recorded", "stop_started_database"]
 
 BUILDER_NAME = "demo-builder"
 PROCESSOR = "amd64"
@@ -138,6 +139,8 @@ class DemoFarm:
     daemons: list = field(default_factory=list)
     database_url: str | None = None
     metrics_port: int | None = None
+    #: Whether the embedded database is the demo's to stop at the end.
+    started_database: bool = False
 
     @property
     def state_dir(self) -> Path:
@@ -167,7 +170,14 @@ class DemoFarm:
         from lp_services.database.embedded import EmbeddedServer
         from lp_services.database.schema import upgrade
 
-        self.database_url = EmbeddedServer(self.home).start()
+        server = EmbeddedServer(self.home)
+        if not server.state().running:
+            # Ours to stop at the end (a server already running is left as
+            # it was); remembered on disk for `demo --stop`.
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / "started-database").touch()
+        self.database_url = server.start()
+        self.started_database = (self.state_dir / "started-database").exists()
         conn = connect(self.database_url)
         try:
             upgrade(conn)
@@ -293,11 +303,25 @@ class DemoFarm:
     # -- tear-down -------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every daemon, newest first."""
+        """Stop every daemon, newest first, then the embedded database if
+        the demo started it."""
         for daemon in reversed(self.daemons):
             daemon.stop()
         self.daemons.clear()
         (self.state_dir / "pids.json").unlink(missing_ok=True)
+        stop_started_database(self.home)
+
+
+def stop_started_database(home: Path) -> bool:
+    """Stop the embedded database if a demo started it; return whether."""
+    from lp_services.database.embedded import EmbeddedServer
+
+    marker = Path(home) / "demo" / "started-database"
+    if not marker.exists():
+        return False
+    EmbeddedServer(home).stop()
+    marker.unlink(missing_ok=True)
+    return True
 
 
 def _is_ours(pid: int, argv: list[str]) -> bool:

@@ -37,9 +37,26 @@ class DemoTests(TestCase):
             self.assertIn("COMPLETED / FULLYBUILT", output)
             self.assertIn("status page: http://127.0.0.1:", output)
             self.assertIn("stopped the buildmaster", output)
+            # The embedded PostgreSQL it started is stopped too.
+            self.assertIn("and the embedded PostgreSQL the demo started",
+                          output)
+            self.assertFalse(EmbeddedServer(home).state().running)
             # Nothing it started is left running (but the database).
             self.assertFalse((home / "demo" / "pids.json").exists())
             self.assertEqual(processes_mentioning(home), [])
+
+    def test_running_database_is_left_running(self):
+        """A database that ran before the demo still runs after it."""
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        server = EmbeddedServer(home)
+        server.start()
+        self.addCleanup(server.stop)
+        result = self.run_demo(home)
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 0, output)
+        self.assertNotIn("the embedded PostgreSQL the demo started", output)
+        self.assertTrue(server.state().running)
 
 
 def processes_mentioning(home: Path) -> list[str]:

@@ -29,7 +29,8 @@ def demo(ctx, keep_running, stop_only):
     from rich.console import Console
 
     from lp_services.config import lp_home
-    from lp_services.demo import DemoError, DemoFarm, stop_recorded
+    from lp_services.demo import (
+        DemoError, DemoFarm, stop_recorded, stop_started_database)
 
     import sys
 
@@ -38,6 +39,8 @@ def demo(ctx, keep_running, stop_only):
     home = lp_home(ctx.home)
     if stop_only:
         stopped = stop_recorded(home)
+        if stop_started_database(home):
+            stopped.append("embedded PostgreSQL")
         console.print("stopped: %s" % (", ".join(stopped) or "nothing was running"))
         return
     if ctx.database:
@@ -63,7 +66,9 @@ def demo(ctx, keep_running, stop_only):
         return
     with console.status("stopping the farm"):
         farm.stop()
-    console.print("stopped the buildmaster, agent, job runner and source server")
+    console.print("stopped the buildmaster, agent, job runner and source "
+                  "server%s" % (", and the embedded PostgreSQL the demo started"
+                                if farm.started_database else ""))
 
 
 def _run(farm, console):
