@@ -34,6 +34,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def run_in_reactor(coroutine_function) -> None:
+    """Run the reactor until ``coroutine_function()`` ends; re-raise its
+    failure. (Each part runs in a process of its own: a reactor runs once.)"""
+    from twisted.internet import defer, reactor
+
+    failures = []
+
+    def main():
+        d = defer.Deferred.fromCoroutine(coroutine_function())
+        d.addErrback(failures.append)
+        d.addBoth(lambda _: reactor.stop())
+    reactor.callWhenRunning(main)
+    reactor.run()
+    if failures:
+        failures[0].raiseException()
+
+
 def percentile(values, p):
     values = sorted(values)
     k = (len(values) - 1) * p
@@ -53,7 +70,7 @@ def bench_dispatch(builds: int, real_agent: bool = False):
     import io
     import tempfile
 
-    from twisted.internet import defer, reactor, task, threads
+    from twisted.internet import reactor, task, threads
 
     from lp_services.buildmaster import builders as B
     from lp_services.buildmaster import queue as Q
@@ -163,18 +180,11 @@ def bench_dispatch(builds: int, real_agent: bool = False):
         if running is not None:
             await running.stop()
 
-    failures = []
-
-    def main():
-        d = defer.Deferred.fromCoroutine(run())
-        d.addErrback(failures.append)
-        d.addBoth(lambda _: reactor.stop())
-    reactor.callWhenRunning(main)
-    reactor.run()
-    setup.stop()
-    transactor.stop()
-    if failures:
-        failures[0].raiseException()
+    try:
+        run_in_reactor(run)
+    finally:
+        setup.stop()
+        transactor.stop()
     return {"builds": len(results),
             "agent": "real agent (sandbox)" if real_agent
             else "fake agent over XML-RPC",
@@ -220,7 +230,7 @@ reactor.run()
 
 
 def bench_many_agents(agents: int, cycles: int, interval: float):
-    from twisted.internet import defer, reactor, task
+    from twisted.internet import reactor, task
 
     from lp_services.buildmaster import queue as Q
     from lp_services.buildmaster.manager import (
@@ -333,17 +343,10 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
             listener.stopService()
             await manager.stopService()
 
-        failures = []
-
-        def main():
-            d = defer.Deferred.fromCoroutine(run())
-            d.addErrback(failures.append)
-            d.addBoth(lambda _: reactor.stop())
-        reactor.callWhenRunning(main)
-        reactor.run()
-        transactor.stop()
-        if failures:
-            failures[0].raiseException()
+        try:
+            run_in_reactor(run)
+        finally:
+            transactor.stop()
         return out
     finally:
         server.kill()
