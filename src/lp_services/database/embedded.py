@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lp_services.process import pid_alive
+
 __all__ = [
     "DATABASE_NAME",
     "EmbeddedServer",
@@ -103,16 +105,6 @@ def _port_in_use(port: int) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class EmbeddedServer:
     """One PostgreSQL cluster in ``<home>/pgdata``.
 
@@ -175,7 +167,7 @@ class EmbeddedServer:
                 return False
             self._pg_ctl("stop", "-w", "-m", "fast", "-t", str(int(timeout)))
             deadline = time.monotonic() + timeout
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 if time.monotonic() > deadline:
                     raise EmbeddedServerError(
                         "PostgreSQL (pid %d) did not stop within %ds"
@@ -210,7 +202,7 @@ class EmbeddedServer:
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None, None
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None, None
         return pid, port
 

@@ -19,6 +19,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from lp_services.process import pid_alive
+
 __all__ = ["BuildCgroup", "CgroupV1", "CgroupV2", "Limits", "detect"]
 
 _ROOT = Path("/sys/fs/cgroup")
@@ -129,13 +131,7 @@ def _owner_alive(name: str) -> bool:
         pid = int(name.rsplit("-", 2)[-2])
     except (IndexError, ValueError):
         return True  # not ours: leave it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _remove_stale(parents: list[Path]) -> list[str]:
