@@ -517,12 +517,9 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
     def _failed_step(self, result, what) -> BuildOutcome | None:
         """The outcome of a failed backend step, or None if it succeeded."""
         log = self.ctx.log
-        if self._aborted or result.killed:
-            log.line("aborted")
-            return BuildOutcome(BuildStatus.ABORTED)
-        if not result.started:
-            log.line("the sandbox did not start: %s" % result.error)
-            return BuildOutcome(BuildStatus.BUILDERFAIL)
+        cut_short = self._cut_short(result)
+        if cut_short is not None:
+            return cut_short
         if result.timed_out:
             log.line("%s timed out after %g s; killed"
                      % (what, self.ctx.timeout))

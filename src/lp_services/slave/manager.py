@@ -125,6 +125,19 @@ class SandboxedBuildManager:
         log.line("placed %d files in /work" % len(ctx.files))
         return None
 
+    def _cut_short(self, result) -> BuildOutcome | None:
+        """The outcome of a sandbox run that did not run its course: the
+        build was aborted (ABORTED) or the sandbox never started
+        (BUILDERFAIL: the agent's fault, not the build's); else None."""
+        log = self.ctx.log
+        if self._aborted or result.killed:
+            log.line("aborted")
+            return BuildOutcome(BuildStatus.ABORTED)
+        if not result.started:
+            log.line("the sandbox did not start: %s" % result.error)
+            return BuildOutcome(BuildStatus.BUILDERFAIL)
+        return None
+
     async def _run(self) -> BuildOutcome:
         raise NotImplementedError
 

@@ -85,12 +85,9 @@ class ScriptBuildManager(SandboxedBuildManager):
         script = ctx.args["script"]
         result = await self._sandbox.run(["/bin/sh", "/work/" + script],
                                          log.write, ctx.timeout)
-        if self._aborted or result.killed:
-            log.line("aborted")
-            return BuildOutcome(BuildStatus.ABORTED)
-        if not result.started:
-            log.line("the sandbox did not start: %s" % result.error)
-            return BuildOutcome(BuildStatus.BUILDERFAIL)
+        cut_short = self._cut_short(result)
+        if cut_short is not None:
+            return cut_short
         if result.timed_out:
             log.line("build timed out after %g s; killed" % ctx.timeout)
             status = BuildStatus.PACKAGEFAIL
