@@ -16,7 +16,8 @@ child namespace itself (user_namespaces(7)), so neither ``newuidmap`` nor
 helper that unshares a user namespace, writes the helper's ``uid_map``
 and ``gid_map`` (``0 BASE 65536``), has the helper set that namespace's
 ``user.max_user_namespaces`` to 0 (no nested user namespaces, for
-anything inside), opens the namespace as file descriptor ``FD`` and
+anything inside), joins a new, empty session key ring (host root's
+stays out of reach), opens the namespace as file descriptor ``FD`` and
 execs COMMAND (bubblewrap with ``--userns FD``). The launcher execs, so
 the process the agent spawned stays the one it tracks and kills.
 
@@ -73,6 +74,7 @@ BUILD_GID = 1000
 _ID_MAX = (1 << 32) - 2
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
+_KEYCTL_JOIN_SESSION_KEYRING = 1
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = (
     2, 4, 4096, 16384, 1 << 18)
 #: ``launcher_argv(ids, AS_ROOT, ...)``: the command runs as the
@@ -236,13 +238,28 @@ def launcher_argv(ids: IdRange, userns_fd: int, command: list[str],
 _libc = None
 
 
-def _call(name: str, *args) -> None:
+def _libc_handle():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(_libc, name)(*args) != 0:
+    return _libc
+
+
+def _call(name: str, *args) -> None:
+    if getattr(_libc_handle(), name)(*args) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "%s%r: %s" % (name, args, os.strerror(err)))
+
+
+def _new_session_keyring() -> None:
+    from lp_services.slave.seccomp import syscall_number
+
+    libc = _libc_handle()
+    if libc.syscall(syscall_number("keyctl"), _KEYCTL_JOIN_SESSION_KEYRING,
+                    None) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "keyctl(JOIN_SESSION_KEYRING): %s"
+                      % os.strerror(err))
 
 
 def _unshare_user() -> None:
@@ -301,8 +318,11 @@ def enter(ids: IdRange, userns_fd: int, expose: list = ()) -> None:
 
     :raises OSError: with a clear message if any step fails.
     """
-    # Host root's supplementary groups must not follow the build.
+    # Host root's supplementary groups must not follow the build, nor its
+    # session key ring (possessing a key ring grants its keys' possessor
+    # permissions whatever the ids): start a new, empty one.
     os.setgroups([])
+    _new_session_keyring()
     if expose:
         _expose([str(p) for p in expose])
     to_parent_r, to_parent_w = os.pipe()
