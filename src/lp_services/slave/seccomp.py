@@ -32,11 +32,9 @@ On x86_64 the filter covers the i386 and x32 system call tables too.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
-import platform
 
 __all__ = ["DENIED", "SeccompError", "filter_program", "memfd",
            "syscall_number"]
@@ -84,12 +82,21 @@ class _ArgCmp(ctypes.Structure):
 
 @functools.cache
 def _lib():
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    # By its soname first: find_library runs ldconfig (tens of ms, and the
+    # launcher pays it on every sandbox start).
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError as e:
-        raise SeccompError("libseccomp is not installed (Debian package "
-                           "libseccomp2): %s" % e) from None
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        name = find_library("seccomp")
+        try:
+            lib = ctypes.CDLL(name, use_errno=True) if name else None
+        except OSError:
+            lib = None
+        if lib is None:
+            raise SeccompError("libseccomp is not installed (Debian package "
+                               "libseccomp2)") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -133,7 +140,7 @@ def filter_program() -> bytes:
     if not ctx:
         raise SeccompError("seccomp_init failed")
     try:
-        for arch in _EXTRA_ARCHES.get(platform.machine(), ()):
+        for arch in _EXTRA_ARCHES.get(os.uname().machine, ()):
             token = lib.seccomp_arch_resolve_name(arch.encode())
             rc = lib.seccomp_arch_add(ctx, token) if token else -1
             if rc < 0 and rc != -errno.EEXIST:
