@@ -99,7 +99,7 @@ class RunResult:
 
 
 def namespace_options(*, as_root: bool, uid: int = SANDBOX_UID,
-                      gid: int = SANDBOX_UID,
+                      gid: int = BUILD_GID,
                       userns_fd: int | None = USERNS_FD,
                       share_net: bool = False,
                       drop_caps: bool = True) -> list[str]:
@@ -240,7 +240,7 @@ class SandboxSession:
             raise ValueError("refusing to give the host's / to the build")
         idmap.shift_tree(self.root, ids.host(0), ids.host(0))
         idmap.shift_tree(self.work, ids.host(SANDBOX_UID),
-                         ids.host(SANDBOX_UID))
+                         ids.host(BUILD_GID))
 
     def _start(self, argv, output, timeout, env):
         b = self._backend
