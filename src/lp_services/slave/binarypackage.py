@@ -586,7 +586,8 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
 
         As root it runs in the backend's id range (the default range for a
         backend without one, such as qemu): the chroot is given to the
-        range's root first, as the sandbox backend does."""
+        range's root first, as the sandbox backend does, and given back to
+        host root afterwards for a backend without a range."""
         ctx = self.ctx
         ids = None
         if os.geteuid() == 0:
@@ -615,7 +616,12 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             if timer.active():
                 timer.cancel()
             return code
-        return await done.addCallback(ended)
+        code = await done.addCallback(ended)
+        if ids is not None and getattr(ctx.backend, "ids", None) is None:
+            # A backend without the id range (qemu: its 9p server reads the
+            # chroot as host root) gets the chroot back as unpack made it.
+            await self._thread(idmap.shift_tree, root, 0, 0)
+        return code
 
     def _kill_deps(self):
         self.ctx.log.line("dependency installation timed out; killed")
