@@ -30,14 +30,23 @@ class BwrapArgvTests(SynchronousTestCase):
     """The command line is ISOLATION.md's."""
 
     def test_as_root(self):
-        """As root: a user namespace, uid/gid 65534, no capabilities, then
-        the full confinement, clear environment, /work as cwd."""
+        """As root: join the id range's user namespace (--userns) as the
+        build user with no capabilities, nested user namespaces asserted
+        off, new ipc/pid/uts/net namespaces, /proc/sys read-only, then the
+        full confinement, clear environment, /work as cwd; never
+        bubblewrap's own one-id --unshare-user (which maps to host
+        root)."""
         argv = bwrap_argv("/r", "/w", ["/bin/sh", "x"], as_root=True)
         line = " ".join(argv)
-        self.assertIn("--unshare-user --uid 65534 --gid 65534 --cap-drop ALL",
-                      line)
-        for part in ("--unshare-all", "--die-with-parent", "--new-session",
-                     "--ro-bind /r /", "--proc /proc", "--dev /dev",
+        self.assertIn("--userns 5 --uid %d --gid %d --assert-userns-disabled "
+                      "--cap-drop ALL" % (SANDBOX_UID, SANDBOX_UID), line)
+        self.assertNotIn("--unshare-user", line)
+        self.assertNotIn("--unshare-all", line)
+        self.assertNotIn("--share-net", line)
+        for part in ("--unshare-ipc", "--unshare-pid", "--unshare-uts",
+                     "--unshare-net", "--die-with-parent", "--new-session",
+                     "--ro-bind /r /", "--proc /proc",
+                     "--ro-bind /proc/sys /proc/sys", "--dev /dev",
                      "--tmpfs /tmp", "--bind /w /work", "--chdir /work",
                      "--clearenv"):
             self.assertIn(part, line)
@@ -394,3 +403,62 @@ class EscapeTests(ScriptBuildTestCase):
         self.assertLess(time.monotonic() - started, 10)
         self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
         self.assertIn(b"timed out after 1 s", log)
+
+
+class BuildUserTests(TestCase):
+    """The build user and fakeroot in the id range, with the host's own
+    (read-only) root as the sandbox's root, for its fakeroot."""
+
+    skip = sandbox_unavailable() or (
+        None if os.geteuid() == 0 else "needs root (the agent's case)") or (
+        None if shutil.which("fakeroot") else "fakeroot is not installed")
+
+    def run_in_range(self, script: str) -> subprocess.CompletedProcess:
+        from lp_services.slave import idmap, seccomp
+        from lp_services.slave.idmap import IdRange
+        from lp_services.slave.sandbox import SECCOMP_FD, USERNS_FD
+
+        work = Path(tempfile.mkdtemp(prefix="lp-builduser-test-"))
+        self.addCleanup(shutil.rmtree, work)
+        ids = IdRange()
+        idmap.shift_tree(work, ids.host(SANDBOX_UID), ids.host(SANDBOX_UID))
+        inner = bwrap_argv(Path("/"), idmap.alias(0),
+                           ["/bin/sh", "-c", script], as_root=True,
+                           bwrap=shutil.which("bwrap"), status_fd=None,
+                           seccomp_fd=SECCOMP_FD)
+        argv = idmap.launcher_argv(ids, USERNS_FD, inner, expose=[work])
+        fd = seccomp.memfd(seccomp.filter_program())
+        try:
+            return subprocess.run(
+                ["/bin/sh", "-c", 'exec "$@" %d<&%d' % (SECCOMP_FD, fd),
+                 "sh", *argv], capture_output=True, timeout=60,
+                pass_fds=(fd,))
+        finally:
+            os.close(fd)
+
+    def test_fakeroot_chown_and_root_owned_files(self):
+        """As the build user (uid 1000, not root), fakeroot gives the
+        build root: chown to root and to other ids succeeds under it (the
+        kernel refuses the real chown with EPERM in a full range, which
+        fakeroot ignores; a one-id map gave EINVAL) and a tar made under
+        it records root ownership. Outside fakeroot the file is the build
+        user's."""
+        done = self.run_in_range(
+            "id -u; touch f; "
+            "fakeroot sh -c 'chown 0:0 f && chown 5:60 f && id -u && "
+            "stat -c %u:%g f && tar -cf t.tar f && tar --numeric-owner -tvf t.tar' && "
+            "stat -c %u:%g f")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.decode().splitlines()
+        self.assertEqual(lines[0], str(SANDBOX_UID))
+        self.assertEqual(lines[1:3], ["0", "5:60"])
+        self.assertIn("5/60", lines[3])
+        self.assertEqual(lines[4], "%d:%d" % (SANDBOX_UID, SANDBOX_UID))
+
+    def test_plain_chown_refused_as_build_user(self):
+        """Without fakeroot the build user cannot give a file away (EPERM:
+        it has no capability), so nothing it makes is owned by the
+        range's root."""
+        done = self.run_in_range("touch f; chown 0:0 f")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(b"Operation not permitted", done.stderr)
