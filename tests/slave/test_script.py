@@ -2,6 +2,7 @@
 agent failures, result collection that never follows the build's links."""
 
 import io
+import os
 import tarfile
 
 from twisted.internet import defer, reactor
@@ -164,3 +165,49 @@ class BuilderFailTests(ScriptBuildTestCase):
         self.assertIn(b"sandbox did not start", log)
         yield self.call("clean")
         self.assertIs(self.agent.state, BuilderStatus.IDLE)
+
+
+class HostileBuildTests(ScriptBuildTestCase):
+    """What an attacker's ``script`` build did to wedge the agent (issue
+    19), done again: each now fails safely."""
+
+    @defer.inlineCallbacks
+    def test_deep_tree_then_clean(self):
+        """A build that makes a 1,500-level deep tree, takes every
+        permission off it and plants links to host directories is removed
+        completely by clean() over XML-RPC; the link targets survive and
+        the next build is accepted."""
+        status, log, _ = yield self.run_script(
+            "mkdir top && cd top && ln -s /etc etc && ln -s / root\n"
+            "i=0; while [ $i -lt 1500 ]; do\n"
+            "  mkdir d && cd d || exit 1; i=$((i+1)); done\n"
+            "echo bottom > f && ln -s /bin bin\n"
+            "cd /work && chmod 0 top/d/d/d top/d top\n")
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+        self.assertEqual(list(self.config.work_dir.iterdir()), [])
+        self.assertTrue(os.path.exists("/etc/passwd"))
+        yield self.start_script("exit 0\n", build_id="s-2")
+        yield self.wait_for(BuilderStatus.WAITING)
+        yield self.call("clean")
+
+    @defer.inlineCallbacks
+    def test_non_utf8_result_name(self):
+        """A result named with a byte that is not UTF-8 (printf
+        'bad\\377name') is skipped with a note; status() stays encodable
+        over real XML-RPC, with the good results; DEPFAIL dependencies
+        holding control characters and bad UTF-8 are sent made safe."""
+        status, log, results = yield self.run_script(
+            "printf x > \"out/$(printf 'bad\\377name')\"\n"
+            "printf y > \"out/$(printf 'esc\\302\\233name')\"\n"
+            "printf good > out/good\n"
+            "printf 'libfoo\\001\\377 (>= 1)' > out/.depwait\n"
+            "exit %d\n" % DEPWAIT_EXIT_CODE)
+        self.assertEqual(status["build_status"], "BuildStatus.DEPFAIL", log)
+        self.assertEqual(results, {"good": b"good"})
+        self.assertEqual(status["dependencies"],
+                         "libfoo\ufffd\ufffd (>= 1)")
+        self.assertIn(b"skipped result name 'bad\\udcffname': not valid "
+                      b"UTF-8", log)
+        self.assertIn(b"'esc\\x9bname': control", log)
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")

@@ -11,6 +11,7 @@ __all__ = [
     "BadBuildId",
     "BadFileName",
     "BadSha1",
+    "NotClean",
     "WrongState",
     "FAULT_CODES",
 ]
@@ -52,6 +53,14 @@ class BadSha1(AgentError):
     fault_code = 5
 
 
+class NotClean(AgentError):
+    """The work directory holds files the agent could not remove (a
+    failed ``clean()`` or what a previous run left): no build is accepted
+    over them. The message names them and says why."""
+
+    fault_code = 6
+
+
 #: code -> meaning, for docs and tests.
 FAULT_CODES = {
     1: "bad arguments (count, types, build args)",
@@ -59,6 +68,7 @@ FAULT_CODES = {
     3: "bad build id",
     4: "bad file name",
     5: "bad sha1",
+    6: "the work directory is not clean (leftovers could not be removed)",
     8001: "no such method (Twisted)",
     8002: "unexpected failure or unparseable request (Twisted)",
 }

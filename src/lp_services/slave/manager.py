@@ -14,6 +14,7 @@ from lp_services.slave.buildlog import BuildLog
 from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.interfaces import IBuildManager
 from lp_services.slave.state import BuildStatus
+from lp_services.slave.volume import VolumeError, create_volume
 
 __all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry",
            "SandboxedBuildManager", "place_files"]
@@ -33,6 +34,8 @@ class BuildContext:
     log: BuildLog
     reactor: object
     timeout: float
+    #: Bytes of the build's /work (its own file system); 0 = no quota.
+    work_quota: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ class SandboxedBuildManager:
         with, or None to go on."""
         ctx, log = self.ctx, self.ctx.log
         log.header("unpack")
+        if ctx.work_quota:
+            try:
+                await self._thread(create_volume, ctx.build_dir / "work.img",
+                                   work, ctx.work_quota)
+            except VolumeError as e:
+                log.line("cannot make the build's work volume: %s" % e)
+                return BuildOutcome(BuildStatus.BUILDERFAIL)
+            log.line("/work is a file system of its own: %d MiB"
+                     % (ctx.work_quota >> 20))
         try:
             count = await self._thread(unpack, ctx.chroot, root)
         except UnsafeArchive as e:
@@ -143,9 +155,10 @@ class SandboxedBuildManager:
 
 
 def place_files(files: dict, work) -> None:
-    """Copy a build's files into ``work`` (blocking). Copies, not links:
-    the sandbox may change them."""
-    work.mkdir(mode=0o755)
+    """Copy a build's files into ``work`` (blocking; made if missing, e.g.
+    without a work volume). Copies, not links: the sandbox may change
+    them."""
+    work.mkdir(mode=0o755, exist_ok=True)
     for name, source in files.items():
         shutil.copyfile(source, work / name)
         os.chmod(work / name, 0o644)

@@ -1,7 +1,9 @@
 """Collecting a build's result files into the cache, safely.
 
 A build controls its output directory, so nothing there is trusted: names
-are checked (:func:`lp_services.filestore.store.check_filename`), files are
+are checked (:func:`lp_services.filestore.store.check_filename`, and
+:func:`lp_services.slave.wire.wire_name`: only valid UTF-8 without control
+characters goes on the wire; others are skipped with a note), files are
 opened relative to the directory with ``O_NOFOLLOW`` (a link the build
 planted is never followed), only regular files are taken, and at most
 :data:`MAX_RESULTS` of them. Blocking: build managers call it in a thread.
@@ -12,6 +14,7 @@ import stat
 from dataclasses import dataclass, field
 
 from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.slave.wire import wire_name
 
 __all__ = ["DIR_FLAGS", "MAX_RESULTS", "Collected", "collect_directory"]
 
@@ -49,7 +52,13 @@ def collect_directory(dir_fd: int, cache, accept=lambda name: True,
         try:
             check_filename(name)
         except InvalidFileName:
-            found.notes.append("skipped unsafe result name %r" % name)
+            found.notes.append("skipped unsafe result name %s"
+                               % ascii(name)[:300])
+            continue
+        why = wire_name(name)
+        if why is not None:
+            found.notes.append("skipped result name %s: %s"
+                               % (ascii(name)[:300], why))
             continue
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
