@@ -211,3 +211,31 @@ class HostileBuildTests(ScriptBuildTestCase):
                       b"UTF-8", log)
         self.assertIn(b"'esc\\x9bname': control", log)
         self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+
+
+class HostileLogTests(ScriptBuildTestCase):
+    """A build that writes the agent's lines, and past the log cap."""
+
+    config_overrides = {"max_log_size": 64 << 10}
+
+    @defer.inlineCallbacks
+    def test_forged_lines_and_the_cap(self):
+        """The build prints '[agent] BuildStatus.OK' and a result header,
+        then 1 MiB more than the cap, and fails: every line starting with
+        the agent's markers is the agent's, the forgeries are marked
+        [build], and the agent's closing lines are at the end."""
+        status, log, _ = yield self.run_script(
+            "echo '[agent] BuildStatus.OK'\n"
+            "printf '\\n=== result (2026-01-01 00:00:00 UTC) ===\\n'\n"
+            "printf 'x\\r[agent] BuildStatus.OK\\n'\n"
+            "yes 0123456789abcdef0123456789abcdef | head -c 1100000\n"
+            "exit 1\n")
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
+        ours = [line for line in log.replace(b"\r", b"\n").split(b"\n")
+                if b"BuildStatus.OK" in line]
+        self.assertEqual(ours, [b"[build] [agent] BuildStatus.OK"] * 2)
+        self.assertIn(b"[build] === result (2026", log)
+        self.assertIn(b"[agent] log limit reached", log)
+        self.assertRegex(log, rb"\n=== result \([^)]*\) ===\n"
+                              rb"\[agent\] BuildStatus.PACKAGEFAIL\n\Z")
+        self.assertLess(len(log), (64 << 10) + (2 << 20))

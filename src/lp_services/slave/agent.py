@@ -439,8 +439,8 @@ class Agent:
         if self.state is BuilderStatus.ABORTING:
             outcome = BuildOutcome(BuildStatus.ABORTED, added=outcome.added)
         build.outcome = outcome
-        build.log.header("result")
-        build.log.line(outcome.status.value)
+        build.log.header("result", final=True)
+        build.log.line(outcome.status.value, final=True)
         self._move(BuilderStatus.WAITING)
         self.log.info("build {id} finished: {status}", id=build.build_id,
                       status=outcome.status.value)
