@@ -12,6 +12,7 @@ from lp_services.slave.sandbox import SandboxBackend
 from lp_services.slave.script import DEPWAIT_EXIT_CODE
 from lp_services.slave.state import BuilderStatus
 
+from tests.slave.bombs import long_name_bomb, zero_bomb
 from tests.slave.helpers import ScriptBuildTestCase, sha1_of
 
 
@@ -239,3 +240,23 @@ class HostileLogTests(ScriptBuildTestCase):
         self.assertRegex(log, rb"\n=== result \([^)]*\) ===\n"
                               rb"\[agent\] BuildStatus.PACKAGEFAIL\n\Z")
         self.assertLess(len(log), (64 << 10) + (2 << 20))
+
+
+class ChrootBombTests(ScriptBuildTestCase):
+    """The attacker's chroots, sent through the protocol."""
+
+    @defer.inlineCallbacks
+    def test_bombs_are_chrootfail(self):
+        """A chroot of zeros that expands 30,000 times and one with a
+        2.5 GB GNU long name each end as CHROOTFAIL (the chroot's fault,
+        not the builder's) with a short log, and the agent cleans."""
+        for n, bomb in enumerate((zero_bomb(), long_name_bomb())):
+            chroot = self.seed(bomb.read_bytes())
+            build_id = "bomb-%d" % n
+            status, log, _ = yield self.run_script(
+                "exit 0\n", build_id=build_id, chroot=chroot)
+            self.assertEqual(status["build_status"],
+                             "BuildStatus.CHROOTFAIL", log)
+            self.assertIn(b"[agent] chroot refused: ", log)
+            self.assertLess(len(log), 4096)
+            self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
