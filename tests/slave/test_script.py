@@ -3,17 +3,24 @@ agent failures, result collection that never follows the build's links."""
 
 import io
 import os
+import shutil
 import tarfile
+import tempfile
+from pathlib import Path
 
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest
 
 from lp_services.slave.cgroup import Limits
 from lp_services.slave.sandbox import SandboxBackend
 from lp_services.slave.script import DEPWAIT_EXIT_CODE
 from lp_services.slave.state import BuilderStatus
+from lp_services.slave.volume import create_volume
 
 from tests.slave.bombs import long_name_bomb, zero_bomb
-from tests.slave.helpers import ScriptBuildTestCase, sha1_of
+from tests.slave.helpers import ScriptBuildTestCase, remove_test_dir, sha1_of
+from tests.slave.test_volume import volume_unavailable
 
 
 def tarball(members) -> bytes:
@@ -260,3 +267,122 @@ class ChrootBombTests(ScriptBuildTestCase):
             self.assertIn(b"[agent] chroot refused: ", log)
             self.assertLess(len(log), 4096)
             self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+
+
+class DiskFullTests(ScriptBuildTestCase):
+    """A build that fills its disk, with the per-build quota."""
+
+    config_overrides = {"work_quota": 32 << 20}
+
+    @defer.inlineCallbacks
+    def test_build_fills_its_quota(self):
+        """A build that writes until its /work is full gets ENOSPC in its
+        own 32 MiB file system only and ends PACKAGEFAIL (its fault); the
+        agent logs, collects and cleans, and takes the next build."""
+        build_dir = yield self.start_script(
+            "cat /dev/zero > fill; echo \"cat: $?\"; df -k /work\n"
+            "printf small > out/small; exit 1\n")
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        log = (build_dir / "buildlog").read_bytes()
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL",
+                         log)
+        self.assertIn(b"No space left on device", log)
+        self.assertIn(b"cat: 1", log)
+        self.assertLessEqual(os.stat(build_dir / "work.img").st_blocks * 512,
+                             32 << 20)
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+        status, log, results = yield self.run_script(
+            "printf fine > out/r\n", build_id="s-2")
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertEqual(results, {"r": b"fine"})
+
+    @defer.inlineCallbacks
+    def test_sparse_result(self):
+        """A sparse 7 GiB result (8 KiB inside) is not copied: it would
+        take the results past the quota; the build is PACKAGEFAIL with
+        the other results, and the cache did not grow by gigabytes."""
+        status, log, results = yield self.run_script(
+            "head -c 8192 /dev/urandom > out/sparse\n"
+            "truncate -s 7516192768 out/sparse\nprintf ok > out/ok\n")
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL",
+                         log)
+        self.assertEqual(results, {"ok": b"ok"})
+        self.assertIn(b"skipped sparse: 7516192768 bytes (8192 really "
+                      b"allocated)", log)
+        cached = sum(p.stat().st_size for p in
+                     self.agent.cache.root.rglob("*") if p.is_file())
+        self.assertLess(cached, 4 << 20)
+        yield self.call("clean")
+
+
+class AgentDiskFullTests(ScriptBuildTestCase):
+    """The agent's own disk (work directory and cache, no per-build
+    quota) on a small loop file system that a build fills: the agent keeps
+    answering and recovers once the space is freed, without a restart."""
+
+    config_overrides = {"work_quota": 0}
+
+    def setUp(self):
+        skip = volume_unavailable()
+        if skip:
+            raise SkipTest(skip)
+        base = Path(tempfile.mkdtemp(prefix="lp-agent-disk-"))
+        self.addCleanup(remove_test_dir, base)
+        create_volume(base / "img", base / "disk", 48 << 20)
+        self.config_overrides = dict(
+            self.config_overrides, work_dir=base / "disk" / "work",
+            cache_dir=base / "disk" / "cache")
+        return super().setUp()
+
+    @defer.inlineCallbacks
+    def test_disk_full_everywhere(self):
+        """The build fills the disk and prints on: the log loses lines
+        (noted), the result cannot be cached (GIVENBACK: not the build's
+        fault), status() answers throughout, clean() frees it all, and the
+        next build is OK."""
+        build_dir = yield self.start_script(
+            "printf r > out/r\ncat /dev/zero > fill\n"
+            "yes 'build output' | head -c 200000\n"
+            "head -c 100000 /dev/urandom > out/big\nexit 0\n")
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        self.assertEqual(status["build_status"], "BuildStatus.GIVENBACK")
+        self.assertEqual(shutil.disk_usage(build_dir).free, 0)
+        self.assertIn(b"[agent] build s-1",
+                      (build_dir / "buildlog").read_bytes())
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+        status, log, results = yield self.run_script(
+            "printf fine > out/r\n", build_id="s-2")
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertEqual(results, {"r": b"fine"})
+
+    @defer.inlineCallbacks
+    def test_abort_and_clean_on_a_full_disk(self):
+        """A build that fills the disk and keeps running can be aborted
+        (no Fault, ABORTED) and cleaned."""
+        free = shutil.disk_usage(self.config.work_dir).free
+        build_dir = yield self.start_script(
+            "cat /dev/zero > fill\necho filled\nexec sleep 600\n")
+        yield self.until(lambda: b"[agent] build s-1" in
+                         (build_dir / "buildlog").read_bytes() and
+                         os.path.exists(build_dir / "build" / "fill") and
+                         shutil.disk_usage(build_dir).free < (1 << 20))
+        self.assertEqual((yield self.call("abort")),
+                         "BuilderStatus.ABORTING")
+        yield self.wait_for(BuilderStatus.WAITING)
+        status = yield self.call("status")
+        self.assertEqual(status["build_status"], "BuildStatus.ABORTED")
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+        self.assertGreater(shutil.disk_usage(self.config.work_dir).free,
+                           free - (1 << 20))
+
+    @defer.inlineCallbacks
+    def until(self, condition, timeout=30.0):
+        """Wait for ``condition()`` by checking it each reactor turn (a
+        real build runs meanwhile), up to ``timeout`` seconds."""
+        deadline = reactor.seconds() + timeout
+        while not condition():
+            if reactor.seconds() > deadline:
+                self.fail("condition not met in %g s" % timeout)
+            yield deferLater(reactor, 0.02, lambda: None)

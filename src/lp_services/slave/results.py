@@ -6,7 +6,18 @@ are checked (:func:`lp_services.filestore.store.check_filename`, and
 characters goes on the wire; others are skipped with a note), files are
 opened relative to the directory with ``O_NOFOLLOW`` (a link the build
 planted is never followed), only regular files are taken, and at most
-:data:`MAX_RESULTS` of them. Blocking: build managers call it in a thread.
+:data:`MAX_RESULTS` of them.
+
+Size: a result costs the cache its apparent size (a sparse file's holes
+are copied as zeros), so that is what counts: all results of a build
+together must fit in its ``budget`` (the build's work quota); one that does
+not is skipped with a note and the collection is marked ``over_quota`` (the
+build's fault). Before each copy the cache's free space is checked, and a
+copy that still hits ``ENOSPC`` (or another write error) is abandoned: the
+collection is marked ``no_space`` (the agent's disk, not the build's
+fault) and nothing is left behind.
+
+Blocking: build managers call it in a thread.
 """
 
 import os
@@ -33,10 +44,19 @@ class Collected:
     filemap: dict[str, str] = field(default_factory=dict)
     added: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    #: A result did not fit in the build's budget (the build's fault).
+    over_quota: bool = False
+    #: The cache had no room for a result (the agent's disk).
+    no_space: bool = False
+
+
+def _free_bytes(path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
 
 
 def collect_directory(dir_fd: int, cache, accept=lambda name: True,
-                      special=None) -> Collected:
+                      special=None, budget: int | None = None) -> Collected:
     """Add the regular files directly in ``dir_fd`` to ``cache``.
 
     :param accept: which names are results at all (others are ignored
@@ -44,8 +64,11 @@ def collect_directory(dir_fd: int, cache, accept=lambda name: True,
     :param special: ``special(name, fd) -> bool``: called for every
         regular file first; True means it was handled (e.g. the DEPFAIL
         convention file) and is not a result.
+    :param budget: bytes all results may take together (None: no bound
+        but the cache's file size cap).
     """
     found = Collected()
+    used = 0
     for name in sorted(os.listdir(dir_fd)):
         if not accept(name):
             continue
@@ -75,11 +98,36 @@ def collect_directory(dir_fd: int, cache, accept=lambda name: True,
                 found.notes.append("more than %d results: %s skipped"
                                    % (MAX_RESULTS, name))
                 continue
+            st = os.fstat(fd)
+            real = st.st_blocks * 512
+            if budget is not None and used + st.st_size > budget:
+                found.over_quota = True
+                found.notes.append(
+                    "skipped %s: %d bytes (%d really allocated) would take "
+                    "the results past the build's quota of %d bytes"
+                    % (name, st.st_size, real, budget))
+                continue
+            try:
+                free = _free_bytes(cache.root)
+            except OSError:
+                free = None
+            if free is not None and st.st_size > free:
+                found.no_space = True
+                found.notes.append("skipped %s: %d bytes, but the agent's "
+                                   "cache has only %d free"
+                                   % (name, st.st_size, free))
+                continue
             try:
                 sha1, size, new = cache.add_fd(fd)
             except ValueError as e:
                 found.notes.append("skipped %s: %s" % (name, e))
                 continue
+            except OSError as e:
+                found.no_space = True
+                found.notes.append("skipped %s: the agent's cache cannot "
+                                   "store it: %s" % (name, e.strerror or e))
+                continue
+            used += size
             found.filemap[name] = sha1
             if new:
                 found.added.add(sha1)

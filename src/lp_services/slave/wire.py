@@ -16,9 +16,10 @@ import re
 
 __all__ = ["wire_name", "wire_text", "wire_value"]
 
-# Characters XML 1.0 cannot carry, plus lone surrogates and the C1 controls
-# (legal XML, but terminal escapes in a name someone will print).
-_NOT_WIRE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff"
+# Characters XML 1.0 cannot carry, plus lone surrogates, the C1 controls
+# (legal XML, but terminal escapes in a name someone will print) and \r
+# (legal, but a parser turns it into \n: it would not arrive as sent).
+_NOT_WIRE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff"
                        "\ufffe\uffff]")
 _NOT_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
