@@ -6,6 +6,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import xmlrpc.client
 from pathlib import Path
 
 from twisted.internet import defer, reactor
@@ -19,7 +20,8 @@ from lp_services.slave.state import BuilderStatus
 from lp_services.slave.volume import create_volume
 
 from tests.slave.bombs import long_name_bomb, zero_bomb
-from tests.slave.helpers import ScriptBuildTestCase, remove_test_dir, sha1_of
+from tests.slave.helpers import (
+    ScriptBuildTestCase, remove_test_dir, serve_directory, sha1_of)
 from tests.slave.test_volume import volume_unavailable
 
 
@@ -316,6 +318,28 @@ class DiskFullTests(ScriptBuildTestCase):
         yield self.call("clean")
 
 
+def fill_up(path: Path) -> None:
+    """Write ``path`` until its file system has not one free block, then
+    take the free inodes too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    n = 0
+    try:
+        while True:
+            os.mkdir("%s.%d" % (path, n))
+            n += 1
+    except OSError:
+        pass
+
+
 class AgentDiskFullTests(ScriptBuildTestCase):
     """The agent's own disk (work directory and cache, no per-build
     quota) on a small loop file system that a build fills: the agent keeps
@@ -386,3 +410,39 @@ class AgentDiskFullTests(ScriptBuildTestCase):
             if reactor.seconds() > deadline:
                 self.fail("condition not met in %g s" % timeout)
             yield deferLater(reactor, 0.02, lambda: None)
+
+    @defer.inlineCallbacks
+    def test_full_disk_build_and_download(self):
+        """With the agent's disk full (not by a build), build() is Fault 7
+        (a clear error, IDLE, nothing left) and a download answers
+        [false, "Download failed: ..."] leaving no partial file; once
+        space is freed both work, without a restart."""
+        filler = self.config.cache_dir.parent / "filler"
+        fill_up(filler)
+        fault = yield self.assertFailure(
+            self.call("build", "s-9", "script", self.chroot,
+                      {"build.sh": self.chroot}, {"script": "build.sh"}),
+            xmlrpc.client.Fault)
+        self.assertEqual(fault.faultCode, 7)
+        self.assertIn("No space left on device", fault.faultString)
+        self.assertEqual(list(self.config.work_dir.iterdir()), [])
+        served = Path(tempfile.mkdtemp(prefix="lp-serve-"))
+        self.addCleanup(shutil.rmtree, served)
+        data = os.urandom(4 << 20)
+        (served / "f").write_bytes(data)
+        url = serve_directory(self, served) + "/f"
+        present, info = yield self.call("ensurepresent", sha1_of(data), url)
+        self.assertFalse(present)
+        self.assertIn("Download failed", info)
+        self.assertEqual(
+            [p.name for p in self.agent.cache.root.rglob(".incoming-*")], [])
+        os.unlink(filler)
+        for n in range(100_000):
+            try:
+                os.rmdir("%s.%d" % (filler, n))
+            except FileNotFoundError:
+                break
+        self.assertEqual((yield self.call("ensurepresent", sha1_of(data),
+                                          url)), [True, "Download"])
+        status, log, _ = yield self.run_script("exit 0\n", build_id="s-10")
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)

@@ -20,7 +20,8 @@ from lp_services.slave.cache import FileCache
 from lp_services.slave.cgroup import Limits
 from lp_services.slave.config import AgentConfig
 from lp_services.slave.errors import (
-    BadArguments, BadBuildId, BadFileName, BadSha1, NotClean, WrongState)
+    AgentDiskError, BadArguments, BadBuildId, BadFileName, BadSha1, NotClean,
+    WrongState)
 from lp_services.slave.manager import BuildContext, BuildOutcome, ManagerRegistry
 from lp_services.slave.state import BuilderStatus, BuildStatus, StateMachine
 from lp_services.slave.tree import remove_tree
@@ -282,9 +283,17 @@ class Agent:
 
         self._check_clean()
         build_dir = self.config.work_dir / build_id
-        build_dir.mkdir(mode=0o755)
-        log = BuildLog(build_dir / "buildlog", self.reactor,
-                       self.config.max_log_size)
+        try:
+            build_dir.mkdir(mode=0o755)
+            log = BuildLog(build_dir / "buildlog", self.reactor,
+                           self.config.max_log_size)
+        except OSError as e:
+            try:
+                remove_tree(build_dir)
+            except OSError:
+                pass  # build() refuses over it (NotClean) and sweeps again
+            raise AgentDiskError("cannot create the build directory: %s"
+                                 % e.strerror) from None
         context = BuildContext(
             build_id=build_id, build_dir=build_dir,
             chroot=self.cache.path_for(chroot_sha1),

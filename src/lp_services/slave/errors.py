@@ -6,6 +6,7 @@ The domain object raises these; the XML-RPC layer turns them into
 """
 
 __all__ = [
+    "AgentDiskError",
     "AgentError",
     "BadArguments",
     "BadBuildId",
@@ -61,6 +62,13 @@ class NotClean(AgentError):
     fault_code = 6
 
 
+class AgentDiskError(AgentError):
+    """The agent's own disk refused what a request needs (e.g. ENOSPC
+    making the build directory); nothing was changed."""
+
+    fault_code = 7
+
+
 #: code -> meaning, for docs and tests.
 FAULT_CODES = {
     1: "bad arguments (count, types, build args)",
@@ -69,6 +77,7 @@ FAULT_CODES = {
     4: "bad file name",
     5: "bad sha1",
     6: "the work directory is not clean (leftovers could not be removed)",
+    7: "the agent's disk refused the request (e.g. full)",
     8001: "no such method (Twisted)",
     8002: "unexpected failure or unparseable request (Twisted)",
 }
