@@ -119,12 +119,14 @@ class ResultSizeTests(TestCase):
 
     def test_cache_without_room(self):
         """With the cache on a small full file system, results that do not
-        fit are skipped (no_space), nothing partial stays in the cache,
-        and a later collection that fits works."""
+        fit are skipped (no_space; NoSpace for callers that do not take
+        it), nothing partial stays in the cache, and a later collection
+        that fits works."""
         create_volume(self.base / "img", self.base / "cache", 8 << 20)
         cache = FileCache(self.base / "cache", reactor, 8 << 30, 10)
         (self.out / "big").write_bytes(os.urandom(12 << 20))
-        found = self.collect(cache)
+        self.assertRaises(results.NoSpace, self.collect, cache)
+        found = self.collect(cache, raise_no_space=False)
         self.assertEqual(found.filemap, {})
         self.assertTrue(found.no_space)
         self.assertIn("cache has only", found.notes[0])
@@ -144,7 +146,7 @@ class ResultSizeTests(TestCase):
         cache = FileCache(self.base / "cache", reactor, 8 << 30, 10)
         free = results._free_bytes(self.base / "cache")
         (self.out / "exactly").write_bytes(os.urandom(free))
-        found = self.collect(cache)
+        found = self.collect(cache, raise_no_space=False)
         self.assertEqual(found.filemap, {})
         self.assertTrue(found.no_space)
         self.assertIn("cannot store it: No space left on device",

@@ -15,11 +15,13 @@ not is skipped with a note and the collection is marked ``over_quota`` (the
 build's fault). Before each copy the cache's free space is checked, and a
 copy that still hits ``ENOSPC`` (or another write error) is abandoned: the
 collection is marked ``no_space`` (the agent's disk, not the build's
-fault) and nothing is left behind.
+fault; callers that do not handle that get :class:`NoSpace` instead, so
+no result goes missing silently) and nothing is left behind.
 
 Blocking: build managers call it in a thread.
 """
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 from lp_services.filestore.store import InvalidFileName, check_filename
 from lp_services.slave.wire import wire_name
 
-__all__ = ["DIR_FLAGS", "MAX_RESULTS", "Collected", "collect_directory"]
+__all__ = ["DIR_FLAGS", "MAX_RESULTS", "Collected", "NoSpace",
+           "collect_directory"]
 
 #: At most this many result files are collected from one build.
 MAX_RESULTS = 1000
@@ -55,8 +58,14 @@ def _free_bytes(path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+class NoSpace(OSError):
+    """The cache had no room for a result (when the caller does not take
+    ``no_space`` itself)."""
+
+
 def collect_directory(dir_fd: int, cache, accept=lambda name: True,
-                      special=None, budget: int | None = None) -> Collected:
+                      special=None, budget: int | None = None,
+                      raise_no_space: bool = True) -> Collected:
     """Add the regular files directly in ``dir_fd`` to ``cache``.
 
     :param accept: which names are results at all (others are ignored
@@ -66,6 +75,10 @@ def collect_directory(dir_fd: int, cache, accept=lambda name: True,
         convention file) and is not a result.
     :param budget: bytes all results may take together (None: no bound
         but the cache's file size cap).
+    :param raise_no_space: raise :class:`NoSpace` (after the whole
+        directory was seen, nothing partial left) instead of returning a
+        collection marked ``no_space``; for callers that do not handle it,
+        so no result goes missing silently.
     """
     found = Collected()
     used = 0
@@ -133,4 +146,9 @@ def collect_directory(dir_fd: int, cache, accept=lambda name: True,
                 found.added.add(sha1)
         finally:
             os.close(fd)
+    if found.no_space and raise_no_space:
+        for sha1 in found.added:
+            cache.remove(sha1)
+        raise NoSpace(errno.ENOSPC, "the agent's cache has no room for the "
+                      "results: %s" % "; ".join(found.notes)[-1000:])
     return found

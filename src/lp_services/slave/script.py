@@ -153,7 +153,7 @@ def _collect(work, cache, budget):
 
         try:
             found = collect_directory(out_fd, cache, special=read_depwait,
-                                      budget=budget)
+                                      budget=budget, raise_no_space=False)
         finally:
             os.close(out_fd)
     finally:
