@@ -29,6 +29,7 @@ Blocking: call these in a thread.
 import ctypes
 import errno
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -48,7 +49,14 @@ class VolumeError(Exception):
     """The volume could not be made or mounted (the builder's fault)."""
 
 
+def _program(name: str) -> str:
+    # /usr/sbin is not on every daemon's PATH.
+    return shutil.which(name) or shutil.which(
+        name, path="/usr/sbin:/sbin:/usr/bin:/bin") or name
+
+
 def _command(argv: list[str]) -> None:
+    argv = [_program(argv[0])] + argv[1:]
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=_COMMAND_TIMEOUT)
