@@ -283,3 +283,54 @@ class ResolveTests(SynchronousTestCase):
         self.assertIsNone(resolve_in_root(root, "/loop"))
         self.assertIsNone(resolve_in_root(root, "/missing"))
         self.assertEqual(resolve_in_root(root, "/../../usr"), root / "usr")
+
+
+class HostileNameTests(SynchronousTestCase):
+    """Names and links the file system would refuse are the archive's
+    fault (UnsafeArchive, so CHROOTFAIL), never an OSError (BUILDERFAIL)."""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="lp-chroot-names-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+
+    def refused(self, members, words):
+        archive = self.dir / "a"
+        archive.write_bytes(make_tar(members))
+        e = self.assertRaises(UnsafeArchive, unpack, archive,
+                              self.dir / "root")
+        self.assertIn(words, str(e))
+        self.assertLess(len(str(e)), 500)
+        shutil.rmtree(self.dir / "root")
+
+    def test_refused_names(self):
+        """Too deep, too long, a component over 255 bytes, a symlink
+        target over PATH_MAX, a member where the file system says no."""
+        self.refused([("a/" * 300 + "f", tarfile.REGTYPE, b"")], "deeper")
+        self.refused([(("d" * 200 + "/") * 21 + "f", tarfile.REGTYPE, b"")],
+                     "longer than 4095")
+        self.refused([("x" * 300, tarfile.REGTYPE, b"")], "255 bytes")
+        self.refused([("l", tarfile.SYMTYPE, "t/" * 2100)], "symlink target")
+        self.refused([("f", tarfile.REGTYPE, b"x"),
+                      ("h", tarfile.LNKTYPE, "missing")], "cannot be written")
+
+    def test_directory_modes_are_kept(self):
+        """Directory modes other than 0755 are applied at the end (deepest
+        first, owner rwx kept), after the directories' members are
+        written."""
+        members = [("ro", tarfile.DIRTYPE, None), ("ro/f", tarfile.REGTYPE,
+                                                    b"x")]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, kind, data in members:
+                info = tarfile.TarInfo(name)
+                info.type = kind
+                info.mode = 0o550 if kind == tarfile.DIRTYPE else 0o644
+                info.size = len(data or b"")
+                tar.addfile(info, io.BytesIO(data or b""))
+        archive = self.dir / "modes.tar"
+        archive.write_bytes(buf.getvalue())
+        root = self.dir / "root"
+        unpack(archive, root)
+        self.assertEqual(stat.S_IMODE(os.stat(root / "ro").st_mode), 0o750)
+        self.assertEqual(stat.S_IMODE(os.stat(root / "ro" / "f").st_mode),
+                         0o644)

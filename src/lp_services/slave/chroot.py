@@ -17,7 +17,10 @@ members' data (at most ``ratio`` times the archive's size, at least
 size of every extended header (GNU long names and links, pax headers)
 before it is read, so neither the disk, nor the agent's memory, nor the
 log (which quotes member names) can be filled by a small archive. Sparse
-members are refused. Going over a bound is :class:`UnsafeArchive`: the
+members are refused; names are at most :data:`MAX_PATH` bytes and
+:data:`MAX_DEPTH` levels. A member the file system refuses for what the
+archive says (a name too long, a link to nothing, too many links) is the
+archive's fault as well. Going over a bound is :class:`UnsafeArchive`: the
 chroot's fault (CHROOTFAIL), not the builder's.
 
 Blocking: call :func:`unpack` in a thread.
@@ -43,8 +46,21 @@ _MAGIC_XZ = b"\xfd7zXZ\x00"
 _MAGIC_ZST = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Directory fds the writer keeps open at most.
+#: Directory fds the writer keeps open at most (plus MAX_DEPTH).
 _MAX_OPEN_DIRS = 256
+#: Longest member name or link target (PATH_MAX less the NUL), deepest
+#: member; real chroots stay far below both. They bound the writer's open
+#: fds and the memory of the directory modes kept for the end.
+MAX_PATH = 4095
+MAX_DEPTH = 256
+_DIR_MODES_BYTES = 64 << 20
+#: Errors of writing a member that the archive's content causes (a name
+#: or link the file system refuses), as opposed to the host's trouble
+#: (ENOSPC, EIO, ...), which stays an OSError (BUILDERFAIL).
+_ARCHIVE_ERRNOS = frozenset({
+    errno.ENAMETOOLONG, errno.EEXIST, errno.EINVAL, errno.ENOTDIR,
+    errno.EISDIR, errno.ELOOP, errno.EMLINK, errno.ENOENT, errno.EPERM,
+    errno.ENOTEMPTY})
 
 
 class UnsafeArchive(ValueError):
@@ -131,12 +147,21 @@ def _open_stream(raw, limits: UnpackLimits):
 def _clean_name(name: str) -> list[str]:
     """Member name -> path components, or UnsafeArchive."""
     if "\0" in name:
-        raise UnsafeArchive("member name with NUL: %r" % name)
+        raise UnsafeArchive("member name with NUL: %.200r" % name)
     if name.startswith("/"):
-        raise UnsafeArchive("absolute member name: %r" % name)
+        raise UnsafeArchive("absolute member name: %.200r" % name)
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise UnsafeArchive("member name longer than %d bytes: %.200r"
+                            % (MAX_PATH, name))
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchive("member name with '..': %r" % name)
+        raise UnsafeArchive("member name with '..': %.200r" % name)
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeArchive("member deeper than %d levels: %.200r"
+                            % (MAX_DEPTH, name))
+    if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        raise UnsafeArchive("member name with a component longer than 255 "
+                            "bytes: %.200r" % name)
     return parts
 
 
@@ -242,7 +267,7 @@ def unpack(archive: Path, root: Path,
     root_fd = os.open(root, _DIR_FLAGS)
     writer = _Writer(root_fd)
     count = 0
-    dir_modes = []
+    dir_modes = _DirModes()
     try:
         with open(archive, "rb") as raw:
             budget = limits.total_for(os.fstat(raw.fileno()).st_size)
@@ -266,11 +291,19 @@ def unpack(archive: Path, root: Path,
                                 "archive, at least %d, at most %d): at %.200r"
                                 % (budget, limits.ratio, limits.floor,
                                    limits.max_total, member.name))
-                    _extract(tar, member, writer, dir_modes)
+                    try:
+                        _extract(tar, member, writer, dir_modes)
+                    except OSError as e:
+                        if e.errno not in _ARCHIVE_ERRNOS:
+                            raise
+                        raise UnsafeArchive("member %.200r cannot be "
+                                            "written: %s" % (member.name,
+                                                             e.strerror)
+                                            ) from None
                     writer.end_member()
             except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
                 raise UnsafeArchive("corrupt archive: %s" % e) from None
-        for parts, mode in reversed(dir_modes):
+        for parts, mode in dir_modes.deepest_first():
             fd = _open_dir(root_fd, parts)
             try:
                 os.fchmod(fd, mode)
@@ -287,6 +320,34 @@ def unpack(archive: Path, root: Path,
         writer.close()
         os.close(root_fd)
     return count
+
+
+class _DirModes:
+    """Modes of directories, set at the end (a read-only directory must
+    stay writable while its members are written). Only modes other than
+    the 0755 directories are made with are kept, once per directory, and
+    their names may take at most :data:`_DIR_MODES_BYTES` bytes."""
+
+    def __init__(self):
+        self._modes: dict[str, int] = {}
+        self._bytes = 0
+
+    def add(self, parts: list[str], mode: int) -> None:
+        key = "/".join(parts)
+        if key not in self._modes:
+            if mode == 0o755:
+                return
+            self._bytes += len(key)
+            if self._bytes > _DIR_MODES_BYTES:
+                raise UnsafeArchive("too many directories with their own "
+                                    "modes")
+        self._modes[key] = mode
+
+    def deepest_first(self):
+        """(parts, mode), children before their parents."""
+        for key in sorted(self._modes, key=lambda k: k.count("/"),
+                          reverse=True):
+            yield key.split("/"), self._modes[key]
 
 
 def _members(tar):
@@ -310,7 +371,7 @@ def _open_dir(root_fd: int, parts: list[str]) -> int:
     return fd
 
 
-def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
+def _extract(tar, member, writer: _Writer, dir_modes: "_DirModes") -> None:
     parts = _clean_name(member.name)
     if not parts:
         return  # the root itself
@@ -330,8 +391,11 @@ def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafeArchive("directory over a non-directory: %r"
                                     % member.name) from None
-        dir_modes.append((parts, mode | 0o700))
+        dir_modes.add(parts, mode | 0o700)
     elif member.issym():
+        if len(member.linkname.encode("utf-8", "surrogateescape")) > MAX_PATH:
+            raise UnsafeArchive("symlink target longer than %d bytes: %.200r"
+                                % (MAX_PATH, member.name))
         if not _inside(parts[:-1], member.linkname):
             raise UnsafeArchive("symlink points outside the root: %r -> %r"
                                 % (member.name, member.linkname))
