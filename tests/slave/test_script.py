@@ -317,6 +317,17 @@ class DiskFullTests(ScriptBuildTestCase):
         self.assertLess(cached, 4 << 20)
         yield self.call("clean")
 
+    @defer.inlineCallbacks
+    def test_files_larger_than_the_quota(self):
+        """A build whose own files do not fit in its 32 MiB quota is
+        PACKAGEFAIL (the build's, not the builder's), and cleans."""
+        status, log, _ = yield self.run_script(
+            "exit 0\n", extra={"big": os.urandom(40 << 20)})
+        self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL",
+                         log)
+        self.assertIn(b"do not fit in its work quota", log)
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+
 
 def fill_up(path: Path) -> None:
     """Write ``path`` until its file system has not one free block, then

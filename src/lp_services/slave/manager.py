@@ -1,6 +1,7 @@
 """What build managers share: the context they get, the outcome they give,
 and the registry of build types by name."""
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -110,8 +111,9 @@ class SandboxedBuildManager:
         """The unpack step: unpack the chroot into ``root`` (refused
         members -> CHROOTFAIL), check it has each of ``tools`` (else
         CHROOTFAIL, the log line ending with ``missing``), and copy the
-        build's files into ``work``. Returns an outcome to end the build
-        with, or None to go on."""
+        build's files into ``work`` (on the build's own work volume when
+        it has a quota; files that do not fit are PACKAGEFAIL). Returns an
+        outcome to end the build with, or None to go on."""
         ctx, log = self.ctx, self.ctx.log
         log.header("unpack")
         if ctx.work_quota:
@@ -133,7 +135,15 @@ class SandboxedBuildManager:
             if resolve_in_root(root, tool) is None:
                 log.line("the chroot has no %s%s" % (tool, missing))
                 return BuildOutcome(BuildStatus.CHROOTFAIL)
-        await self._thread(place_files, ctx.files, work)
+        try:
+            await self._thread(place_files, ctx.files, work)
+        except OSError as e:
+            if not ctx.work_quota or e.errno not in (errno.ENOSPC,
+                                                     errno.EDQUOT):
+                raise
+            log.line("the build's files do not fit in its work quota of "
+                     "%d bytes" % ctx.work_quota)
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
         log.line("placed %d files in /work" % len(ctx.files))
         return None
 
