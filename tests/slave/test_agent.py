@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from lp_services.slave.agent import Agent
-from lp_services.slave.errors import BadBuildId, BadFileName, NotClean, WrongState
+from lp_services.slave.errors import (
+    BadBuildId, BadFileName, NotClean, WrongState)
 from lp_services.slave.manager import BuildOutcome
 from lp_services.slave.state import BuilderStatus, BuildStatus
 from lp_services.slave.testing import make_test_config

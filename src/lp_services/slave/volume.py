@@ -80,11 +80,13 @@ def create_volume(image: Path, mount_point: Path, size: int) -> None:
             f.truncate(size)
         mount_point.mkdir(mode=0o755, exist_ok=True)
     except OSError as e:
-        raise VolumeError("cannot create %s: %s" % (image, e.strerror)) from None
+        raise VolumeError("cannot create %s: %s"
+                          % (image, e.strerror)) from None
     _command(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", "lp-work",
               "-E", "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
               str(image)])
-    _command(["mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime,noinit_itable",
+    _command(["mount", "-t", "ext4", "-o",
+              "loop,nosuid,nodev,noatime,noinit_itable",
               str(image), str(mount_point)])
     try:
         os.rmdir(mount_point / "lost+found")
