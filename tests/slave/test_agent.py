@@ -15,8 +15,12 @@ from lp_services.slave.errors import (
 from lp_services.slave.manager import BuildOutcome
 from lp_services.slave.state import BuilderStatus, BuildStatus
 from lp_services.slave.testing import make_test_config
+from lp_services.slave.volume import (
+    create_volume, detach_mounts, mounts_under)
 
 from tests.slave.hold import HoldBuildManager, hold_registry
+from tests.slave.test_tree import deep_tree
+from tests.slave.test_volume import volume_unavailable
 
 
 class AgentTests(TestCase):
@@ -50,6 +54,28 @@ class AgentTests(TestCase):
         (self.config.work_dir / "stray").write_text("x")
         yield self.agent.start()
         self.assertEqual(list(self.config.work_dir.iterdir()), [])
+
+    @defer.inlineCallbacks
+    def test_start_unmounts_a_crashed_runs_volume(self):
+        """A work volume still mounted by a run that died (and a deep tree
+        in it) is unmounted and removed by start(); builds are accepted."""
+        skip = volume_unavailable()
+        if skip:
+            raise SkipTest(skip)
+        old = self.config.work_dir / "crashed"
+        old.mkdir()
+        create_volume(old / "work.img", old / "build", 8 << 20)
+        self.addCleanup(detach_mounts, self.config.work_dir)
+        deep_tree(old / "build" / "tree", 1500)
+        self.assertEqual(len(mounts_under(self.config.work_dir)), 1)
+        self.assertEqual((yield self.agent.start()), [])
+        self.assertEqual(mounts_under(self.config.work_dir), [])
+        self.assertEqual(list(self.config.work_dir.iterdir()), [])
+        self.agent.build("c-6", "hold", "a" * 40, {}, {})
+        HoldBuildManager.instances[-1].finish.callback(
+            BuildOutcome(BuildStatus.OK))
+        yield self.agent.wait_for(BuilderStatus.WAITING)
+        yield self.agent.clean()
 
     @defer.inlineCallbacks
     def test_wait_for_and_full_cycle(self):
