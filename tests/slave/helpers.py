@@ -17,6 +17,15 @@ from twisted.web.http_headers import Headers
 from lp_services.slave.busybox_chroot import busybox_chroot
 from lp_services.slave.state import BuilderStatus
 from lp_services.slave.testing import TEST_SECRET, make_test_config, start_agent
+from lp_services.slave.tree import remove_tree
+from lp_services.slave.volume import detach_mounts
+
+
+def remove_test_dir(path: Path) -> None:
+    """Remove a test's directory even if a failed test left a build's
+    work volume mounted or a tree too deep for shutil.rmtree in it."""
+    detach_mounts(path)
+    remove_tree(path)
 
 
 def sha1_of(data: bytes) -> str:
@@ -46,7 +55,7 @@ class AgentTestCase(TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = Path(tempfile.mkdtemp(prefix="lp-agent-test-"))
-        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.addCleanup(remove_test_dir, self.tmp)
         self.config = make_test_config(self.tmp, **self.config_overrides)
         self.running = yield start_agent(config=self.config,
                                          **self.agent_kwargs())

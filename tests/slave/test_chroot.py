@@ -5,15 +5,18 @@ import os
 import shutil
 import stat
 import tarfile
+import subprocess
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import zstandard
 from twisted.trial.unittest import SynchronousTestCase
 
 from lp_services.slave.chroot import (
-    MOUNT_POINTS, UnsafeArchive, resolve_in_root, unpack)
+    MOUNT_POINTS, UnpackLimits, UnsafeArchive, resolve_in_root, unpack)
 
+from tests.slave.bombs import long_name_bomb, many_members, zero_bomb
 from tests.slave.helpers import busybox_tarball
 
 
@@ -159,6 +162,109 @@ class UnpackTests(SynchronousTestCase):
         self.assertRaises(UnsafeArchive, self.unpack_bytes, good[:len(good) // 2])
 
 
+def disk_usage(root: Path) -> int:
+    """Bytes really allocated under ``root``."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+class AmplificationTests(SynchronousTestCase):
+    """Small archives that expand to a lot are refused early (the
+    attacker's bombs of issue 19)."""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="lp-chroot-bomb-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+
+    def test_zero_bomb(self):
+        """A 57 KB chroot holding 1.8 GB of zeros is refused before its
+        data is written, by the default limits (ratio and floor)."""
+        e = self.assertRaises(UnsafeArchive, unpack, zero_bomb(),
+                              self.dir / "root")
+        self.assertIn("unpacks to more than %d bytes" % (256 << 20), str(e))
+        self.assertLess(disk_usage(self.dir / "root"), 1 << 20)
+
+    def test_total_size_is_counted_over_members(self):
+        """Many files, each small, are refused once their sum passes the
+        budget."""
+        data = make_tar([("f%d" % n, tarfile.REGTYPE, b"x" * 1000)
+                         for n in range(20)])
+        archive = self.dir / "a"
+        archive.write_bytes(data)
+        limits = UnpackLimits(floor=10_000, ratio=1)
+        e = self.assertRaises(UnsafeArchive, unpack, archive,
+                              self.dir / "root", limits)
+        self.assertIn("at 'f10'", str(e))
+
+    def test_long_name_bomb_memory(self):
+        """A GNU long-name header of 2.5 GB in an 80 KB chroot is refused
+        before it is read: the unpack allocates under 16 MB."""
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        e = self.assertRaises(UnsafeArchive, unpack, long_name_bomb(),
+                              self.dir / "root")
+        _, peak = tracemalloc.get_traced_memory()
+        self.assertIn("extended header of %d bytes" % (2500 << 20), str(e))
+        self.assertLess(len(str(e)), 500)
+        self.assertLess(peak, 16 << 20)
+
+    def test_member_count(self):
+        """More members than max_members is refused."""
+        limits = UnpackLimits(max_members=1000)
+        e = self.assertRaises(UnsafeArchive, unpack, many_members(2000),
+                              self.dir / "root", limits)
+        self.assertIn("more than 1000 members", str(e))
+
+    def test_header_chain(self):
+        """A run of extended headers in front of one member is refused."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w",
+                          format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("x")
+            info.pax_headers = {"comment": "c"}
+            tar.addfile(info, io.BytesIO(b""))
+        one = buf.getvalue()
+        header_len = one.index(b"ustar", 600) - 257  # the member's header
+        pax = one[:header_len]
+        archive = self.dir / "chain.tar"
+        archive.write_bytes(pax * 20 + one)
+        e = self.assertRaises(UnsafeArchive, unpack, archive,
+                              self.dir / "root")
+        self.assertIn("extended headers", str(e))
+
+    def test_sparse_member(self):
+        """A sparse member (GNU tar --sparse) is refused."""
+        src = self.dir / "src"
+        src.mkdir()
+        with open(src / "holes", "wb") as f:
+            f.seek(100 << 20)
+            f.write(b"end")
+        archive = self.dir / "sparse.tar"
+        for fmt in ("gnu", "posix"):
+            subprocess.run(["tar", "--sparse", "--format=" + fmt, "-cf",
+                            str(archive), "-C", str(src), "holes"],
+                           check=True)
+            e = self.assertRaises(UnsafeArchive, unpack, archive,
+                                  self.dir / ("root-" + fmt))
+            self.assertIn("sparse", str(e))
+
+    def test_many_directories_and_links(self):
+        """More directories than the writer keeps open, with hard links
+        between them, unpack right."""
+        members = []
+        for n in range(600):
+            members.append(("d%d/f" % n, tarfile.REGTYPE, b"%d" % n))
+            members.append(("d%d/h" % n, tarfile.LNKTYPE, "d%d/f" % (n // 2)))
+        archive = self.dir / "dirs"
+        archive.write_bytes(make_tar(members))
+        root = self.dir / "root"
+        self.assertEqual(unpack(archive, root), 1200)
+        self.assertEqual((root / "d599" / "h").read_bytes(), b"299")
+
+
 class ResolveTests(SynchronousTestCase):
     """resolve_in_root follows links as the sandbox would, never out."""
 
@@ -177,3 +283,54 @@ class ResolveTests(SynchronousTestCase):
         self.assertIsNone(resolve_in_root(root, "/loop"))
         self.assertIsNone(resolve_in_root(root, "/missing"))
         self.assertEqual(resolve_in_root(root, "/../../usr"), root / "usr")
+
+
+class HostileNameTests(SynchronousTestCase):
+    """Names and links the file system would refuse are the archive's
+    fault (UnsafeArchive, so CHROOTFAIL), never an OSError (BUILDERFAIL)."""
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="lp-chroot-names-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+
+    def refused(self, members, words):
+        archive = self.dir / "a"
+        archive.write_bytes(make_tar(members))
+        e = self.assertRaises(UnsafeArchive, unpack, archive,
+                              self.dir / "root")
+        self.assertIn(words, str(e))
+        self.assertLess(len(str(e)), 500)
+        shutil.rmtree(self.dir / "root")
+
+    def test_refused_names(self):
+        """Too deep, too long, a component over 255 bytes, a symlink
+        target over PATH_MAX, a member where the file system says no."""
+        self.refused([("a/" * 300 + "f", tarfile.REGTYPE, b"")], "deeper")
+        self.refused([(("d" * 200 + "/") * 21 + "f", tarfile.REGTYPE, b"")],
+                     "longer than 4095")
+        self.refused([("x" * 300, tarfile.REGTYPE, b"")], "255 bytes")
+        self.refused([("l", tarfile.SYMTYPE, "t/" * 2100)], "symlink target")
+        self.refused([("f", tarfile.REGTYPE, b"x"),
+                      ("h", tarfile.LNKTYPE, "missing")], "cannot be written")
+
+    def test_directory_modes_are_kept(self):
+        """Directory modes other than 0755 are applied at the end (deepest
+        first, owner rwx kept), after the directories' members are
+        written."""
+        members = [("ro", tarfile.DIRTYPE, None), ("ro/f", tarfile.REGTYPE,
+                                                    b"x")]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, kind, data in members:
+                info = tarfile.TarInfo(name)
+                info.type = kind
+                info.mode = 0o550 if kind == tarfile.DIRTYPE else 0o644
+                info.size = len(data or b"")
+                tar.addfile(info, io.BytesIO(data or b""))
+        archive = self.dir / "modes.tar"
+        archive.write_bytes(buf.getvalue())
+        root = self.dir / "root"
+        unpack(archive, root)
+        self.assertEqual(stat.S_IMODE(os.stat(root / "ro").st_mode), 0o750)
+        self.assertEqual(stat.S_IMODE(os.stat(root / "ro" / "f").st_mode),
+                         0o644)

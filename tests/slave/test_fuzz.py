@@ -12,6 +12,7 @@ from twisted.internet.threads import blockingCallFromThread
 
 from lp_services.slave.manager import BuildOutcome, ManagerRegistry
 from lp_services.slave.state import BuilderStatus, BuildStatus
+from lp_services.slave.wire import wire_text
 from lp_services.testing.tiers import slow
 
 from tests.slave.helpers import AgentTestCase
@@ -148,3 +149,55 @@ class SlowFuzzTests(FuzzTestCase):
         return self.fuzz(10_000)
 
     test_ten_thousand_fuzzed_calls.timeout = 1800
+
+
+# Any str Python can hold: lone surrogates are what a non-UTF-8 file name
+# becomes; control characters are what a build can put in any text.
+# (Hypothesis leaves surrogates out of characters(): add them by hand.)
+_hostile = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF)
+                   | st.sampled_from(["\udcff", "\ud800", "\x00", "\x1b",
+                                      "\r", "\x9b", "\ufffe"]),
+                   max_size=20)
+
+
+class HostileOutcomeFuzzTests(FuzzTestCase):
+    """Whatever names and texts a build manager reports, status() stays an
+    answer the master can parse (issue 19)."""
+
+    def finish(self, filemap, dependencies):
+        """Run one hold build to WAITING with this outcome (reactor)."""
+        @defer.inlineCallbacks
+        def run():
+            yield self.drive(BuilderStatus.IDLE)
+            self.agent.build("fuzz-out", "hold", self.chroot, {}, {})
+            HoldBuildManager.instances[-1].finish.callback(
+                BuildOutcome(BuildStatus.DEPFAIL, filemap, dependencies))
+            yield self.agent.wait_for(BuilderStatus.WAITING)
+        return run()
+
+    def test_status_always_encodable(self):
+        """60 outcomes with hostile result names (non-UTF-8, control
+        characters) and dependency texts: status() over real XML-RPC
+        always parses."""
+        proxy = self.blocking_proxy()
+
+        @settings(max_examples=60, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(filemap=st.dictionaries(_hostile, st.just("1" * 40),
+                                       max_size=3),
+               dependencies=_hostile)
+        def prop(filemap, dependencies):
+            blockingCallFromThread(reactor, self.finish, filemap,
+                                   dependencies)
+            status = proxy.status()
+            assert status["builder_status"] == "BuilderStatus.WAITING"
+            assert set(status["filemap"]) <= {wire_text(n) for n in filemap}
+            assert isinstance(status["dependencies"], str)
+
+        def run():
+            try:
+                prop()
+            finally:
+                proxy("close")()
+
+        return threads.deferToThread(run)

@@ -7,10 +7,7 @@ AgentError` having changed nothing. The state moves only through
 :class:`~lp_services.slave.state.StateMachine`.
 """
 
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +20,13 @@ from lp_services.slave.cache import FileCache
 from lp_services.slave.cgroup import Limits
 from lp_services.slave.config import AgentConfig
 from lp_services.slave.errors import (
-    BadArguments, BadBuildId, BadFileName, BadSha1, WrongState)
+    AgentDiskError, BadArguments, BadBuildId, BadFileName, BadSha1, NotClean,
+    WrongState)
 from lp_services.slave.manager import BuildContext, BuildOutcome, ManagerRegistry
 from lp_services.slave.state import BuilderStatus, BuildStatus, StateMachine
+from lp_services.slave.tree import remove_tree
+from lp_services.slave.volume import VolumeError, detach_mounts
+from lp_services.slave.wire import wire_text, wire_value
 
 __all__ = [
     "Agent",
@@ -104,15 +105,22 @@ def _check_str(name: str, value, limit: int, optional: bool = False):
         raise BadArguments("%s contains NUL" % name)
 
 
-def _remove(path: Path) -> None:
-    """Delete a file or a directory tree (blocking; errors ignored)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
+def _sweep(work_dir: Path) -> list[str]:
+    """Remove everything in ``work_dir`` (blocking): detach the mounts
+    under each entry (a build's volume), then delete it. Return one line per
+    entry that could not be removed (empty: all gone)."""
+    failures = []
+    try:
+        names = sorted(p.name for p in work_dir.iterdir())
+    except OSError as e:
+        return ["cannot list %s: %s" % (work_dir, e.strerror)]
+    for name in names:
         try:
-            path.unlink()
-        except OSError:
-            pass
+            detach_mounts(work_dir / name)
+            remove_tree(work_dir / name)
+        except (OSError, VolumeError) as e:
+            failures.append(str(e))
+    return failures
 
 
 def check_sha1(value, what: str = "sha1") -> str:
@@ -141,7 +149,11 @@ class Agent:
         self._machine = StateMachine()
         self._waiters: list[tuple[BuilderStatus, defer.Deferred]] = []
         self._build: _Build | None = None
-        self._trash: list[defer.Deferred] = []
+        #: The sweep of the work directory in progress, its waiters, and
+        #: what the last one could not remove.
+        self._sweeping: defer.Deferred | None = None
+        self._sweep_waiters: list[defer.Deferred] = []
+        self._leftovers: list[str] = []
 
     @property
     def state(self) -> BuilderStatus:
@@ -185,7 +197,8 @@ class Agent:
         return [PROTOCOL_VERSION, self.config.arch_tag, self.registry.names()]
 
     def status(self) -> dict:
-        """The protocol's status dict (``logtail`` as bytes)."""
+        """The protocol's status dict (``logtail`` as bytes); every string
+        in it can be sent (see lp_services.slave.wire)."""
         state = self.state
         result = {"builder_status": state.value,
                   "builder_version": BUILDER_VERSION}
@@ -204,7 +217,7 @@ class Agent:
                 result["filemap"] = dict(outcome.filemap)
             if outcome.status is BuildStatus.DEPFAIL:
                 result["dependencies"] = outcome.dependencies or ""
-        return result
+        return wire_value(result)
 
     def ensure_present(self, sha1, url, username=None, password=None):
         """A Deferred firing with ``[present, info]`` (see FileCache)."""
@@ -212,7 +225,8 @@ class Agent:
         _check_str("url", url, _MAX_URL, optional=True)
         _check_str("username", username, _MAX_CREDENTIAL, optional=True)
         _check_str("password", password, _MAX_CREDENTIAL, optional=True)
-        return self.cache.ensure_present(sha1, url, username, password)
+        d = self.cache.ensure_present(sha1, url, username, password)
+        return d.addCallback(wire_value)
 
     def build(self, build_id, build_type, chroot_sha1, filemap, args) -> list:
         """Start a build, or answer UNKNOWNBUILDER / UNKNOWNSUM, or raise."""
@@ -269,18 +283,26 @@ class Agent:
                 return ["BuilderStatus.UNKNOWNSUM",
                         "%s (%s) is not in the cache" % (name, sha1)]
 
+        self._check_clean()
         build_dir = self.config.work_dir / build_id
-        if os.path.lexists(build_dir):
-            self._discard(build_dir)
-        build_dir.mkdir(mode=0o755)
-        log = BuildLog(build_dir / "buildlog", self.reactor,
-                       self.config.max_log_size)
+        try:
+            build_dir.mkdir(mode=0o755)
+            log = BuildLog(build_dir / "buildlog", self.reactor,
+                           self.config.max_log_size)
+        except OSError as e:
+            try:
+                remove_tree(build_dir)
+            except OSError:
+                pass  # build() refuses over it (NotClean) and sweeps again
+            raise AgentDiskError("cannot create the build directory: %s"
+                                 % e.strerror) from None
         context = BuildContext(
             build_id=build_id, build_dir=build_dir,
             chroot=self.cache.path_for(chroot_sha1),
             files={n: self.cache.path_for(s) for n, s in filemap.items()},
             args=dict(args), backend=self.backend, cache=self.cache,
-            log=log, reactor=self.reactor, timeout=self.config.build_timeout)
+            log=log, reactor=self.reactor, timeout=self.config.build_timeout,
+            work_quota=self.config.work_quota)
         build = _Build(build_id, build_dir, manager_cls(context), log)
         self._build = build
         self._move(BuilderStatus.BUILDING)
@@ -308,7 +330,8 @@ class Agent:
 
     def clean(self):
         """Remove the finished build; a Deferred firing with the IDLE state
-        string once its directory is deleted."""
+        string once the work directory is empty, or failing with NotClean
+        (the agent stays WAITING; a later clean() tries again)."""
         if self.state is not BuilderStatus.WAITING:
             raise WrongState("clean() needs the builder WAITING; it is %s"
                              % self.state.value)
@@ -316,45 +339,104 @@ class Agent:
         build.manager.destroy()
         build.log.close()
         for sha1 in build.outcome.added:
-            self.cache.remove(sha1)
-        d = self._discard(build.build_dir)
-        self._build = None
-        self._move(BuilderStatus.IDLE)
-        self.log.info("build {id} cleaned", id=build.build_id)
-        return d.addCallback(lambda _: BuilderStatus.IDLE.value)
+            try:
+                self.cache.remove(sha1)
+            except OSError as e:
+                self.log.warn("cannot remove result {sha1} from the cache: "
+                              "{e}", sha1=sha1, e=e)
+        build.outcome = BuildOutcome(build.outcome.status,
+                                     build.outcome.filemap,
+                                     build.outcome.dependencies)
+
+        def swept(failures):
+            if failures:
+                raise NotClean(wire_text(
+                    "clean() could not remove the build's files (the "
+                    "builder stays WAITING; clean() again retries): %s"
+                    % "; ".join(failures)[:2000]))
+            if self._build is build:
+                self._build = None
+                self._move(BuilderStatus.IDLE)
+                self.log.info("build {id} cleaned", id=build.build_id)
+            return BuilderStatus.IDLE.value
+        return self._sweep().addCallback(swept)
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> defer.Deferred:
         """Remove what a previous run left in the work directory (and the
-        backend's leftovers, for a backend with a ``start()``)."""
+        backend's leftovers, for a backend with a ``start()``). Fires with
+        the list of what could not be removed (logged; build() refuses to
+        start over it)."""
         start_backend = getattr(self.backend, "start", None)
         if start_backend is not None:
             start_backend()
-        ds = [self._discard(p) for p in list(self.config.work_dir.iterdir())]
-        return defer.gatherResults(ds)
+        return self._sweep()
 
     def stop(self) -> defer.Deferred:
-        """Kill any build and close connections."""
+        """Kill any build, unmount its work volume (its files stay for the
+        next start() to remove) and close connections."""
         if self._build is not None:
             self._build.manager.destroy()
         self.backend.stop()
-        return defer.gatherResults(list(self._trash) + [self.cache.stop()])
+        if self._sweeping is None:
+            try:
+                detach_mounts(self.config.work_dir)
+            except (OSError, VolumeError) as e:
+                self.log.error("cannot unmount the work volumes: {e}", e=e)
+        ds = [self.cache.stop()]
+        if self._sweeping is not None:
+            ds.append(self._wait_sweep())
+        return defer.gatherResults(ds)
 
     # -- internals -------------------------------------------------------
 
-    def _discard(self, path: Path) -> defer.Deferred:
-        """Rename ``path`` out of the way now; delete it in a thread."""
-        trash = self.config.work_dir / (".trash-" + uuid.uuid4().hex)
+    def _check_clean(self) -> None:
+        """Raise NotClean unless the work directory is empty (and start a
+        new sweep of what is there, so a passing problem heals)."""
+        if self._sweeping is not None:
+            raise NotClean("the previous build's files are still being "
+                           "removed; try again shortly")
         try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            return defer.succeed(None)
-        pool = self.reactor.getThreadPool()
-        d = threads.deferToThreadPool(self.reactor, pool, _remove, trash)
-        self._trash.append(d)
-        d.addBoth(lambda r: (self._trash.remove(d), r)[1])
-        return d
+            leftovers = sorted(p.name for p in self.config.work_dir.iterdir())
+        except OSError as e:
+            raise NotClean("cannot list the work directory: %s"
+                           % e.strerror) from None
+        if leftovers:
+            reasons = "; ".join(self._leftovers) or "not removed yet"
+            self._sweep()
+            raise NotClean(wire_text(
+                "the work directory holds leftovers (%s): %s; removing them "
+                "again now" % (", ".join(leftovers[:10]), reasons[:2000])))
+
+    def _wait_sweep(self) -> defer.Deferred:
+        waiter = defer.Deferred()
+        self._sweep_waiters.append(waiter)
+        return waiter
+
+    def _sweep(self) -> defer.Deferred:
+        """Empty the work directory in a thread (one sweep at a time; a
+        caller during a sweep waits for it). Fires with the failures."""
+        if self._sweeping is None:
+            pool = self.reactor.getThreadPool()
+            d = threads.deferToThreadPool(self.reactor, pool, _sweep,
+                                          self.config.work_dir)
+            self._sweeping = d
+
+            def done(result):
+                self._sweeping = None
+                if not isinstance(result, list):  # a Failure: a bug
+                    self.log.failure("sweep failed", result)
+                    result = ["sweep failed: %s" % result.getErrorMessage()]
+                self._leftovers = result
+                for failure in result:
+                    self.log.error("work directory not clean: {reason}",
+                                   reason=failure)
+                waiters, self._sweep_waiters = self._sweep_waiters, []
+                for waiter in waiters:
+                    waiter.callback(list(result))
+            d.addBoth(done)
+        return self._wait_sweep()
 
     def _manager_failed(self, failure, build):
         self.log.failure("build {id}: manager failed", failure,
@@ -368,8 +450,8 @@ class Agent:
         if self.state is BuilderStatus.ABORTING:
             outcome = BuildOutcome(BuildStatus.ABORTED, added=outcome.added)
         build.outcome = outcome
-        build.log.header("result")
-        build.log.line(outcome.status.value)
+        build.log.header("result", final=True)
+        build.log.line(outcome.status.value, final=True)
         self._move(BuilderStatus.WAITING)
         self.log.info("build {id} finished: {status}", id=build.build_id,
                       status=outcome.status.value)

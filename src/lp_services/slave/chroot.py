@@ -11,6 +11,18 @@ host). Files are written through directory file descriptors opened with
 user) and set-uid/set-gid bits are dropped: inside the sandbox the root is
 read-only and no privilege can be gained anyway.
 
+Amplification is bounded (:class:`UnpackLimits`): the total size of the
+members' data (at most ``ratio`` times the archive's size, at least
+``floor``, never more than ``max_total``), the number of members, and the
+size of every extended header (GNU long names and links, pax headers)
+before it is read, so neither the disk, nor the agent's memory, nor the
+log (which quotes member names) can be filled by a small archive. Sparse
+members are refused; names are at most :data:`MAX_PATH` bytes and
+:data:`MAX_DEPTH` levels. A member the file system refuses for what the
+archive says (a name too long, a link to nothing, too many links) is the
+archive's fault as well. Going over a bound is :class:`UnsafeArchive`: the
+chroot's fault (CHROOTFAIL), not the builder's.
+
 Blocking: call :func:`unpack` in a thread.
 """
 
@@ -18,11 +30,13 @@ import errno
 import os
 import stat
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
-__all__ = ["MOUNT_POINTS", "UnsafeArchive", "resolve_in_root", "unpack"]
+__all__ = ["MOUNT_POINTS", "UnpackLimits", "UnsafeArchive",
+           "resolve_in_root", "unpack"]
 
 #: Directories bubblewrap mounts over; created if the archive lacks them.
 MOUNT_POINTS = ("proc", "dev", "tmp", "work")
@@ -32,34 +46,122 @@ _MAGIC_XZ = b"\xfd7zXZ\x00"
 _MAGIC_ZST = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Directory fds the writer keeps open at most (plus MAX_DEPTH).
+_MAX_OPEN_DIRS = 256
+#: Longest member name or link target (PATH_MAX less the NUL), deepest
+#: member; real chroots stay far below both. They bound the writer's open
+#: fds and the memory of the directory modes kept for the end.
+MAX_PATH = 4095
+MAX_DEPTH = 256
+_DIR_MODES_BYTES = 64 << 20
+#: Errors of writing a member that the archive's content causes (a name
+#: or link the file system refuses), as opposed to the host's trouble
+#: (ENOSPC, EIO, ...), which stays an OSError (BUILDERFAIL).
+_ARCHIVE_ERRNOS = frozenset({
+    errno.ENAMETOOLONG, errno.EEXIST, errno.EINVAL, errno.ENOTDIR,
+    errno.EISDIR, errno.ELOOP, errno.EMLINK, errno.ENOENT, errno.EPERM,
+    errno.ENOTEMPTY})
 
 
 class UnsafeArchive(ValueError):
-    """A member that could escape the root, or an unreadable archive."""
+    """A member that could escape the root, an archive over a bound, or an
+    unreadable archive."""
 
 
-def _open_stream(raw):
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How much one chroot may unpack to. The defaults hold a full Debian
+    or Ubuntu buildd chroot (a few hundred MB, tens of thousands of
+    members; compressed 3-5 times) with a wide margin."""
+
+    #: Total bytes of member data, whatever the archive's size.
+    max_total: int = 8 << 30
+    #: ... and at most this many times the archive's size ...
+    ratio: int = 100
+    #: ... but always at least this much (small archives).
+    floor: int = 256 << 20
+    #: Members of any kind.
+    max_members: int = 500_000
+    #: One extended header (GNU long name/link, pax); names are at most
+    #: 4096 bytes, pax headers with extended attributes a few KB.
+    max_header: int = 1 << 20
+    #: Extended headers in front of one member.
+    max_header_chain: int = 8
+
+    def total_for(self, archive_size: int) -> int:
+        """The data budget of an archive of ``archive_size`` bytes."""
+        return min(self.max_total, max(self.floor, self.ratio * archive_size))
+
+
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+             tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Checks an extended header's size before tarfile reads it into
+    memory, and refuses sparse members. (tarfile has no public hook for
+    this; ``_proc_member`` is where every header is dispatched.)"""
+
+    limits = UnpackLimits()
+
+    def _proc_member(self, tarfile_):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise UnsafeArchive("sparse member: %.200r" % self.name)
+        if self.type in _EXTENDED:
+            if self.size > self.limits.max_header:
+                raise UnsafeArchive(
+                    "extended header of %d bytes (at most %d): %.200r"
+                    % (self.size, self.limits.max_header, self.name))
+            chain = getattr(tarfile_, "_lp_header_chain", 0) + 1
+            tarfile_._lp_header_chain = chain
+            if chain > self.limits.max_header_chain:
+                raise UnsafeArchive("more than %d extended headers in front "
+                                    "of one member"
+                                    % self.limits.max_header_chain)
+        return super()._proc_member(tarfile_)
+
+    def _proc_gnusparse_00(self, *args):
+        raise UnsafeArchive("sparse member (pax 0.0): %.200r" % self.name)
+
+    def _proc_gnusparse_01(self, *args):
+        raise UnsafeArchive("sparse member (pax 0.1): %.200r" % self.name)
+
+    def _proc_gnusparse_10(self, *args):
+        raise UnsafeArchive("sparse member (pax 1.0): %.200r" % self.name)
+
+
+def _open_stream(raw, limits: UnpackLimits):
     head = raw.read(6)
     raw.seek(0)
+    tarinfo = type("BoundedTarInfo", (_BoundedTarInfo,), {"limits": limits})
     if head.startswith(_MAGIC_ZST):
         reader = zstandard.ZstdDecompressor().stream_reader(raw)
-        return tarfile.open(fileobj=reader, mode="r|")
+        return tarfile.open(fileobj=reader, mode="r|", tarinfo=tarinfo)
     if head.startswith(_MAGIC_GZ):
-        return tarfile.open(fileobj=raw, mode="r|gz")
+        return tarfile.open(fileobj=raw, mode="r|gz", tarinfo=tarinfo)
     if head.startswith(_MAGIC_XZ):
-        return tarfile.open(fileobj=raw, mode="r|xz")
-    return tarfile.open(fileobj=raw, mode="r|")
+        return tarfile.open(fileobj=raw, mode="r|xz", tarinfo=tarinfo)
+    return tarfile.open(fileobj=raw, mode="r|", tarinfo=tarinfo)
 
 
 def _clean_name(name: str) -> list[str]:
     """Member name -> path components, or UnsafeArchive."""
     if "\0" in name:
-        raise UnsafeArchive("member name with NUL: %r" % name)
+        raise UnsafeArchive("member name with NUL: %.200r" % name)
     if name.startswith("/"):
-        raise UnsafeArchive("absolute member name: %r" % name)
+        raise UnsafeArchive("absolute member name: %.200r" % name)
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise UnsafeArchive("member name longer than %d bytes: %.200r"
+                            % (MAX_PATH, name))
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchive("member name with '..': %r" % name)
+        raise UnsafeArchive("member name with '..': %.200r" % name)
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeArchive("member deeper than %d levels: %.200r"
+                            % (MAX_DEPTH, name))
+    if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+        raise UnsafeArchive("member name with a component longer than 255 "
+                            "bytes: %.200r" % name)
     return parts
 
 
@@ -92,6 +194,13 @@ class _Writer:
     def __init__(self, root_fd: int):
         self.root_fd = root_fd
         self._dirs: dict[tuple, int] = {(): root_fd}
+        self._retired: list[int] = []
+
+    def end_member(self) -> None:
+        """Close the fds forgotten while the last member was written."""
+        for fd in self._retired:
+            os.close(fd)
+        self._retired = []
 
     def parent(self, parts: list[str]) -> int:
         """The directory holding ``parts`` (created as needed); the fd
@@ -100,6 +209,12 @@ class _Writer:
         fd = self._dirs.get(key)
         if fd is not None:
             return fd
+        if len(self._dirs) > _MAX_OPEN_DIRS:
+            # Bound the open fds: forget the cache (reopened as needed);
+            # the fds stay open until the member is done (end_member()),
+            # since the caller may still hold one.
+            self._retired.extend(fd for key, fd in self._dirs.items() if key)
+            self._dirs = {(): self.root_fd}
         depth = len(key)
         while key[:depth] not in self._dirs:
             depth -= 1
@@ -123,6 +238,7 @@ class _Writer:
 
     def close(self) -> None:
         """Close the cached directory fds (not the root's)."""
+        self.end_member()
         for key, fd in self._dirs.items():
             if key:
                 os.close(fd)
@@ -140,30 +256,54 @@ class _Writer:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def unpack(archive: Path, root: Path) -> int:
+def unpack(archive: Path, root: Path,
+           limits: UnpackLimits = UnpackLimits()) -> int:
     """Unpack ``archive`` into the new directory ``root``; return the
     number of members. Raise :class:`UnsafeArchive` on the first refused
-    member (``root`` is then partly filled: the caller removes it)."""
+    member or bound (``root`` is then partly filled: the caller removes
+    it)."""
     root = Path(root)
     root.mkdir(mode=0o755, parents=True)
     root_fd = os.open(root, _DIR_FLAGS)
     writer = _Writer(root_fd)
     count = 0
-    dir_modes = []
+    dir_modes = _DirModes()
     try:
         with open(archive, "rb") as raw:
+            budget = limits.total_for(os.fstat(raw.fileno()).st_size)
             try:
-                tar = _open_stream(raw)
+                tar = _open_stream(raw, limits)
             except (tarfile.TarError, zstandard.ZstdError, EOFError,
                     OSError) as e:
                 raise UnsafeArchive("not a readable tar archive: %s" % e) from None
+            total = 0
             try:
                 for member in _members(tar):
                     count += 1
-                    _extract(tar, member, writer, dir_modes)
+                    if count > limits.max_members:
+                        raise UnsafeArchive("more than %d members"
+                                            % limits.max_members)
+                    if member.isfile():
+                        total += member.size
+                        if total > budget:
+                            raise UnsafeArchive(
+                                "unpacks to more than %d bytes (%d times the "
+                                "archive, at least %d, at most %d): at %.200r"
+                                % (budget, limits.ratio, limits.floor,
+                                   limits.max_total, member.name))
+                    try:
+                        _extract(tar, member, writer, dir_modes)
+                    except OSError as e:
+                        if e.errno not in _ARCHIVE_ERRNOS:
+                            raise
+                        raise UnsafeArchive("member %.200r cannot be "
+                                            "written: %s" % (member.name,
+                                                             e.strerror)
+                                            ) from None
+                    writer.end_member()
             except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
                 raise UnsafeArchive("corrupt archive: %s" % e) from None
-        for parts, mode in reversed(dir_modes):
+        for parts, mode in dir_modes.deepest_first():
             fd = _open_dir(root_fd, parts)
             try:
                 os.fchmod(fd, mode)
@@ -182,11 +322,43 @@ def unpack(archive: Path, root: Path) -> int:
     return count
 
 
+class _DirModes:
+    """Modes of directories, set at the end (a read-only directory must
+    stay writable while its members are written). Only modes other than
+    the 0755 directories are made with are kept, once per directory, and
+    their names may take at most :data:`_DIR_MODES_BYTES` bytes."""
+
+    def __init__(self):
+        self._modes: dict[str, int] = {}
+        self._bytes = 0
+
+    def add(self, parts: list[str], mode: int) -> None:
+        key = "/".join(parts)
+        if key not in self._modes:
+            if mode == 0o755:
+                return
+            self._bytes += len(key)
+            if self._bytes > _DIR_MODES_BYTES:
+                raise UnsafeArchive("too many directories with their own "
+                                    "modes")
+        self._modes[key] = mode
+
+    def deepest_first(self):
+        """(parts, mode), children before their parents."""
+        for key in sorted(self._modes, key=lambda k: k.count("/"),
+                          reverse=True):
+            yield key.split("/"), self._modes[key]
+
+
 def _members(tar):
     while True:
+        tar._lp_header_chain = 0
         member = tar.next()
         if member is None:
             return
+        # A stream TarFile keeps every member it has read: forget them, so
+        # memory does not grow with the archive.
+        tar.members.clear()
         yield member
 
 
@@ -199,7 +371,7 @@ def _open_dir(root_fd: int, parts: list[str]) -> int:
     return fd
 
 
-def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
+def _extract(tar, member, writer: _Writer, dir_modes: "_DirModes") -> None:
     parts = _clean_name(member.name)
     if not parts:
         return  # the root itself
@@ -219,8 +391,11 @@ def _extract(tar, member, writer: _Writer, dir_modes: list) -> None:
             if not stat.S_ISDIR(st.st_mode):
                 raise UnsafeArchive("directory over a non-directory: %r"
                                     % member.name) from None
-        dir_modes.append((parts, mode | 0o700))
+        dir_modes.add(parts, mode | 0o700)
     elif member.issym():
+        if len(member.linkname.encode("utf-8", "surrogateescape")) > MAX_PATH:
+            raise UnsafeArchive("symlink target longer than %d bytes: %.200r"
+                                % (MAX_PATH, member.name))
         if not _inside(parts[:-1], member.linkname):
             raise UnsafeArchive("symlink points outside the root: %r -> %r"
                                 % (member.name, member.linkname))

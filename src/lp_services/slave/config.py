@@ -79,6 +79,9 @@ class AgentConfig:
     max_request_size: int = 16 << 20
     #: Largest build log kept (the rest is dropped with a note).
     max_log_size: int = 256 << 20
+    #: Disk space of one build's /work (a loop-mounted image, see
+    #: lp_services.slave.volume); 0 = no quota (not recommended).
+    work_quota: int = 16 << 30
 
     def validate(self) -> "AgentConfig":
         """Check values and normalise paths; return self."""
@@ -97,6 +100,8 @@ class AgentConfig:
                      "max_request_size", "max_log_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError("%s must be positive" % name)
+        if self.work_quota < 0:
+            raise ConfigError("work_quota must be >= 0 (0 = no quota)")
         if self.build_timeout <= 0 or self.download_timeout <= 0:
             raise ConfigError("timeouts must be positive")
         if self.cpu_limit < 0:
@@ -110,7 +115,8 @@ class AgentConfig:
         return self
 
 
-_SIZES = {"memory_limit", "max_file_size", "max_request_size", "max_log_size"}
+_SIZES = {"memory_limit", "max_file_size", "max_request_size", "max_log_size",
+          "work_quota"}
 _FLOATS = {"cpu_limit", "build_timeout", "download_timeout"}
 _INTS = {"port", "pids_limit", "id_range_base"}
 _PATHS = {"cache_dir", "work_dir", "port_file"}

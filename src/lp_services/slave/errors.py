@@ -6,11 +6,13 @@ The domain object raises these; the XML-RPC layer turns them into
 """
 
 __all__ = [
+    "AgentDiskError",
     "AgentError",
     "BadArguments",
     "BadBuildId",
     "BadFileName",
     "BadSha1",
+    "NotClean",
     "WrongState",
     "FAULT_CODES",
 ]
@@ -52,6 +54,21 @@ class BadSha1(AgentError):
     fault_code = 5
 
 
+class NotClean(AgentError):
+    """The work directory holds files the agent could not remove (a
+    failed ``clean()`` or what a previous run left): no build is accepted
+    over them. The message names them and says why."""
+
+    fault_code = 6
+
+
+class AgentDiskError(AgentError):
+    """The agent's own disk refused what a request needs (e.g. ENOSPC
+    making the build directory); nothing was changed."""
+
+    fault_code = 7
+
+
 #: code -> meaning, for docs and tests.
 FAULT_CODES = {
     1: "bad arguments (count, types, build args)",
@@ -59,6 +76,8 @@ FAULT_CODES = {
     3: "bad build id",
     4: "bad file name",
     5: "bad sha1",
+    6: "the work directory is not clean (leftovers could not be removed)",
+    7: "the agent's disk refused the request (e.g. full)",
     8001: "no such method (Twisted)",
     8002: "unexpected failure or unparseable request (Twisted)",
 }

@@ -1,6 +1,7 @@
 """What build managers share: the context they get, the outcome they give,
 and the registry of build types by name."""
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from lp_services.slave.buildlog import BuildLog
 from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.interfaces import IBuildManager
 from lp_services.slave.state import BuildStatus
+from lp_services.slave.volume import VolumeError, create_volume
 
 __all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry",
            "SandboxedBuildManager", "place_files"]
@@ -33,6 +35,8 @@ class BuildContext:
     log: BuildLog
     reactor: object
     timeout: float
+    #: Bytes of the build's /work (its own file system); 0 = no quota.
+    work_quota: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,20 @@ class SandboxedBuildManager:
         """The unpack step: unpack the chroot into ``root`` (refused
         members -> CHROOTFAIL), check it has each of ``tools`` (else
         CHROOTFAIL, the log line ending with ``missing``), and copy the
-        build's files into ``work``. Returns an outcome to end the build
-        with, or None to go on."""
+        build's files into ``work`` (on the build's own work volume when
+        it has a quota; files that do not fit are PACKAGEFAIL). Returns an
+        outcome to end the build with, or None to go on."""
         ctx, log = self.ctx, self.ctx.log
         log.header("unpack")
+        if ctx.work_quota:
+            try:
+                await self._thread(create_volume, ctx.build_dir / "work.img",
+                                   work, ctx.work_quota)
+            except VolumeError as e:
+                log.line("cannot make the build's work volume: %s" % e)
+                return BuildOutcome(BuildStatus.BUILDERFAIL)
+            log.line("/work is a file system of its own: %d MiB"
+                     % (ctx.work_quota >> 20))
         try:
             count = await self._thread(unpack, ctx.chroot, root)
         except UnsafeArchive as e:
@@ -121,7 +135,15 @@ class SandboxedBuildManager:
             if resolve_in_root(root, tool) is None:
                 log.line("the chroot has no %s%s" % (tool, missing))
                 return BuildOutcome(BuildStatus.CHROOTFAIL)
-        await self._thread(place_files, ctx.files, work)
+        try:
+            await self._thread(place_files, ctx.files, work)
+        except OSError as e:
+            if not ctx.work_quota or e.errno not in (errno.ENOSPC,
+                                                     errno.EDQUOT):
+                raise
+            log.line("the build's files do not fit in its work quota of "
+                     "%d bytes" % ctx.work_quota)
+            return BuildOutcome(BuildStatus.PACKAGEFAIL)
         log.line("placed %d files in /work" % len(ctx.files))
         return None
 
@@ -143,9 +165,10 @@ class SandboxedBuildManager:
 
 
 def place_files(files: dict, work) -> None:
-    """Copy a build's files into ``work`` (blocking). Copies, not links:
-    the sandbox may change them."""
-    work.mkdir(mode=0o755)
+    """Copy a build's files into ``work`` (blocking; made if missing, e.g.
+    without a work volume). Copies, not links: the sandbox may change
+    them."""
+    work.mkdir(mode=0o755, exist_ok=True)
     for name, source in files.items():
         shutil.copyfile(source, work / name)
         os.chmod(work / name, 0o644)

@@ -10,13 +10,19 @@ Steps (each with a header in the log):
    build timeout.
 3. **collect**: every regular file directly in ``/work/out`` is copied into
    the cache under its sha1 and listed in ``filemap`` (links, directories,
-   devices and unsafe names are skipped with a note in the log).
+   devices and unsafe names are skipped with a note in the log). All
+   results together must fit in the build's work quota (counted by their
+   apparent size: a sparse file is copied whole).
 
 Results: exit 0 -> ``OK``; the DEPFAIL convention (the script writes the
 missing dependencies, e.g. ``libfoo-dev (>= 1.2), bar``, to
 ``/work/out/.depwait`` and exits with status :data:`DEPWAIT_EXIT_CODE`)
 -> ``DEPFAIL`` with that text as ``dependencies``; any other failure or the
-timeout -> ``PACKAGEFAIL``; a sandbox that cannot start -> ``BUILDERFAIL``.
+timeout -> ``PACKAGEFAIL``, and so does a build whose results do not fit
+in its quota (a build that fills its own ``/work`` fails as it would on a
+full disk); a sandbox that cannot start -> ``BUILDERFAIL``; results the
+agent's cache has no room for -> ``GIVENBACK`` (the agent's disk is not
+the build's fault; the build is tried again).
 
 Args: ``script`` (required): the name of one of the build's files.
 """
@@ -30,7 +36,7 @@ from lp_services.filestore.store import InvalidFileName, check_filename
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import BuildOutcome, SandboxedBuildManager
-from lp_services.slave.results import DIR_FLAGS, collect_directory
+from lp_services.slave.results import DIR_FLAGS, Collected, collect_directory
 from lp_services.slave.state import BuildStatus
 
 __all__ = ["DEPWAIT_EXIT_CODE", "DEPWAIT_FILE", "ScriptBuildManager"]
@@ -99,33 +105,43 @@ class ScriptBuildManager(SandboxedBuildManager):
             status = BuildStatus.PACKAGEFAIL
 
         log.header("collect")
-        filemap, added, notes, depwait = await self._thread(
-            _collect, work, ctx.cache)
-        for note in notes:
+        found, depwait = await self._thread(
+            _collect, work, ctx.cache, ctx.work_quota or None)
+        for note in found.notes:
             log.line(note)
-        for name, sha1 in sorted(filemap.items()):
+        for name, sha1 in sorted(found.filemap.items()):
             log.line("result %s %s" % (sha1, name))
         dependencies = None
+        if found.no_space:
+            log.line("the agent's cache has no room for the results: "
+                     "giving the build back")
+            for sha1 in found.added:
+                ctx.cache.remove(sha1)
+            return BuildOutcome(BuildStatus.GIVENBACK)
+        if found.over_quota and status is BuildStatus.OK:
+            log.line("the results do not fit in the build's quota")
+            status = BuildStatus.PACKAGEFAIL
         if status is BuildStatus.PACKAGEFAIL and not result.timed_out \
                 and result.exit_code == DEPWAIT_EXIT_CODE and depwait is not None:
             status, dependencies = BuildStatus.DEPFAIL, depwait
             log.line("missing dependencies: %s" % depwait)
-        return BuildOutcome(status, filemap, dependencies, frozenset(added))
+        return BuildOutcome(status, found.filemap, dependencies,
+                            frozenset(found.added))
 
 
-def _collect(work, cache):
+def _collect(work, cache, budget):
     """Move results into the cache (blocking). Never follows a link the
-    build made. Returns (filemap, new sha1s, notes, depwait text)."""
+    build made. Returns (Collected, depwait text)."""
     try:
         work_fd = os.open(work, DIR_FLAGS)
     except OSError as e:
-        return {}, set(), ["no build directory: %s" % e.strerror], None
+        return Collected(notes=["no build directory: %s" % e.strerror]), None
     try:
         try:
             out_fd = os.open("out", DIR_FLAGS, dir_fd=work_fd)
         except OSError:
-            return {}, set(), ["/work/out is missing or not a directory: "
-                               "no results"], None
+            return Collected(notes=["/work/out is missing or not a "
+                                    "directory: no results"]), None
         depwait = []
 
         def read_depwait(name, fd):
@@ -136,10 +152,10 @@ def _collect(work, cache):
             return True
 
         try:
-            found = collect_directory(out_fd, cache, special=read_depwait)
+            found = collect_directory(out_fd, cache, special=read_depwait,
+                                      budget=budget, raise_no_space=False)
         finally:
             os.close(out_fd)
     finally:
         os.close(work_fd)
-    return (found.filemap, found.added, found.notes,
-            depwait[0] if depwait else None)
+    return found, depwait[0] if depwait else None

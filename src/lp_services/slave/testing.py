@@ -33,7 +33,7 @@ def make_test_config(tmpdir, **overrides) -> AgentConfig:
                   cache_dir=tmpdir / "cache", work_dir=tmpdir / "work",
                   port=0, interface="127.0.0.1", secret=TEST_SECRET,
                   memory_limit=256 << 20, pids_limit=256, build_timeout=60.0,
-                  download_timeout=30.0)
+                  download_timeout=30.0, work_quota=512 << 20)
     values.update(overrides)
     return AgentConfig(**values).validate()
 
