@@ -6,6 +6,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
 from twisted.web.static import Data
 
@@ -13,7 +14,7 @@ from lp_services.database.transactor import Transactor
 from lp_services.testing.database import with_database
 from lp_services.web.site import make_status_resource
 from tests.web.helpers import (
-    FILES_BASE, StatusSiteMixin, TagCollector, file_url)
+    FILES_BASE, Response, StatusSiteMixin, TagCollector, file_url)
 
 
 class FarmPageTests(StatusSiteMixin, TestCase):
@@ -379,6 +380,34 @@ class SiteTests(StatusSiteMixin, TestCase):
         self.assertEqual(live[0]["data-log-url"], "/status/builds/12/log.json")
         files = yield self.get("/status/files", port=port)
         self.assertEqual(files.body, b"file store")
+
+    @inlineCallbacks
+    def test_security_headers_on_every_answer(self):
+        """Every answer (pages, JSON, redirects, 404s, 405s, /metrics,
+        /static and resources mounted beside the pages) forbids inline
+        script, sniffing and framing."""
+        self.root.putChild(b"beside", Data(b"<b>x</b>", "text/html"))
+        answers = []
+        for path in ("/", "/builds/12", "/builds/12/log.json", "/jobs/21",
+                     "/builds/", "/builds/nope", "/builds/99999",
+                     "/work?limit=x", "/work", "/metrics", "/static/status.css",
+                     "/static/nope", "/no/such/page", "/beside", "/%ff%fe"):
+            answers.append((path, (yield self.get(path))))
+        url = "http://127.0.0.1:%d/" % self.port.getHost().port
+        for method in (b"POST", b"DELETE", b"PUT"):
+            response = yield Agent(reactor).request(method, url.encode())
+            yield readBody(response)
+            answers.append((method, Response(response.code, response.headers,
+                                             b"")))
+        codes = set()
+        for what, answer in answers:
+            codes.add(answer.code)
+            csp = answer.header("content-security-policy") or ""
+            self.assertIn("script-src 'self'", csp, what)
+            self.assertIn("frame-ancestors 'none'", csp, what)
+            self.assertEqual(answer.header("x-content-type-options"),
+                             "nosniff", what)
+        self.assertTrue({200, 302, 400, 404, 405} <= codes, codes)
 
     @inlineCallbacks
     def test_database_failure_is_500(self):

@@ -34,13 +34,16 @@ from twisted.web.template import flattenString
 from lp_services.metrics import REGISTRY, MetricsResource, OpsGauges
 from lp_services.web import data, pages
 
-__all__ = ["make_status_resource"]
+__all__ = ["SECURITY_HEADERS", "make_status_resource"]
 
 _log = Logger()
 
-_SECURITY_HEADERS = {
+#: Headers on every answer under the status root: pages, redirects,
+#: errors, /metrics, /static and whatever is mounted beside them (the file
+#: store replaces the CSP with its stricter sandbox).
+SECURITY_HEADERS = {
     # No inline script or style anywhere: even markup that escaped
-    # escaping could not run.
+    # escaping could not run. No framing: no clickjacking.
     b"content-security-policy": (
         b"default-src 'self'; script-src 'self'; style-src 'self'; "
         b"img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -206,7 +209,10 @@ def _headers(request, content_type, length):
     request.setHeader(b"content-type", content_type)
     request.setHeader(b"content-length", b"%d" % length)
     request.setHeader(b"cache-control", b"no-store")
-    for name, value in _SECURITY_HEADERS.items():
+
+
+def _security_headers(request):
+    for name, value in SECURITY_HEADERS.items():
         request.setHeader(name, value)
 
 
@@ -392,6 +398,13 @@ class StatusRoot(Resource):
         self.metrics = metrics
         self.static = _Static()
 
+    def getChildWithDefault(self, name, request):
+        # Every request below the root passes here first, so every answer
+        # (children added with putChild and Twisted's own errors too)
+        # carries the security headers.
+        _security_headers(request)
+        return super().getChildWithDefault(name, request)
+
     def getChild(self, name, request):
         context = self.context
         if name == b"":
@@ -411,5 +424,6 @@ class StatusRoot(Resource):
     def render_GET(self, request):
         # Mounted below the site root and asked for without the trailing
         # slash: relative links need it.
+        _security_headers(request)
         request.redirect(request.path + b"/")
         return b""
