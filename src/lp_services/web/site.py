@@ -389,6 +389,22 @@ class _Static(Resource):
         return body
 
 
+_READ_METHODS = (b"GET", b"HEAD")
+
+
+class _ReadOnly(Resource):
+    """Any other method, anywhere: 405 (Twisted's default for a method it
+    does not know is a 501, a server error for a client's mistake)."""
+
+    isLeaf = True
+
+    def render(self, request):
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, HEAD")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"the site is read-only: GET or HEAD\n"
+
+
 class StatusRoot(Resource):
     """The status site's root; see the module docstring."""
 
@@ -403,7 +419,15 @@ class StatusRoot(Resource):
         # (children added with putChild and Twisted's own errors too)
         # carries the security headers.
         _security_headers(request)
+        if request.method not in _READ_METHODS:
+            return _ReadOnly()
         return super().getChildWithDefault(name, request)
+
+    def render(self, request):
+        _security_headers(request)
+        if request.method not in _READ_METHODS:
+            return _ReadOnly().render(request)
+        return super().render(request)
 
     def getChild(self, name, request):
         context = self.context
@@ -424,6 +448,5 @@ class StatusRoot(Resource):
     def render_GET(self, request):
         # Mounted below the site root and asked for without the trailing
         # slash: relative links need it.
-        _security_headers(request)
         request.redirect(request.path + b"/")
         return b""
