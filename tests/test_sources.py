@@ -279,6 +279,7 @@ class FetchTests(TestCase):
         error = await self.assertFailure(self.fetch(fetcher, url),
                                          SourceTooSlow)
         self.assertIn("minimum 1000 bytes/s", str(error))
+        self.assertIn(url, str(error))
         self.assertLess(reactor.seconds() - started, 5)
         self.assertEqual([p.name for p in self.files.root.iterdir()], [])
 

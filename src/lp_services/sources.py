@@ -288,6 +288,8 @@ class SourceFetcher:
             self.guard.start()
             return store_stream(_GuardedReader(response, connection,
                                                self.guard))
+        except SourceTooSlow as error:
+            raise SourceTooSlow("source %s: %s" % (url, error)) from None
         except socket.timeout:
             if self.guard.ends - self.guard.now() <= 0.01:
                 # The read waited only for what was left of the deadline.
@@ -355,7 +357,10 @@ class SourceFetcher:
                                 "fetched" % (url, via))
         host = target.hostname
         port = port or (443 if target.scheme == "https" else 80)
-        self.guard.check_deadline()
+        try:
+            self.guard.check_deadline()
+        except SourceTooSlow as error:
+            raise SourceTooSlow("source %s: %s" % (url, error)) from None
         try:
             addresses = self.resolve(host, port)
         except (OSError, UnicodeError) as error:
