@@ -413,6 +413,24 @@ class SiteTests(StatusSiteMixin, TestCase):
         self.assertTrue({200, 302, 400, 404, 405} <= codes, codes)
 
     @inlineCallbacks
+    def test_file_store_beside_the_pages_keeps_its_sandbox(self):
+        """Mounted under the status root, the file store's stricter CSP
+        (sandbox, nothing loads) replaces the pages' one."""
+        import io
+
+        from lp_services.filestore.store import FileStore
+        from lp_services.filestore.web import FileStoreResource
+
+        store = FileStore(Path(self.mktemp()))
+        sha1 = store.put_stream(io.BytesIO(b"<script>x()</script>"))[0]
+        self.root.putChild(b"files", FileStoreResource(store))
+        for path in ("/files/%s/x.html" % sha1, "/files/nonsense"):
+            answer = yield self.get(path)
+            csp = answer.header("content-security-policy")
+            self.assertTrue(csp.startswith("sandbox; default-src 'none'"), path)
+            self.assertEqual(answer.header("x-content-type-options"), "nosniff")
+
+    @inlineCallbacks
     def test_database_failure_is_500(self):
         """When the database cannot be read the page is a clean 500 and the
         error is logged."""
