@@ -4,9 +4,16 @@ not repeat what a server said. Servers are real, on loopback (127.0.0.1
 is internal, so refused unless allow-listed); the fetcher blocks, so it
 runs in a thread while the reactor serves."""
 
+import functools
 import hashlib
+import http.server
 import io
 import ipaddress
+import shutil
+import ssl
+import subprocess
+import threading
+from pathlib import Path
 
 from twisted.internet import reactor, task, threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -304,3 +311,80 @@ class FetchTests(TestCase):
         error = await self.assertFailure(self.fetch(fetcher, url),
                                          SourceTooSlow)
         self.assertIn("sent nothing", str(error))
+
+
+def _make_certificate(directory: Path, name: str) -> Path:
+    """A self-signed certificate (and key, in one PEM file) for ``name``,
+    made with the openssl command."""
+    pem = directory / (name + ".pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(pem), "-out", str(directory / (name + ".crt")),
+         "-days", "1", "-subj", "/CN=" + name,
+         "-addext", "subjectAltName=DNS:" + name],
+        check=True, capture_output=True)
+    pem.write_bytes(pem.read_bytes()
+                    + (directory / (name + ".crt")).read_bytes())
+    return pem
+
+
+class HTTPSTests(TestCase):
+    """HTTPS at the pinned address: the certificate is still checked
+    against the URL's host name. The server is Python's own (ssl +
+    http.server) in a thread; Twisted's TLS needs pyOpenSSL."""
+
+    skip = None if shutil.which("openssl") else "openssl is not installed"
+    timeout = 30
+
+    def setUp(self):
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.pem = _make_certificate(directory, "mirror.test")
+        served = directory / "www"
+        served.mkdir()
+        (served / "src.tar.gz").write_bytes(SECRET)
+        handler = functools.partial(QuietHandler, directory=str(served))
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(self.pem)
+        self.server.socket = tls.wrap_socket(self.server.socket,
+                                             server_side=True)
+        thread = threading.Thread(target=self.server.serve_forever,
+                                  daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+        self.port = self.server.server_address[1]
+        self.files = FileStore(self.mktemp())
+
+    def fetcher(self):
+        trusting = ssl.create_default_context(cafile=str(self.pem))
+        return SourceFetcher(LOOPBACK, resolve=lambda host, port: ["127.0.0.1"],
+                             tls=trusting)
+
+    def fetch(self, url):
+        return threads.deferToThread(self.fetcher().fetch, url,
+                                     self.files.put_stream)
+
+    async def test_name_checked_at_the_pinned_address(self):
+        """https://mirror.test/ is fetched from the checked 127.0.0.1 with
+        mirror.test's certificate."""
+        sha1, _, _ = await self.fetch(
+            "https://mirror.test:%d/src.tar.gz" % self.port)
+        self.assertEqual(sha1, hashlib.sha1(SECRET).hexdigest())
+
+    async def test_wrong_name_refused(self):
+        """The same server under another name fails the certificate check
+        (a retryable error naming no server text)."""
+        error = await self.assertFailure(
+            self.fetch("https://other.test:%d/src.tar.gz" % self.port),
+            SourceUnreachable)
+        self.assertIn("unreachable", str(error))
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, *args):
+        pass
