@@ -1,5 +1,7 @@
 """Tests of recipe parsing and checking (lp_services.recipe)."""
 
+import json
+import os
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
@@ -143,3 +145,87 @@ class LoadRecipeFileTests(TestCase):
     def test_missing_file(self):
         """An unreadable recipe file is a RecipeError."""
         self.assertRaises(RecipeError, load_recipe_file, Path("/nonexistent.toml"))
+
+
+class ScriptFileConfinementTests(TestCase):
+    """script_file as an attacker wrote it (issue 19): it may only name a
+    file inside the recipe's folder, and nothing else is ever read."""
+
+    def setUp(self):
+        top = Path(self.mktemp()).resolve()
+        self.folder = top / "recipes"
+        (self.folder / "sub").mkdir(parents=True)
+        (self.folder / "sub" / "build.sh").write_text("echo inside\n")
+        self.secret = top / "agent-secret"
+        self.secret.write_text("s3cret-token\n")
+
+    def load(self, script_file):
+        recipe = self.folder / "r.toml"
+        recipe.write_text('name = "hello"\nprocessor = "amd64"\n'
+                          'script_file = %s\n' % json.dumps(script_file))
+        return load_recipe_file(recipe)
+
+    def assertRefused(self, script_file, fragment):
+        error = self.assertRaises(RecipeError, self.load, script_file)
+        self.assertIn(fragment, str(error))
+        self.assertNotIn("s3cret", str(error))
+        self.assertNotIn("root:", str(error))
+
+    def test_absolute_paths_refused(self):
+        """/etc/shadow, /etc/passwd or the agent's secret by absolute path
+        are refused without being read."""
+        for path in ("/etc/shadow", "/etc/passwd", str(self.secret)):
+            self.assertRefused(path, "relative to the recipe's folder")
+
+    def test_dot_dot_refused(self):
+        """Any '..' component is refused, even one that comes back in."""
+        for path in ("../agent-secret", "sub/../../agent-secret",
+                     "sub/../sub/build.sh", "../../../../etc/passwd"):
+            self.assertRefused(path, "without '..'")
+
+    def test_symlink_escapes_refused(self):
+        """A link (or a link to a folder) leading outside is refused; a
+        link that stays inside is followed."""
+        (self.folder / "evil.sh").symlink_to(self.secret)
+        (self.folder / "etc").symlink_to("/etc")
+        (self.folder / "inside.sh").symlink_to("sub/build.sh")
+        self.assertRefused("evil.sh", "must stay inside")
+        self.assertRefused("etc/passwd", "must stay inside")
+        self.assertEqual(self.load("inside.sh")["script"], "echo inside\n")
+        self.assertEqual(self.load("sub/build.sh")["script"], "echo inside\n")
+
+    def test_swapped_link_is_caught_on_the_opened_file(self):
+        """What was opened is checked too: a path that passed the first
+        check but opens a file outside (a link swapped in between) is
+        refused."""
+        from lp_services import recipe
+
+        (self.folder / "evil.sh").symlink_to(self.secret)
+        checked = []
+        real_resolve = Path.resolve
+
+        def resolve_before_the_swap(path, *args, **kwargs):
+            # The first check sees the link's name as if it were a
+            # plain file inside; the open then follows the real link.
+            if path.name == "evil.sh" and not checked:
+                checked.append(path)
+                return path
+            return real_resolve(path, *args, **kwargs)
+        self.patch(recipe.Path, "resolve", resolve_before_the_swap)
+        self.assertRefused("evil.sh", "must stay inside")
+        self.assertEqual(len(checked), 1)
+
+    def test_not_regular_or_too_large_refused(self):
+        """Folders, FIFOs, non-UTF-8 and oversized files are refused with
+        a message (a FIFO does not hang the command)."""
+        from lp_services.recipe import MAX_SCRIPT_SIZE
+
+        os.mkfifo(self.folder / "fifo")
+        self.assertRefused("sub", "not a regular file")
+        self.assertRefused("fifo", "not a regular file")
+        (self.folder / "big.sh").write_bytes(b"#" * (MAX_SCRIPT_SIZE + 1))
+        self.assertRefused("big.sh", "larger than")
+        (self.folder / "bin.sh").write_bytes(b"\xff\xfe")
+        self.assertRefused("bin.sh", "not UTF-8")
+        self.assertRefused("missing.sh", "cannot read script_file")
+        self.assertRefused("", "relative to the recipe's folder")

@@ -12,6 +12,8 @@ from pathlib import Path
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import server, static
+from twisted.web.resource import Resource
+from twisted.web.util import Redirect
 
 from lp_services.job.enqueue import enqueue
 from lp_services.job.registry import job_types
@@ -25,6 +27,18 @@ from tests.job.support import job_row, wait_for
 SOURCE = b"the source of a recipe\n"
 
 
+class _Counting(Resource):
+    """``inner``, noting every request's path in ``seen``."""
+
+    def __init__(self, inner, seen):
+        super().__init__()
+        self.inner, self.seen = inner, seen
+
+    def getChildWithDefault(self, name, request):
+        self.seen.append(request.uri)
+        return self.inner.getChildWithDefault(name, request)
+
+
 class RecipeJobTests(DatabaseTestMixin, TestCase):
     """Recipe jobs through a runner whose children load lp_services.recipe."""
 
@@ -35,9 +49,14 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
         self.home = Path(self.mktemp()).resolve()
         (self.home / "www").mkdir(parents=True)
         (self.home / "www" / "hello.tar.gz").write_bytes(SOURCE)
-        # The children's file store is $LP_HOME/files.
-        self.patch(os, "environ", dict(os.environ, LP_HOME=str(self.home)))
-        port = reactor.listenTCP(0, server.Site(static.File(str(self.home / "www"))),
+        # The children's file store is $LP_HOME/files; the sources are on
+        # loopback, an internal address the farm must be told to allow.
+        self.patch(os, "environ", dict(os.environ, LP_HOME=str(self.home),
+                                       LP_RECIPE_SOURCES_ALLOW="127.0.0.1"))
+        self.www = static.File(str(self.home / "www"))
+        self.requests = []
+        port = reactor.listenTCP(0, server.Site(_Counting(self.www,
+                                                          self.requests)),
                                  interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.base = "http://127.0.0.1:%d" % port.getHost().port
@@ -84,8 +103,10 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
 
     @defer.inlineCallbacks
     def test_good_recipe_queues_its_build(self):
-        """The source is fetched and stored; the build waits on the recipe."""
+        """The source is fetched (from 127.0.0.1, allow-listed) and stored;
+        the build waits on the recipe."""
         row = yield self.run_recipe(self.recipe())
+        self.assertEqual(self.requests, [b"/hello.tar.gz"])
         self.assertEqual(row["status"], JobStatus.COMPLETED, row["last_error"])
         [(build_id, prerequisite, filemap, args)] = self.builds()
         self.assertEqual(prerequisite, row["id"])
@@ -111,6 +132,8 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
         self.assertEqual(row["status"], JobStatus.FAILED)
         self.assertIn(self.base + "/hello.tar.gz", row["last_error"])
         self.assertIn("sha1 mismatch", row["last_error"])
+        # Not the sha1 of what the server sent.
+        self.assertNotIn(hashlib.sha1(SOURCE).hexdigest(), row["last_error"])
         self.assertEqual(row["attempt_count"], 1)
         self.assertEqual(self.builds(), [])
 
@@ -153,3 +176,41 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
         self.assertEqual(row["status"], JobStatus.FAILED)
         self.assertIn("missing.tar.gz answered 404", row["last_error"])
         self.assertEqual(row["attempt_count"], 1)
+
+    @defer.inlineCallbacks
+    def test_internal_source_refused_by_default(self):
+        """Without the allow-list, a source on 127.0.0.1 (internal) fails
+        the job at once, without a request, and queues nothing; the error
+        tells nothing of the server."""
+        self.patch(os, "environ", dict(os.environ))
+        del os.environ["LP_RECIPE_SOURCES_ALLOW"]
+        row = yield self.run_recipe(self.recipe())
+        self.assertEqual(row["status"], JobStatus.FAILED)
+        self.assertEqual(row["attempt_count"], 1)
+        self.assertIn("127.0.0.1 is not a public address", row["last_error"])
+        self.assertNotIn(hashlib.sha1(SOURCE).hexdigest(), row["last_error"])
+        self.assertEqual(self.requests, [])
+        self.assertEqual(self.builds(), [])
+
+    @defer.inlineCallbacks
+    def test_redirect_to_internal_refused(self):
+        """An allowed source that redirects to an internal address
+        (127.0.0.2, not allow-listed) fails the job; the internal server
+        sees no request and its answer appears nowhere."""
+        internal = []
+        inside = static.Data(b"internal answer", "text/plain")
+        self.patch(inside, "render_GET", lambda request: internal.append(
+            request) or b"internal answer")
+        port = reactor.listenTCP(0, server.Site(inside), interface="127.0.0.2")
+        self.addCleanup(port.stopListening)
+        target = "http://127.0.0.2:%d/secret" % port.getHost().port
+        self.www.putChild(b"moved.tar.gz", Redirect(target.encode()))
+        data = self.recipe(sources=[{"url": self.base + "/moved.tar.gz",
+                                     "sha1": hashlib.sha1(SOURCE).hexdigest()}])
+        row = yield self.run_recipe(data)
+        self.assertEqual(row["status"], JobStatus.FAILED)
+        self.assertIn("moved.tar.gz (redirected)", row["last_error"])
+        self.assertNotIn("127.0.0.2", row["last_error"])
+        self.assertNotIn("internal answer", row["last_error"])
+        self.assertEqual(internal, [])
+        self.assertEqual(self.builds(), [])

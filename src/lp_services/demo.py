@@ -184,13 +184,14 @@ class DemoFarm:
         finally:
             conn.close()
 
-    def twistd(self, name: str, plugin: str, *args: str) -> "Daemon":
+    def twistd(self, name: str, plugin: str, *args: str,
+               env: dict | None = None) -> "Daemon":
         logs = self.state_dir / "logs"
         daemon = Daemon(name, [
             self.python, "-c", "from twisted.scripts.twistd import run; run()",
             "--nodaemon", "--pidfile=",
             "--logfile=%s" % (logs / (name + ".log")), plugin, *args],
-            logs / (name + ".out"), env=self._env())
+            logs / (name + ".out"), env=dict(self._env(), **(env or {})))
         daemon.start()
         self.daemons.append(daemon)
         self._record()
@@ -270,7 +271,10 @@ class DemoFarm:
         self.twistd("jobrunner", "jobrunner", "--database", self.database_url,
                     "--concurrency", "2", "--holder", "demo-runner",
                     "--metrics-port",
-                    "tcp:%d:interface=127.0.0.1" % self.metrics_port)
+                    "tcp:%d:interface=127.0.0.1" % self.metrics_port,
+                    # The demo's source server is on loopback, an internal
+                    # address recipes may not fetch from unless allowed.
+                    env={"LP_RECIPE_SOURCES_ALLOW": "127.0.0.1"})
 
     def serve_source(self) -> tuple[str, str]:
         """Serve the source tarball over HTTP; return (url, sha1)."""

@@ -33,14 +33,15 @@ the field or the source, and nothing is queued.
 
 import fnmatch
 import io
+import os
 import re
+import stat
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from lp_services.job.registry import JobType, RetryableError, UserError, job_types
+from lp_services.job.registry import JobType, UserError, job_types
+from lp_services.sources import SourceFetcher, SourceRefused, SourceUnreachable
 
 __all__ = [
     "RECIPE_JOB_TYPE",
@@ -51,6 +52,8 @@ __all__ = [
     "SourceUnreachable",
     "load_recipe_file",
     "build_script",
+    "fetch_source",
+    "read_script_file",
     "parse_recipe",
 ]
 
@@ -58,8 +61,8 @@ RECIPE_JOB_TYPE = "recipe"
 
 #: The largest source a recipe may fetch.
 MAX_SOURCE_SIZE = 2 << 30
-#: Seconds a source's server may take to answer.
-SOURCE_TIMEOUT = 60
+#: The largest script_file: a build script, not a data file.
+MAX_SCRIPT_SIZE = 1 << 20
 
 _URGENCIES = ("low", "medium", "high", "emergency")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+._-]{0,99}$")
@@ -72,10 +75,6 @@ _FIELDS = {"name", "processor", "series", "urgency", "virtualized", "script",
 
 class RecipeError(UserError):
     """A recipe that is wrong; the message names the field or source."""
-
-
-class SourceUnreachable(RetryableError):
-    """A source could not be fetched now; the job may try again."""
 
 
 @dataclass(frozen=True)
@@ -209,50 +208,98 @@ def load_recipe_file(path: Path) -> dict:
             raise RecipeError("give 'script' or 'script_file', not both")
         if not isinstance(script_file, str):
             raise RecipeError("recipe field 'script_file' must be a path")
-        try:
-            data["script"] = (path.parent / script_file).read_text()
-        except OSError as error:
-            raise RecipeError("cannot read script_file %s: %s"
-                              % (script_file, error.strerror)) from None
+        data["script"] = read_script_file(path.parent, script_file)
     return data
 
 
-def fetch_source(source: Source, files, cursor) -> int:
+def read_script_file(folder: Path, name: str) -> str:
+    """The text of a recipe's ``script_file`` ``name``, which must lie
+    inside the recipe's ``folder``: a relative path without ``..``, and a
+    regular file that is still inside the folder once every symbolic link
+    is followed. The file actually opened is checked (through
+    /proc/self/fd), so a link swapped in after a check cannot escape.
+
+    The script is published (the job's page, the file store): without
+    these checks ``script_file = "/etc/shadow"`` would publish whatever
+    the requester's command can read.
+
+    :raises RecipeError: outside the folder, not a regular file, larger
+        than MAX_SCRIPT_SIZE, unreadable, or not UTF-8.
+    """
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        raise RecipeError("recipe field 'script_file' must be a path relative "
+                          "to the recipe's folder, without '..': %r" % name)
+    folder = Path(folder).resolve()
+    outside = RecipeError("recipe field 'script_file' must stay inside the "
+                          "recipe's folder: %r leads outside it" % name)
+    # Checked before opening (nothing outside is even opened), and again
+    # on what was opened (a link swapped in between cannot escape).
+    if not (folder / relative).resolve().is_relative_to(folder):
+        raise outside
+    try:
+        fd = os.open(folder / relative,
+                     os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        raise RecipeError("cannot read script_file %s: %s"
+                          % (name, error.strerror)) from None
+    try:
+        if not Path(os.readlink("/proc/self/fd/%d" % fd)).is_relative_to(
+                folder):
+            raise outside
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RecipeError("script_file %s is not a regular file" % name)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as opened:
+        content = opened.read(MAX_SCRIPT_SIZE + 1)
+    if len(content) > MAX_SCRIPT_SIZE:
+        raise RecipeError("script_file %s is larger than %d bytes"
+                          % (name, MAX_SCRIPT_SIZE))
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError("script_file %s is not UTF-8 text" % name) from None
+
+
+def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
     """Fetch ``source`` into the file store unless present; return the
     library_file id. Runs in a job runner's child process.
 
-    :raises SourceUnreachable: the server could not be reached or answered
-        5xx (retried).
-    :raises RecipeError: 4xx, a wrong sha1 or an oversized source.
+    :param fetcher: a :class:`lp_services.sources.SourceFetcher` (the
+        address policy, deadline and minimum rate); by default one with
+        the job runner's settings.
+    :raises SourceUnreachable: the server could not be reached, answered
+        5xx, or was too slow (retried).
+    :raises RecipeError: a refused address, a 4xx, a wrong sha1 or an
+        oversized source. No message repeats what a server sent.
     """
+    from lp_services.filestore.store import ContentMismatch, ContentTooLarge
+    from lp_services.sources import SourceFetcher
+
     cursor.execute("SELECT id FROM library_file WHERE sha1 = %s LIMIT 1",
                    (source.sha1,))
     row = cursor.fetchone()
     if row is not None and files.has(source.sha1):
         return row[0]
-    request = urllib.request.Request(source.url,
-                                     headers={"User-Agent": "lp-services"})
+    if fetcher is None:
+        fetcher = SourceFetcher.from_environ()
+
+    def store(stream):
+        return files.put_stream(stream, expected_sha1=source.sha1,
+                                max_size=MAX_SOURCE_SIZE)
     try:
-        response = urllib.request.urlopen(request, timeout=SOURCE_TIMEOUT)
-    except urllib.error.HTTPError as error:
-        if error.code >= 500:
-            raise SourceUnreachable("source %s answered %d" % (
-                source.url, error.code)) from None
-        raise RecipeError("source %s answered %d %s" % (
-            source.url, error.code, error.reason)) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise SourceUnreachable("source %s is unreachable: %s"
-                                % (source.url, reason)) from None
-    with response:
-        try:
-            sha1, sha256, size = files.put_stream(
-                response, expected_sha1=source.sha1, max_size=MAX_SOURCE_SIZE)
-        except ValueError as error:
-            raise RecipeError("source %s: %s" % (source.url, error)) from None
-        except OSError as error:
-            raise SourceUnreachable("source %s broke off: %s"
-                                    % (source.url, error)) from None
+        sha1, sha256, size = fetcher.fetch(source.url, store)
+    except ContentMismatch:
+        # Not the sha1 received: that would tell the requester a hash of
+        # whatever the server holds.
+        raise RecipeError("source %s: sha1 mismatch: the content is not %s"
+                          % (source.url, source.sha1)) from None
+    except ContentTooLarge as error:
+        raise RecipeError("source %s: %s" % (source.url, error)) from None
+    except SourceRefused as error:
+        raise RecipeError(str(error)) from None
     cursor.execute(
         "INSERT INTO library_file (sha1, sha256, size, filename)"
         " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -325,8 +372,10 @@ class RecipeJobType(JobType):
                 "(lp-services chroot add)" % (recipe.processor, recipe.series))
         files = default_file_store()
         filemap = {}
+        # One fetcher: its deadline covers all of the job's sources.
+        fetcher = SourceFetcher.from_environ()
         for source in recipe.sources:
-            fetch_source(source, files, cursor)
+            fetch_source(source, files, cursor, fetcher)
             filemap[source.filename] = source.sha1
         for filename, text in (("recipe.sh", recipe.script),
                                ("build.sh", build_script(recipe.results))):

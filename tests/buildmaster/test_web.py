@@ -36,13 +36,13 @@ class FileStoreWebTests(TestCase):
 
     async def test_by_sha1(self):
         """The content is served under its sha1, with or without a name;
-        the name sets the type."""
+        always as a download (tests/filestore/test_web.py)."""
         response, body = await self.get(self.sha1)
         self.assertEqual((response.code, body), (200, b"hello\n"))
         response, body = await self.get(self.sha1 + "/log.txt")
         self.assertEqual(body, b"hello\n")
-        self.assertIn(b"text/plain",
-                      response.headers.getRawHeaders(b"content-type")[0])
+        self.assertEqual(b"application/octet-stream",
+                         response.headers.getRawHeaders(b"content-type")[0])
 
     async def test_missing_and_bad(self):
         """Unknown sha1s, non-sha1s and extra path segments are 404."""

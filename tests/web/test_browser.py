@@ -7,7 +7,8 @@ the file store beside it, as the buildmaster serves it. Chromium, driven
 by Selenium through chromedriver, loads the farm page while the build
 runs, follows the build's link, watches the live log grow, sees the final
 status appear after the build ends, and saves screenshots under the
-test's temporary directory.
+test's temporary directory. A build's ``.html`` result opened from the
+file store is downloaded and runs no script (issue 19).
 """
 
 import io
@@ -69,9 +70,10 @@ def sandbox_unavailable():
     return sandbox_unavailable()
 
 
-def start_browser(profile: Path):
+def start_browser(profile: Path, downloads: Path | None = None):
     """A headless Chromium through chromedriver (no Selenium Manager: the
-    driver's path is given, so nothing is downloaded)."""
+    driver's path is given, so nothing is downloaded); ``downloads`` is
+    where it saves downloads, without asking."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -80,6 +82,10 @@ def start_browser(profile: Path):
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument("--user-data-dir=%s" % profile)
+    if downloads is not None:
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -250,6 +256,96 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
             driver.save_screenshot(str(shots / "build-final.png"))
             return {"first": first, "grown": grown, "final": done,
                     "files": files, "bold": bold, "literal": literal}
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+# A build's result, as the attacker wrote it: an HTML page that calls
+# home (a script from the site's own origin, which the status site's CSP
+# would allow, and an image).
+HOSTILE_PAGE = (b'<html><head><title>result</title>'
+                b'<script src="/beacon.js"></script></head>'
+                b'<body><img src="/beacon?from=img">hello</body></html>\n')
+BEACON_JS = (b"fetch('/beacon?from=' + encodeURIComponent(location.pathname));"
+             b"document.title = 'pwned';\n")
+
+
+@slow
+class HostileResultBrowserTests(DatabaseTestMixin, TestCase):
+    """A build's ``x.html`` result (and a log asked for under an ``.html``
+    name) opened in Chromium from the buildmaster's origin: downloaded,
+    never rendered; no script of it runs. A control page with the same
+    markup, served as a page, shows the browser would have run it."""
+
+    skip = browser_unavailable()
+    timeout = 120
+
+    def setUp(self):
+        from twisted.web.resource import Resource
+        from twisted.web.static import Data
+
+        from lp_services.filestore.store import FileStore
+        from lp_services.filestore.web import FileStoreResource
+
+        super().setUp()
+        self.transactor = Transactor(self.database_url, reactor=reactor)
+        self.transactor.start()
+        self.addCleanup(self.transactor.stop)
+        store = FileStore(Path(self.mktemp()))
+        self.page = store.put_stream(io.BytesIO(HOSTILE_PAGE))[0]
+        root = make_status_resource(self.transactor)
+        root.putChild(b"files", FileStoreResource(store))
+        root.putChild(b"beacon.js", Data(BEACON_JS, "text/javascript"))
+        root.putChild(b"control.html", Data(HOSTILE_PAGE, "text/html"))
+        self.calls = []
+        calls = self.calls
+
+        class Beacon(Resource):
+            isLeaf = True
+
+            def render_GET(self, request):
+                calls.append(request.args.get(b"from", [b""])[0].decode())
+                return b""
+        root.putChild(b"beacon", Beacon())
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = "http://127.0.0.1:%d" % port.getHost().port
+
+    async def test_html_result_runs_no_script(self):
+        """x.html and buildlog.html from the file store are downloaded
+        (they land in the download folder) and call nothing home; the
+        same markup as a page does, so the browser would have shown it."""
+        downloads = Path(self.mktemp()).resolve()
+        downloads.mkdir()
+        seen = await threads.deferToThread(self.drive_browser, downloads)
+        # Rendered, the tab would be titled "result" (its <title>), or
+        # "pwned" (its script); it stays Chromium's empty tab.
+        for title in seen["titles"]:
+            self.assertNotIn(title, ("result", "pwned"))
+        self.assertEqual(sorted(self.calls), ["/control.html", "img"])
+        self.assertEqual(seen["control_title"], "pwned")
+        self.assertEqual(sorted(p.name for p in downloads.iterdir()),
+                         ["buildlog.html", "x.html"])
+        self.assertEqual((downloads / "x.html").read_bytes(), HOSTILE_PAGE)
+
+    def drive_browser(self, downloads: Path):
+        """In a thread (Selenium blocks): open both results, then the
+        control page."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        profile = Path(tempfile.mkdtemp(prefix="web-browser-profile-"))
+        driver = start_browser(profile, downloads)
+        try:
+            wait = WebDriverWait(driver, 30, poll_frequency=0.1)
+            titles = []
+            for name in ("x.html", "buildlog.html"):
+                driver.get("%s/files/%s/%s" % (self.base, self.page, name))
+                wait.until(lambda d: (downloads / name).exists())
+                titles.append(driver.title)
+            driver.get(self.base + "/control.html")
+            wait.until(lambda d: {"/control.html", "img"} <= set(self.calls))
+            return {"titles": titles, "control_title": driver.title}
         finally:
             driver.quit()
             shutil.rmtree(profile, ignore_errors=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
 from twisted.web.static import Data
 
@@ -13,7 +14,7 @@ from lp_services.database.transactor import Transactor
 from lp_services.testing.database import with_database
 from lp_services.web.site import make_status_resource
 from tests.web.helpers import (
-    FILES_BASE, StatusSiteMixin, TagCollector, file_url)
+    FILES_BASE, Response, StatusSiteMixin, TagCollector, file_url)
 
 
 class FarmPageTests(StatusSiteMixin, TestCase):
@@ -379,6 +380,55 @@ class SiteTests(StatusSiteMixin, TestCase):
         self.assertEqual(live[0]["data-log-url"], "/status/builds/12/log.json")
         files = yield self.get("/status/files", port=port)
         self.assertEqual(files.body, b"file store")
+
+    @inlineCallbacks
+    def test_security_headers_on_every_answer(self):
+        """Every answer (pages, JSON, redirects, 404s, 405s for any method
+        but GET and HEAD, /metrics,
+        /static and resources mounted beside the pages) forbids inline
+        script, sniffing and framing."""
+        self.root.putChild(b"beside", Data(b"<b>x</b>", "text/html"))
+        answers = []
+        for path in ("/", "/builds/12", "/builds/12/log.json", "/jobs/21",
+                     "/builds/", "/builds/nope", "/builds/99999",
+                     "/work?limit=x", "/work", "/metrics", "/static/status.css",
+                     "/static/nope", "/no/such/page", "/beside", "/%ff%fe"):
+            answers.append((path, (yield self.get(path))))
+        url = "http://127.0.0.1:%d/" % self.port.getHost().port
+        for method in (b"POST", b"DELETE", b"PUT"):
+            response = yield Agent(reactor).request(method, url.encode())
+            yield readBody(response)
+            # Read-only: 405 (not Twisted's 501 for PUT or DELETE).
+            self.assertEqual(response.code, 405, method)
+            answers.append((method, Response(response.code, response.headers,
+                                             b"")))
+        codes = set()
+        for what, answer in answers:
+            codes.add(answer.code)
+            csp = answer.header("content-security-policy") or ""
+            self.assertIn("script-src 'self'", csp, what)
+            self.assertIn("frame-ancestors 'none'", csp, what)
+            self.assertEqual(answer.header("x-content-type-options"),
+                             "nosniff", what)
+        self.assertTrue({200, 302, 400, 404, 405} <= codes, codes)
+
+    @inlineCallbacks
+    def test_file_store_beside_the_pages_keeps_its_sandbox(self):
+        """Mounted under the status root, the file store's stricter CSP
+        (sandbox, nothing loads) replaces the pages' one."""
+        import io
+
+        from lp_services.filestore.store import FileStore
+        from lp_services.filestore.web import FileStoreResource
+
+        store = FileStore(Path(self.mktemp()))
+        sha1 = store.put_stream(io.BytesIO(b"<script>x()</script>"))[0]
+        self.root.putChild(b"files", FileStoreResource(store))
+        for path in ("/files/%s/x.html" % sha1, "/files/nonsense"):
+            answer = yield self.get(path)
+            csp = answer.header("content-security-policy")
+            self.assertTrue(csp.startswith("sandbox; default-src 'none'"), path)
+            self.assertEqual(answer.header("x-content-type-options"), "nosniff")
 
     @inlineCallbacks
     def test_database_failure_is_500(self):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ContentMismatch",
+    "ContentTooLarge",
     "FileRecord",
     "FileStore",
     "InvalidFileName",
@@ -29,6 +31,14 @@ _CHUNK = 1 << 20
 
 class InvalidFileName(ValueError):
     """A file name that could escape a directory or is otherwise unsafe."""
+
+
+class ContentMismatch(ValueError):
+    """Stored content whose sha1 is not the one expected."""
+
+
+class ContentTooLarge(ValueError):
+    """Stored content larger than allowed."""
 
 
 def check_filename(name: str) -> str:
@@ -88,14 +98,15 @@ class FileStore:
                 while chunk := stream.read(_CHUNK):
                     size += len(chunk)
                     if max_size is not None and size > max_size:
-                        raise ValueError("file larger than %d bytes" % max_size)
+                        raise ContentTooLarge("file larger than %d bytes"
+                                              % max_size)
                     sha1.update(chunk)
                     sha256.update(chunk)
                     out.write(chunk)
             digest = sha1.hexdigest()
             if expected_sha1 is not None and digest != expected_sha1:
-                raise ValueError("sha1 mismatch: expected %s, got %s"
-                                 % (expected_sha1, digest))
+                raise ContentMismatch("sha1 mismatch: expected %s, got %s"
+                                      % (expected_sha1, digest))
             final = self.path_for(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o644)

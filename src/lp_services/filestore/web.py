@@ -3,22 +3,63 @@
 ``GET /files/<sha1>`` and ``GET /files/<sha1>/<name>`` serve the content
 stored under that sha1 (agents fetch chroots and sources this way with
 ``ensurepresent``; people fetch logs and results). The optional name only
-sets the download's file name and type. Reading is done by
-``twisted.web.static.File`` (a producer: the reactor never blocks on a
-large file; Range and HEAD work). Content is addressed by sha1, so it is
-immutable and cacheable forever.
+sets the download's file name.
+
+Everything here was written by a build or fetched from wherever a recipe
+pointed, and it is served from the buildmaster's own origin. So every
+file, logs included and whatever its name, is served as a download that
+no browser renders: ``application/octet-stream``, ``Content-Disposition:
+attachment``, ``X-Content-Type-Options: nosniff`` and a ``sandbox`` CSP
+(should a browser render it anyway, it runs no script and has no origin).
+
+Reading is done by ``twisted.web.static.File`` (a producer: the reactor
+never blocks on a large file; HEAD works), after
+:mod:`lp_services.filestore.ranges` has bounded and merged the request's
+``Range`` (its own multi-range path would repeat overlapping bytes and
+leaks the file when no range is satisfiable). Content is addressed by
+sha1, so it is immutable and cacheable forever.
 """
 
-import mimetypes
 import re
+from urllib.parse import quote
 
-from twisted.web import resource, static
+from twisted.web import http, resource, static
 
+from lp_services.filestore.ranges import (
+    RangeNotSatisfiable, plan_ranges, range_header)
 from lp_services.filestore.store import InvalidFileName, check_filename
 
-__all__ = ["FileStoreResource"]
+__all__ = ["DOWNLOAD_HEADERS", "FileStoreResource", "content_disposition"]
 
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+# What a plain `filename=` may hold; anything else becomes "_" there (the
+# exact name travels in `filename*`).
+_PLAIN = re.compile(r"[^A-Za-z0-9._+-]")
+
+#: Headers on every answer of the file store (files and errors alike).
+DOWNLOAD_HEADERS = {
+    b"x-content-type-options": b"nosniff",
+    # Rendered anyway (a browser ignoring the disposition, a viewer),
+    # a file is a sandboxed, script-less, origin-less document.
+    b"content-security-policy": b"sandbox; default-src 'none'; "
+                                b"frame-ancestors 'none'",
+    b"referrer-policy": b"no-referrer",
+}
+
+
+def content_disposition(name: str | None) -> bytes:
+    """``attachment`` with ``name`` as the file name (RFC 6266: a plain
+    ASCII fallback, and the exact name percent-encoded in ``filename*``)."""
+    if not name:
+        return b"attachment"
+    plain = _PLAIN.sub("_", name)
+    return ('attachment; filename="%s"; filename*=UTF-8\'\'%s'
+            % (plain, quote(name, safe=""))).encode("ascii")
+
+
+def _security_headers(request):
+    for header, value in DOWNLOAD_HEADERS.items():
+        request.setHeader(header, value)
 
 
 class _Missing(resource.Resource):
@@ -30,41 +71,54 @@ class _Missing(resource.Resource):
 
     def render(self, request):
         request.setResponseCode(self.code)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        _security_headers(request)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return self.message.encode("utf-8") + b"\n"
 
 
 class _StoredFile(resource.Resource):
     isLeaf = True
 
-    def __init__(self, path, name):
+    def __init__(self, path):
         super().__init__()
-        self.path, self.name = path, name
+        self.path = path
 
-    def render(self, request):
+    def render_GET(self, request):
+        _security_headers(request)
         if request.postpath and request.postpath != [b""]:
+            if len(request.postpath) > 1:
+                return _Missing(404, "no such file").render(request)
             try:
                 name = check_filename(request.postpath[0].decode("utf-8"))
             except (InvalidFileName, UnicodeDecodeError):
                 return _Missing(404, "bad file name").render(request)
-            if len(request.postpath) > 1:
-                return _Missing(404, "no such file").render(request)
         else:
             name = None
-        content_type = "application/octet-stream"
-        if name:
-            guessed, encoding = mimetypes.guess_type(name)
-            if guessed and not encoding:
-                content_type = guessed
-            if content_type.startswith("text/"):
-                content_type += "; charset=utf-8"
-        request.setHeader(b"Cache-Control", b"public, max-age=31536000, "
-                          b"immutable")
-        served = static.File(str(self.path), defaultType=content_type)
-        served.type = content_type
-        served.encoding = None
+        served = static.File(str(self.path),
+                             defaultType="application/octet-stream")
+        served.type, served.encoding = "application/octet-stream", None
         served.isLeaf = True
+        if request.method == b"GET":
+            try:
+                ranges = plan_ranges(request.getHeader(b"range"),
+                                     served.getFileSize())
+            except RangeNotSatisfiable as error:
+                request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
+                request.setHeader(b"content-range",
+                                  b"bytes */%d" % served.getFileSize())
+                request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+                return ("%s\n" % error).encode("utf-8")
+            if ranges is None:
+                request.requestHeaders.removeHeader(b"range")
+            else:
+                request.requestHeaders.setRawHeaders(
+                    b"range", [range_header(ranges)])
+        request.setHeader(b"content-disposition", content_disposition(name))
+        request.setHeader(b"cache-control",
+                          b"public, max-age=31536000, immutable")
         return served.render(request)
+
+    render_HEAD = render_GET
 
 
 class FileStoreResource(resource.Resource):
@@ -81,8 +135,9 @@ class FileStoreResource(resource.Resource):
         path = self.file_store.path_for(sha1)
         if not path.is_file():
             return _Missing(404, "no such file")
-        return _StoredFile(path, None)
+        return _StoredFile(path)
 
     def render_GET(self, request):
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        _security_headers(request)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"GET /files/<sha1>[/<name>]\n"

@@ -34,13 +34,16 @@ from twisted.web.template import flattenString
 from lp_services.metrics import REGISTRY, MetricsResource, OpsGauges
 from lp_services.web import data, pages
 
-__all__ = ["make_status_resource"]
+__all__ = ["SECURITY_HEADERS", "make_status_resource"]
 
 _log = Logger()
 
-_SECURITY_HEADERS = {
+#: Headers on every answer under the status root: pages, redirects,
+#: errors, /metrics, /static and whatever is mounted beside them (the file
+#: store replaces the CSP with its stricter sandbox).
+SECURITY_HEADERS = {
     # No inline script or style anywhere: even markup that escaped
-    # escaping could not run.
+    # escaping could not run. No framing: no clickjacking.
     b"content-security-policy": (
         b"default-src 'self'; script-src 'self'; style-src 'self'; "
         b"img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -206,7 +209,10 @@ def _headers(request, content_type, length):
     request.setHeader(b"content-type", content_type)
     request.setHeader(b"content-length", b"%d" % length)
     request.setHeader(b"cache-control", b"no-store")
-    for name, value in _SECURITY_HEADERS.items():
+
+
+def _security_headers(request):
+    for name, value in SECURITY_HEADERS.items():
         request.setHeader(name, value)
 
 
@@ -383,6 +389,22 @@ class _Static(Resource):
         return body
 
 
+_READ_METHODS = (b"GET", b"HEAD")
+
+
+class _ReadOnly(Resource):
+    """Any other method, anywhere: 405 (Twisted's default for a method it
+    does not know is a 501, a server error for a client's mistake)."""
+
+    isLeaf = True
+
+    def render(self, request):
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, HEAD")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"the site is read-only: GET or HEAD\n"
+
+
 class StatusRoot(Resource):
     """The status site's root; see the module docstring."""
 
@@ -391,6 +413,21 @@ class StatusRoot(Resource):
         self.context = context
         self.metrics = metrics
         self.static = _Static()
+
+    def getChildWithDefault(self, name, request):
+        # Every request below the root passes here first, so every answer
+        # (children added with putChild and Twisted's own errors too)
+        # carries the security headers.
+        _security_headers(request)
+        if request.method not in _READ_METHODS:
+            return _ReadOnly()
+        return super().getChildWithDefault(name, request)
+
+    def render(self, request):
+        _security_headers(request)
+        if request.method not in _READ_METHODS:
+            return _ReadOnly().render(request)
+        return super().render(request)
 
     def getChild(self, name, request):
         context = self.context
