@@ -15,6 +15,7 @@ from lp_services.slave import idmap
 from lp_services.slave.idmap import (
     DEFAULT_BASE, RANGE_SIZE, IdRange, IdRangeError, check_free, shift_tree,
     strip_privilege_bits)
+from lp_services.slave.tree import remove_tree
 
 
 def _not_root() -> str | None:
@@ -94,7 +95,7 @@ class TreeTests(SynchronousTestCase):
 
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="lp-idmap-tree-"))
-        self.addCleanup(shutil.rmtree, self.tmp)
+        self.addCleanup(remove_tree, self.tmp)
 
     def test_shift_tree_never_follows_links(self):
         """Every entry (the links themselves too) gets the new owner; a
@@ -133,6 +134,35 @@ class TreeTests(SynchronousTestCase):
         self.assertEqual(stat.S_IMODE(os.stat(tree / "d" / "sg").st_mode),
                          0o750)
         self.assertEqual(stat.S_IMODE(os.stat(outside).st_mode), 0o4755)
+
+    def test_deeper_than_the_recursion_limit(self):
+        """A build's 3,000-level tree (deeper than Python's recursion limit
+        and longer than PATH_MAX) is shifted and stripped to the bottom."""
+        from tests.slave.test_tree import deep_tree
+        tree = self.tmp / "deep"
+        deep_tree(tree, 3000, name="d" * 30)
+        fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(3000):
+                child = os.open("d" * 30, os.O_RDONLY | os.O_DIRECTORY,
+                                dir_fd=fd)
+                os.close(fd)
+                fd = child
+            self.assertEqual(shift_tree(tree, 300000, 300001), 3002)
+            # After the shift: chown itself clears set-uid bits.
+            os.chmod("bottom", 0o4755, dir_fd=fd)
+            self.assertEqual(strip_privilege_bits(tree), 1)
+            st = os.stat("bottom", dir_fd=fd)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)),
+                             (300000, 0o755))
+        finally:
+            os.close(fd)
+
+    def test_a_vanished_tree_is_nothing(self):
+        """A work directory removed before the walk (an abort racing the
+        strip) is not an error: nothing to shift or strip."""
+        self.assertEqual(shift_tree(self.tmp / "gone", 300000, 300000), 0)
+        self.assertEqual(strip_privilege_bits(self.tmp / "gone" / "x"), 0)
 
 
 class LauncherTests(SynchronousTestCase):

@@ -44,6 +44,8 @@ import pwd
 import stat
 import sys
 
+from lp_services.slave.tree import walk_tree
+
 __all__ = [
     "BUILD_GID",
     "BUILD_UID",
@@ -194,43 +196,40 @@ def check_free(ids: IdRange, etc="/etc", users=None, groups=None) -> None:
 
 def shift_tree(path, uid: int, gid: int) -> int:
     """Give every entry under ``path`` (and ``path``) to ``uid:gid``
-    (blocking). Never follows a link: walks directory file descriptors
-    (``os.fwalk``) and changes links themselves, so a tree a build has
-    touched cannot redirect it onto host files. Returns the count."""
-    path = os.fspath(path)
-    os.chown(path, uid, gid, follow_symlinks=False)
-    changed = 1
-    for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
-        for name in dirs + files:
-            try:
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
-                changed += 1
-            except FileNotFoundError:
-                pass
-    return changed
+    (blocking). Never follows a link and has no depth limit
+    (:func:`~lp_services.slave.tree.walk_tree`), and changes links
+    themselves, so a tree a build has touched cannot redirect it onto host
+    files. Returns the count."""
+    def chown(dir_fd, name, st):
+        try:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+    return walk_tree(path, chown)
 
 
 def strip_privilege_bits(path) -> int:
     """Clear set-uid and set-gid bits under ``path`` (blocking; links are
-    never followed). Returns how many files had them."""
-    path = os.fspath(path)
+    never followed, any depth). Returns how many files had them."""
     found = 0
-    for _, _, files, dir_fd in os.fwalk(path, follow_symlinks=False):
-        for name in files:
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID
-                                                          | stat.S_ISGID):
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW
-                             | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-                try:
-                    os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode)
-                              & ~(stat.S_ISUID | stat.S_ISGID))
-                finally:
-                    os.close(fd)
-                found += 1
+
+    def strip(dir_fd, name, st):
+        nonlocal found
+        if not (stat.S_ISREG(st.st_mode)
+                and st.st_mode & (stat.S_ISUID | stat.S_ISGID)):
+            return
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        try:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode)
+                      & ~(stat.S_ISUID | stat.S_ISGID))
+        finally:
+            os.close(fd)
+        found += 1
+    walk_tree(path, strip)
     return found
 
 

@@ -19,6 +19,10 @@ unprivileged host ids). :func:`remove_tree` therefore
 - raises :class:`RemoveFailed` naming the path and the reason when it
   cannot finish: callers report it, they never ignore it.
 
+:func:`walk_tree` visits such a tree the same way (one fd at a time, no
+recursion, no links followed, no other file system entered) for the
+sandbox's id shifting and set-uid stripping.
+
 Blocking: call it in a thread.
 """
 
@@ -27,7 +31,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["RemoveFailed", "remove_tree"]
+__all__ = ["RemoveFailed", "remove_tree", "walk_tree"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -135,3 +139,78 @@ def _remove_dir(path: Path, top, where: list[str]) -> None:
     finally:
         os.close(fd)
     os.rmdir(path)
+
+
+def walk_tree(path, visit) -> int:
+    """Call ``visit(dir_fd, name, st)`` for ``path`` itself (``dir_fd`` is
+    its parent's) and every entry under it, directories before what they
+    hold; ``st`` is the entry's ``lstat``. Like :func:`remove_tree`: one
+    directory fd open at a time, an explicit stack instead of recursion,
+    links never followed, other file systems never entered, entries that
+    vanish meanwhile skipped. Nothing if ``path`` does not exist. Returns
+    how many entries were visited."""
+    path = Path(path)
+    try:
+        parent_fd = os.open(path.parent, _DIR_FLAGS)
+    except FileNotFoundError:
+        return 0
+    try:
+        try:
+            top = os.stat(path.name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return 0
+        visit(parent_fd, path.name, top)
+        if not stat.S_ISDIR(top.st_mode):
+            return 1
+        fd = os.open(path.name, _DIR_FLAGS, dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+    count = 1
+    # One frame per level: (dev, ino) of the directory and its
+    # subdirectories still to visit; only ``fd`` (the current level) is open.
+    stack = [((top.st_dev, top.st_ino), None)]
+    try:
+        while True:
+            identity, pending = stack[-1]
+            if pending is None:
+                pending = []
+                with os.scandir(fd) as entries:
+                    names = [e.name for e in entries]
+                for name in names:
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    visit(fd, name, st)
+                    count += 1
+                    if stat.S_ISDIR(st.st_mode) and st.st_dev == top.st_dev:
+                        pending.append(name)
+                stack[-1] = (identity, pending)
+            if pending:
+                name = pending.pop()
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                cst = os.fstat(child)
+                if cst.st_dev != top.st_dev:
+                    os.close(child)
+                    continue
+                os.close(fd)
+                fd = child
+                stack.append(((cst.st_dev, cst.st_ino), None))
+                continue
+            if len(stack) == 1:
+                break
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            ust = os.fstat(up)
+            if (ust.st_dev, ust.st_ino) != stack[-2][0]:
+                os.close(up)
+                raise RemoveFailed(errno.ESTALE, "the tree changed while "
+                                   "it was being walked")
+            os.close(fd)
+            fd = up
+            stack.pop()
+    finally:
+        os.close(fd)
+    return count
