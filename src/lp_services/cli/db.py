@@ -115,7 +115,7 @@ def _env_url():
 @user_errors
 def url(ctx):
     """Print the database URL (starting the embedded server if needed)."""
-    click.echo(ctx.database_url())
+    click.echo(ctx.database_url(start_embedded=True))
 
 
 @db.command()
@@ -125,7 +125,7 @@ def upgrade(ctx):
     """Create the schema, or apply the patches it lacks, in order."""
     from lp_services.database.schema import upgrade as do_upgrade
 
-    conn = ctx.connect()
+    conn = ctx.connect(require_schema=False, start_embedded=True)
     try:
         result = do_upgrade(conn)
     finally:
