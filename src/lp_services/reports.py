@@ -7,7 +7,7 @@ every presentation shows the same figures with the same ordering.
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-__all__ = ["REPORTS", "fetch_report", "humanize", "jsonable"]
+__all__ = ["REPORTS", "attempts_text", "fetch_report", "humanize", "jsonable"]
 
 # name -> (view, ORDER BY). Ordering lives here, once.
 REPORTS = {
@@ -16,6 +16,7 @@ REPORTS = {
     "work": ("ops_work", "id DESC"),
     "failures": ("ops_failures", "dimension DESC, failure_rate_week DESC NULLS LAST, name"),
     "durations": ("ops_durations", "kind, type"),
+    "hourly": ("ops_hourly", "hour"),
 }
 
 # Filters the work report accepts: option -> column.
@@ -75,6 +76,12 @@ def humanize(value) -> str:
     if isinstance(value, Decimal):
         return "%.1f%%" % (value * 100)
     return str(value)
+
+
+def attempts_text(attempts: int, max_retries: int) -> str:
+    """A job's attempts as every presentation says them: "1 of at most 6"
+    (``max_retries`` retries after the first attempt)."""
+    return "%d of at most %d" % (attempts, max_retries + 1)
 
 
 def jsonable(value):

@@ -56,6 +56,8 @@ class BuildDetails:
     processor: str
     virtualized: bool
     series: str
+    #: The effective score now (``scoring.effective_score``), not the
+    #: stored sort key; None once the build left the queue.
     score: int | None
     score_pinned: bool
     builder: str | None
@@ -160,7 +162,15 @@ def _link(file_url, sha1, filename, size) -> FileLink:
                     file_url(sha1, filename) if file_url else None)
 
 
+def _now(cursor, now):
+    if now is not None:
+        return now
+    cursor.execute("SELECT now()")
+    return cursor.fetchone()[0]
+
+
 def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
+    from lp_services.buildmaster.scoring import effective_score
     from lp_services.estimates import expected_start
 
     row = _one(cursor, """
@@ -187,7 +197,9 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
     return BuildDetails(
         build_type=row["build_type"], build_status=row["build_status"],
         processor=row["processor"], virtualized=row["virtualized"],
-        series=row["series"], score=row["lastscore"],
+        series=row["series"],
+        score=(None if row["lastscore"] is None
+               else effective_score(row["lastscore"], _now(cursor, now))),
         score_pinned=bool(row["manual"]), builder=row["builder"],
         estimated_duration=row["estimated_duration"],
         expected_start=expected_start(cursor, job_id, now),
