@@ -9,8 +9,10 @@
 -- the queue and when will it clear (ops_queue), what is every builder doing
 -- (ops_builders), what work exists, builds and native jobs together
 -- (ops_work), what is failing (ops_failures), and how long things take
--- (ops_durations). They read only; `lp-services report` prints them.
+-- (ops_durations), and how the last day went hour by hour (ops_hourly).
+-- They read only; `lp-services report` prints them.
 
+DROP VIEW IF EXISTS ops_hourly;
 DROP VIEW IF EXISTS ops_durations;
 DROP VIEW IF EXISTS ops_failures;
 DROP VIEW IF EXISTS ops_work;
@@ -92,8 +94,9 @@ COMMENT ON VIEW ops_queue IS
 
 
 -- Every builder and what it is doing.
---   state          disabled (not active), failed (not builderok, see
---                  failnotes), building, manual, cleaning, dirty, idle
+--   state          disabled (not active, or disabled by an operator),
+--                  failed (not builderok after errors, see failnotes),
+--                  building, manual, cleaning, dirty, idle
 --   current_build  the job id of the build it holds, if any
 --   time_in_state  since dispatch while building; since it was disabled,
 --                  failed or made manual for those states; since the clean
@@ -105,6 +108,7 @@ SELECT b.id,
        b.virtualized,
        b.manual,
        CASE WHEN NOT b.active THEN 'disabled'
+            WHEN NOT b.builderok AND b.disabled_by_operator THEN 'disabled'
             WHEN NOT b.builderok THEN 'failed'
             WHEN bq.job IS NOT NULL THEN 'building'
             WHEN b.manual THEN 'manual'
@@ -228,3 +232,47 @@ WHERE outcome = 'succeeded' AND duration IS NOT NULL
 GROUP BY kind, type;
 COMMENT ON VIEW ops_durations IS
     'Median, p90, p99 and max duration of successful work per kind and type (30 days).';
+
+
+-- The last 24 hours of builds, hour by hour (the farm page's charts): one
+-- row per hour, the current hour included, oldest first.
+--   hour          the hour's start
+--   queue_depth   builds waiting at the hour's end (now, for the current
+--                 hour): created by then, not yet started (nor finished
+--                 unstarted, as a cancelled waiting build is). A build that
+--                 was retried counts as waiting only before its latest start.
+--   succeeded, failed, cancelled
+--                 builds that finished in the hour, by ops_work's outcome
+CREATE VIEW ops_hourly AS
+WITH hours AS (
+    SELECT hour, least(hour + interval '1 hour', now()) AS until
+    FROM generate_series(date_trunc('hour', now()) - interval '23 hours',
+                         date_trunc('hour', now()), interval '1 hour') AS hour
+), builds AS (
+    SELECT date_created,
+           coalesce(date_started, date_finished) AS left_queue,
+           date_finished,
+           outcome
+    FROM ops_work
+    WHERE kind = 'build'
+      AND coalesce(date_finished, 'infinity')
+          >= date_trunc('hour', now()) - interval '23 hours'
+)
+SELECT h.hour,
+       count(b.date_created) FILTER (
+           WHERE b.date_created < h.until
+             AND coalesce(b.left_queue, 'infinity') >= h.until) AS queue_depth,
+       count(b.date_created) FILTER (
+           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
+             AND b.outcome = 'succeeded') AS succeeded,
+       count(b.date_created) FILTER (
+           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
+             AND b.outcome = 'failed') AS failed,
+       count(b.date_created) FILTER (
+           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
+             AND b.outcome = 'cancelled') AS cancelled
+FROM hours h
+LEFT JOIN builds b ON true
+GROUP BY h.hour;
+COMMENT ON VIEW ops_hourly IS
+    'Builds over the last 24 hours, hourly: queue depth and finished by outcome.';

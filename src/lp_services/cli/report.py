@@ -16,6 +16,20 @@ _SHOWN = {
 }
 
 
+# What may be left out at a narrow terminal, first named first (the
+# columns that answer the report's question stay).
+_OPTIONAL = {
+    "work": ["date_created", "build_status", "attempts", "builder", "kind",
+             "last_error"],
+    "builders": ["processors", "clean_status", "failure_count", "failnotes",
+                 "time_in_state"],
+    "queue": ["estimated_work", "oldest_wait", "building"],
+    "failures": ["failed_week", "finished_week", "failed_day",
+                 "finished_day"],
+    "durations": ["max", "p99", "samples"],
+}
+
+
 @click.command()
 @click.argument("name", type=click.Choice(
     ["queue", "builders", "work", "failures", "durations"]))
@@ -50,30 +64,22 @@ def report(ctx, name, as_json, limit, kind, type_, status):
     if as_json:
         echo_json([{k: jsonable(v) for k, v in row.items()} for row in rows])
         return
-    import sys
+    from lp_services.cli.tables import output_console
 
-    from rich.console import Console
-
-    # Piped output has no terminal width; do not fold tables into 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(render_report(name, columns, rows))
+    console = output_console()
+    console.print(render_report(name, columns, rows, console.width))
 
 
-def render_report(name, columns, rows):
-    """A rich renderable of one report's rows (the columns people read)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
+def render_report(name, columns, rows, width: int):
+    """A rich renderable of one report's rows (the columns people read),
+    fitted to ``width`` (see :mod:`lp_services.cli.tables`)."""
+    from lp_services.cli.tables import render_table
     from lp_services.reports import humanize
 
     shown = _SHOWN.get(name, columns)
-    table = Table(title="ops_%s" % name, title_justify="left")
-    for column in shown:
-        table.add_column(column.replace("_", " "), overflow="fold")
-    for row in rows:
-        # Text, not str: a job's error may contain [markup] rich would eat.
-        table.add_row(*(Text(humanize(row[c])) for c in shown))
-    if not rows:
-        return Group(table, Text("(no rows)"))
-    return table
+    cells = [[" ".join(humanize(row[c]).split()) for c in shown]
+             for row in rows]
+    return render_table("ops_%s" % name, [c.replace("_", " ") for c in shown],
+                        cells, width,
+                        optional=[c.replace("_", " ")
+                                  for c in _OPTIONAL.get(name, ())])
