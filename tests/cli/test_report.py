@@ -110,3 +110,49 @@ class NarrowTerminalTests(DatabaseTestMixin, TestCase):
         text = self.render("work", 250)
         self.assertNotIn("left out", text)
         self.assertIn("date created", text)
+
+
+class DurationsChartTests(DatabaseTestMixin, TestCase):
+    """report durations --chart: bars from ops_durations, in text."""
+
+    def setUp(self):
+        super().setUp()
+        from tests.database.test_views import SEED
+
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute(SEED)
+
+    def invoke(self, *args):
+        return CliRunner().invoke(cli, ["--database", self.database_url, *args],
+                                  catch_exceptions=False)
+
+    def test_chart_lines(self):
+        """One line per kind and type of ops_durations, its median and p90
+        as figures; the longest p90 is the full bar, and the two parts of a
+        bar differ in character, not colour."""
+        result = self.invoke("report", "durations", "--chart")
+        self.assertEqual(result.exit_code, 0, result.output)
+        lines = result.output.splitlines()
+        self.assertEqual(lines[0], "durations of successful work, 30 days: "
+                         "█ median, ░ to p90")
+        rows = json.loads(self.invoke("report", "durations", "--json").output)
+        self.assertEqual(len(lines), 1 + len(rows))
+        by_label = {line.split()[0]: line for line in lines[1:]}
+        # SEED: native noop took 10 s and 30 s (p50 20 s, p90 28 s); the
+        # one successful script build took 4 minutes.
+        self.assertIn("p50 4m 00s  p90 4m 00s  (1)", by_label["build:script"])
+        self.assertIn("p50 20s  p90 28s  (2)", by_label["native:noop"])
+        longest = by_label["build:script"]
+        self.assertNotIn("░", longest)
+        self.assertIn("█" * 40, longest)
+        noop = by_label["native:noop"]
+        self.assertLess(noop.count("█"), noop.count("█") + noop.count("░"))
+        for line in lines:
+            self.assertLessEqual(len(line), 100)
+
+    def test_chart_only_for_durations(self):
+        """--chart on another report is a usage error."""
+        result = self.invoke("report", "queue", "--chart")
+        self.assertEqual(result.exit_code, 2)
+        self.assertIn("--chart goes with `report durations`", result.output)
