@@ -66,6 +66,10 @@ class Farm:
     queue: list
     recent: list
     now: datetime
+    #: ops_hourly rows (the last 24 hours, oldest first) and ops_durations
+    #: rows, for the charts.
+    hourly: list = ()
+    durations: list = ()
 
 
 def last_lines(text: str | None, count: int) -> str | None:
@@ -78,11 +82,14 @@ def last_lines(text: str | None, count: int) -> str | None:
 
 def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
     """Builders (ops_builders) with their current build's log tail, the
-    queue (ops_queue) and the latest work (ops_work)."""
+    queue (ops_queue), the latest work (ops_work), and the charts' rows
+    (ops_hourly, ops_durations)."""
     cursor = raw_cursor(store)
     _, builders = fetch_report(cursor, "builders")
     _, queue = fetch_report(cursor, "queue")
     _, recent = fetch_report(cursor, "work", limit=FARM_RECENT)
+    _, hourly = fetch_report(cursor, "hourly")
+    _, durations = fetch_report(cursor, "durations")
     current = [b["current_build"] for b in builders
                if b["current_build"] is not None]
     running = {}
@@ -98,7 +105,7 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
         b["logtail"] = last_lines(tail, log_lines)
     cursor.execute("SELECT now()")
     return Farm(builders=builders, queue=queue, recent=recent,
-                now=cursor.fetchone()[0])
+                now=cursor.fetchone()[0], hourly=hourly, durations=durations)
 
 
 def load_work(store, job_id: int, file_url=None):
