@@ -39,8 +39,10 @@ OUTCOMES = (
 # The drawing area of the hourly charts, in SVG user units (the SVG
 # scales to the page's width): room on the left for the axis figures and
 # below for the hour labels.
-_WIDTH, _HEIGHT = 720, 180
-_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 12, 26
+# 480 wide: at the page's two charts a row the 11-unit text shows at about
+# 13 px, readable without zooming.
+_WIDTH, _HEIGHT = 480, 170
+_LEFT, _RIGHT, _TOP, _BOTTOM = 34, 6, 12, 26
 #: Label every third hour: eight labels fit under 24 bars at any width.
 _HOUR_LABEL_EVERY = 3
 
@@ -186,7 +188,8 @@ def _legend(prefix: str, y: int) -> Tag:
                                  **_fill(prefix, kind)))
         items.append(Tag("text")(word, x=str(x + 14), y=str(y),
                                  class_="legend"))
-        x += 14 + 8 * len(word) + 16
+        # About 6.5 units per character of 11-unit text, then a gap.
+        x += 14 + round(6.5 * len(word)) + 14
     return Tag("g")(*items, class_="legend")
 
 
@@ -194,10 +197,12 @@ def durations_chart(rows) -> Tag:
     """Median and p90 duration per build type (``ops_durations`` rows;
     native rows are left out)."""
     builds = [r for r in rows if r["kind"] == "build"]
-    row_height, label_width, value_width = 26, 140, 200
-    height = _TOP + row_height * max(len(builds), 1) + 8
+    # A type per row: its name left of the bars, its figures in words
+    # under them (long enough for any duration at any page width).
+    row_height, label_width = 40, 100
+    height = _TOP + row_height * max(len(builds), 1) + 4
     longest = max([1.0, *(r["p90"].total_seconds() for r in builds)])
-    span = _WIDTH - label_width - value_width
+    span = _WIDTH - label_width - _RIGHT
     parts = []
     if not builds:
         parts.append(Tag("text")("No successful builds in the last 30 days.",
@@ -211,18 +216,18 @@ def durations_chart(rows) -> Tag:
             "" if r["samples"] == 1 else "s")
         parts.append(Tag("g")(
             Tag("title")("%s: %s" % (r["type"], label)),
-            Tag("text")(r["type"], x=str(label_width - 6), y=str(y + 14),
+            Tag("text")(r["type"], x=str(label_width - 6), y=str(y + 12),
                         class_="tick", **{"text-anchor": "end"}),
             # p90 behind, hatched; the median in front, solid.
-            Tag("rect")(x=str(label_width), y=str(y + 2),
+            Tag("rect")(x=str(label_width), y=str(y),
                         width="%.1f" % max(span * p90 / longest, 1),
                         height="16", class_="bar busy hatch",
                         fill="url(#chart-durations-hatch)"),
-            Tag("rect")(x=str(label_width), y=str(y + 2),
+            Tag("rect")(x=str(label_width), y=str(y),
                         width="%.1f" % max(span * p50 / longest, 1),
                         height="16", class_="bar busy solid"),
-            Tag("text")(label, x=str(_WIDTH - value_width + 6),
-                        y=str(y + 14), class_="legend"),
+            Tag("text")(label, x=str(label_width), y=str(y + 30),
+                        class_="legend"),
             class_="type", **{"data-type": r["type"],
                               "data-p50-seconds": "%g" % p50,
                               "data-p90-seconds": "%g" % p90,
