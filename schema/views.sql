@@ -243,36 +243,50 @@ COMMENT ON VIEW ops_durations IS
 --                 was retried counts as waiting only before its latest start.
 --   succeeded, failed, cancelled
 --                 builds that finished in the hour, by ops_work's outcome
+-- One pass over the window's builds (no hour x build join): each build
+-- adds +1 to the queue in the hour it was created and -1 in the hour it
+-- left the queue; the depth at an hour's end is the sum of every change
+-- up to that hour (changes before the window are summed into one bucket).
 CREATE VIEW ops_hourly AS
-WITH hours AS (
-    SELECT hour, least(hour + interval '1 hour', now()) AS until
-    FROM generate_series(date_trunc('hour', now()) - interval '23 hours',
-                         date_trunc('hour', now()), interval '1 hour') AS hour
+WITH bounds AS (
+    SELECT date_trunc('hour', now()) - interval '23 hours' AS since
+), hours AS (
+    SELECT hour
+    FROM bounds, generate_series(since, date_trunc('hour', now()),
+                                 interval '1 hour') AS hour
 ), builds AS (
+    -- Builds that were waiting or finished at some point of the window.
     SELECT date_created,
            coalesce(date_started, date_finished) AS left_queue,
            date_finished,
            outcome
-    FROM ops_work
-    WHERE kind = 'build'
-      AND coalesce(date_finished, 'infinity')
-          >= date_trunc('hour', now()) - interval '23 hours'
+    FROM ops_work, bounds
+    WHERE kind = 'build' AND coalesce(date_finished, 'infinity') >= since
+), changes AS MATERIALIZED (
+    SELECT greatest(date_trunc('hour', at), since - interval '1 hour')
+               AS bucket,
+           sum(delta) AS delta
+    FROM (SELECT date_created AS at, 1 AS delta FROM builds
+          UNION ALL
+          SELECT left_queue, -1 FROM builds WHERE left_queue IS NOT NULL
+         ) AS change, bounds
+    GROUP BY 1
+), finished AS (
+    SELECT date_trunc('hour', date_finished) AS hour,
+           count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled
+    FROM builds, bounds
+    WHERE date_finished >= since
+    GROUP BY 1
 )
 SELECT h.hour,
-       count(b.date_created) FILTER (
-           WHERE b.date_created < h.until
-             AND coalesce(b.left_queue, 'infinity') >= h.until) AS queue_depth,
-       count(b.date_created) FILTER (
-           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
-             AND b.outcome = 'succeeded') AS succeeded,
-       count(b.date_created) FILTER (
-           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
-             AND b.outcome = 'failed') AS failed,
-       count(b.date_created) FILTER (
-           WHERE b.date_finished >= h.hour AND b.date_finished < h.until
-             AND b.outcome = 'cancelled') AS cancelled
+       (SELECT coalesce(sum(c.delta), 0) FROM changes c
+        WHERE c.bucket <= h.hour)::bigint AS queue_depth,
+       coalesce(f.succeeded, 0) AS succeeded,
+       coalesce(f.failed, 0) AS failed,
+       coalesce(f.cancelled, 0) AS cancelled
 FROM hours h
-LEFT JOIN builds b ON true
-GROUP BY h.hour;
+LEFT JOIN finished f ON f.hour = h.hour;
 COMMENT ON VIEW ops_hourly IS
     'Builds over the last 24 hours, hourly: queue depth and finished by outcome.';

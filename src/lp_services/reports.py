@@ -21,6 +21,8 @@ REPORTS = {
 
 # Filters the work report accepts: option -> column.
 WORK_FILTERS = ("kind", "type", "status", "outcome")
+# The columns each report may be filtered on.
+FILTERS = {"work": WORK_FILTERS, "durations": ("kind",)}
 
 
 def fetch_report(cursor, name: str, limit: int | None = None,
@@ -28,7 +30,8 @@ def fetch_report(cursor, name: str, limit: int | None = None,
     """Return (columns, rows) of one report.
 
     :param filters: equality filters on the work report (kind, type,
-        status, outcome); None values are ignored.
+        status, outcome) or the durations report (kind); None values are
+        ignored.
     :raises KeyError: an unknown report name.
     """
     view, order = REPORTS[name]
@@ -36,7 +39,7 @@ def fetch_report(cursor, name: str, limit: int | None = None,
     for column, value in filters.items():
         if value is None:
             continue
-        if name != "work" or column not in WORK_FILTERS:
+        if column not in FILTERS.get(name, ()):
             raise ValueError("report %s cannot filter on %s" % (name, column))
         where.append("%s = %%s" % column)
         params.append(value)

@@ -150,3 +150,67 @@ class FixedWebStatesTests(StatusSiteMixin, TestCase):
         self.assertIn("hidden", logs[0])
         self.assertEqual(html.find("section", id="live")[0]["data-log-url"],
                          "/builds/10/log.json")
+
+
+class OpsHourlyTests(StatusSiteMixin, TestCase):
+    """ops_hourly against the same figures counted in Python from ops_work
+    rows, on the seed plus builds across the window's edges."""
+
+    EDGES = """
+    INSERT INTO job (id, job_type, status, date_created, date_started,
+                     date_finished, attempt_count) VALUES
+      -- waited from 30 h ago until 10 h ago, built for an hour
+      (40, 'build', 2, now() - interval '30 hours', now() - interval '10 hours',
+           now() - interval '9 hours', 1),
+      -- cancelled while waiting, 3 h ago, after waiting 5 h
+      (41, 'build', 3, now() - interval '8 hours', NULL,
+           now() - interval '3 hours', 0),
+      -- finished 26 h ago: outside the window altogether
+      (42, 'build', 2, now() - interval '27 hours', now() - interval '27 hours',
+           now() - interval '26 hours', 1),
+      -- waiting since two days ago
+      (43, 'build', 0, now() - interval '2 days', NULL, NULL, 0);
+    INSERT INTO build_farm_job (job, build_type, processor, virtualized,
+                                status, date_started, date_finished) VALUES
+      (40, 'script', 1, false, 1, now() - interval '10 hours',
+           now() - interval '9 hours'),
+      (41, 'script', 1, false, 10, NULL, now() - interval '3 hours'),
+      (42, 'script', 1, false, 1, now() - interval '27 hours',
+           now() - interval '26 hours'),
+      (43, 'script', 1, false, 0, NULL, NULL);
+    """
+
+    def test_matches_a_count_in_python(self):
+        """Queue depth at each hour's end (now for the current hour) and
+        finished builds per hour by outcome, as counted from ops_work."""
+        from datetime import timedelta
+
+        self.execute(self.EDGES)
+        with self.conn, self.conn.cursor() as cur:
+            # One transaction: now() is the same for every statement.
+            cur.execute("SELECT now()")
+            now = cur.fetchone()[0]
+            hourly = fetch_report(cur, "hourly")[1]
+            work = [r for r in fetch_report(cur, "work", kind="build")[1]]
+        self.assertEqual(len(hourly), 24)
+        infinity = now + timedelta(days=3650)
+        for row in hourly:
+            until = min(row["hour"] + timedelta(hours=1), now)
+            depth = sum(
+                1 for w in work if w["date_created"] < until
+                and (w["date_started"] or w["date_finished"] or infinity)
+                >= until)
+            finished = {o: sum(1 for w in work if w["outcome"] == o
+                               and w["date_finished"] is not None
+                               and row["hour"] <= w["date_finished"] < until)
+                        for o in ("succeeded", "failed", "cancelled")}
+            self.assertEqual(
+                (row["queue_depth"], row["succeeded"], row["failed"],
+                 row["cancelled"]),
+                (depth, finished["succeeded"], finished["failed"],
+                 finished["cancelled"]), row["hour"])
+        # The edges: 40 waited until 10 h ago, 41 until 3 h ago, 43 still
+        # waits; 42 is not counted anywhere.
+        self.assertEqual(hourly[-1]["queue_depth"], 4)  # 10, 11, 16, 43
+        self.assertEqual(sum(r["succeeded"] for r in hourly), 2)  # 13, 40
+        self.assertEqual(sum(r["cancelled"] for r in hourly), 2)  # 15, 41

@@ -89,7 +89,7 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
     _, queue = fetch_report(cursor, "queue")
     _, recent = fetch_report(cursor, "work", limit=FARM_RECENT)
     _, hourly = fetch_report(cursor, "hourly")
-    _, durations = fetch_report(cursor, "durations")
+    _, durations = fetch_report(cursor, "durations", kind="build")
     current = [b["current_build"] for b in builders
                if b["current_build"] is not None]
     running = {}
