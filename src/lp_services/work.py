@@ -67,6 +67,10 @@ class BuildDetails:
     logtail: str | None
     log: FileLink | None
     files: tuple[FileLink, ...]
+    #: What the build was asked to do (``build_queue``): its arguments and
+    #: {file name: sha1} of its input files; None once it left the queue.
+    build_args: dict | None = None
+    filemap: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
                p.name AS processor, f.virtualized, f.series,
                bq.lastscore, bq.manual, b.name AS builder,
                bq.estimated_duration, f.dependencies, bq.logtail,
+               bq.build_args, bq.filemap,
                l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size
         FROM build_farm_job f
         JOIN processor p ON p.id = f.processor
@@ -204,4 +209,4 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
         estimated_duration=row["estimated_duration"],
         expected_start=expected_start(cursor, job_id, now),
         dependencies=row["dependencies"], logtail=row["logtail"], log=log,
-        files=files)
+        files=files, build_args=row["build_args"], filemap=row["filemap"])

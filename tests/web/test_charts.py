@@ -214,3 +214,23 @@ class OpsHourlyTests(StatusSiteMixin, TestCase):
         self.assertEqual(hourly[-1]["queue_depth"], 4)  # 10, 11, 16, 43
         self.assertEqual(sum(r["succeeded"] for r in hourly), 2)  # 13, 40
         self.assertEqual(sum(r["cancelled"] for r in hourly), 2)  # 15, 41
+
+
+class DisabledBuilderPageTests(StatusSiteMixin, TestCase):
+    """An operator's disable is grey "disabled" on the farm page, not red
+    "failed"."""
+
+    @inlineCallbacks
+    def test_operator_disabled_builder(self):
+        """v1 (builderok false) disabled by an operator: its badge reads
+        disabled in the "off" tone; failed by the buildmaster, "bad"."""
+        self.execute("UPDATE builder SET disabled_by_operator = true"
+                     " WHERE name = 'v1'")
+        page = yield self.get("/")
+        row = page.text.split("<strong>v1</strong>", 1)[1].split("</tr>")[0]
+        self.assertIn('<span class="badge off">disabled</span>', row)
+        self.execute("UPDATE builder SET disabled_by_operator = false"
+                     " WHERE name = 'v1'")
+        page = yield self.get("/")
+        row = page.text.split("<strong>v1</strong>", 1)[1].split("</tr>")[0]
+        self.assertIn('<span class="badge bad">failed</span>', row)

@@ -117,7 +117,7 @@ def show(ctx, build_id, as_json):
     """Show build BUILD_ID (the same as `lp-services show BUILD_ID`)."""
     from lp_services.cli.show import show_work
 
-    show_work(ctx, build_id, as_json)
+    show_work(ctx, build_id, as_json, builds_only=True)
 
 
 @build.command()

@@ -25,8 +25,12 @@ def show(ctx, job_id, as_json):
     show_work(ctx, job_id, as_json)
 
 
-def show_work(ctx, job_id: int, as_json: bool) -> None:
-    """What ``show``, ``build show`` and ``job show`` print."""
+def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> None:
+    """What ``show``, ``build show`` and ``job show`` print.
+
+    :param builds_only: ``build show``: an id that is no build is an
+        error ("no build with id N").
+    """
     import dataclasses
 
     from lp_services.reports import humanize, jsonable
@@ -37,8 +41,12 @@ def show_work(ctx, job_id: int, as_json: bool) -> None:
         with conn.cursor() as cur:
             try:
                 details = describe_work(cur, job_id, file_url=ctx.file_url)
+                if builds_only and details.kind != "build":
+                    raise UnknownWork(job_id)
             except UnknownWork as error:
-                raise click.ClickException(str(error)) from None
+                raise click.ClickException(
+                    "no build with id %d" % job_id if builds_only
+                    else str(error)) from None
     finally:
         conn.close()
     log_tail = _stored_log_tail(ctx, details)
