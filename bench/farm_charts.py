@@ -12,6 +12,10 @@ Seeds a throwaway database (the test server) like bench/status_pages.py:
 last hour (the worst case for ops_hourly: every build is in its window).
 
     .venv/bin/python bench/farm_charts.py [--jobs N] [--rounds N]
+        [--history-days N]
+
+``--history-days 365`` spreads the finished jobs over a year: a farm with
+history, where the charts should read only the last day's builds.
 """
 
 import argparse
@@ -56,14 +60,37 @@ def main():
     parser.add_argument("--builders", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=200000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--history-days", type=int, default=0,
+                        help="Spread the finished jobs' times evenly over "
+                             "this many days (default 0: all in the last "
+                             "hour, the worst case).")
     args = parser.parse_args()
     url = create_test_database()
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
         cur.execute(SEED, {"builders": args.builders, "jobs": args.jobs})
+        if args.history_days:
+            # Job i finished i / jobs of the history ago, started a minute
+            # before, created a minute before that.
+            cur.execute("""
+                WITH t AS (
+                    SELECT id, now() - (%(days)s * 86400.0 * id / %(jobs)s
+                                        || ' seconds')::interval AS at
+                    FROM job WHERE status = 2)
+                UPDATE job j SET date_finished = t.at,
+                       date_started = t.at - interval '1 minute',
+                       date_created = t.at - interval '2 minutes'
+                FROM t WHERE j.id = t.id;
+                UPDATE build_farm_job f SET date_finished = j.date_finished,
+                       date_started = j.date_started
+                FROM job j WHERE j.id = f.job AND j.status = 2;
+                ANALYZE;
+                """, {"days": args.history_days, "jobs": args.jobs})
     print("farm page reads with and without the charts: %d builders, %d "
-          "jobs, %d alternating rounds, ms" % (args.builders, args.jobs,
-                                               args.rounds))
+          "jobs finished over %s, %d alternating rounds, ms"
+          % (args.builders, args.jobs,
+             "%d days" % args.history_days if args.history_days
+             else "the last hour", args.rounds))
     times = {name: [] for name, _ in VARIANTS}
     for _ in range(args.rounds):
         for name, read in VARIANTS:

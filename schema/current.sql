@@ -168,6 +168,8 @@ CREATE INDEX build_farm_job__status__idx ON build_farm_job (status);
 CREATE INDEX build_farm_job__builder__idx ON build_farm_job (builder, date_finished);
 CREATE INDEX build_farm_job__type_finished__idx
     ON build_farm_job (build_type, date_finished);
+-- ops_hourly: the builds finished in the last day, or not yet (NULL).
+CREATE INDEX build_farm_job__finished__idx ON build_farm_job (date_finished);
 
 CREATE TABLE build_queue (
     job bigint PRIMARY KEY REFERENCES job (id),
