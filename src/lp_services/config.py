@@ -7,10 +7,11 @@ the tests agree without passing paths around:
   and daemon logs. It never depends on the working directory, so commands
   run from any folder see one farm: ``--home DIR`` or ``LP_HOME`` if set,
   else systemd's ``$STATE_DIRECTORY`` (``StateDirectory=lp-services`` gives
-  ``/var/lib/lp-services`` to a system service), else the per-user XDG
-  state directory ``$XDG_STATE_HOME/lp-services`` (by default
-  ``~/.local/state/lp-services``). A relative ``LP_HOME`` is resolved once,
-  against the directory the command started in.
+  ``/var/lib/lp-services`` to a system service), else
+  ``$XDG_STATE_HOME/lp-services`` when that is set, else
+  ``/var/lib/lp-services`` for root and ``~/.local/state/lp-services`` for
+  anyone else. A relative ``LP_HOME`` is resolved once, against the
+  directory the command started in.
 - ``LP_DATABASE_URL`` (or an explicit ``--database URL``) names a real
   PostgreSQL server. Without it the embedded server under ``LP_HOME`` is
   used, and started if it is not running.
@@ -37,6 +38,8 @@ DATABASE_URL_ENV = "LP_DATABASE_URL"
 
 #: Set by systemd for a unit with ``StateDirectory=`` (a system service).
 SYSTEMD_STATE_ENV = "STATE_DIRECTORY"
+#: The system-wide state directory (FHS): root's default.
+SYSTEM_HOME = Path("/var/lib/lp-services")
 
 
 def default_home() -> Path:
@@ -45,7 +48,11 @@ def default_home() -> Path:
     A systemd service with ``StateDirectory=lp-services`` gets
     ``/var/lib/lp-services`` (systemd exports it as ``$STATE_DIRECTORY``,
     a colon-separated list when a unit names several: the first is ours);
-    anyone else gets the XDG state directory of their user.
+    anyone else gets the XDG state directory of their user, but root
+    without ``XDG_STATE_HOME`` gets ``/var/lib/lp-services``: as root the
+    embedded server runs as another user, and the directories above its
+    data must let that user through (pgserver opens them up), which
+    ``/root`` must never be.
     """
     systemd = os.environ.get(SYSTEMD_STATE_ENV)
     if systemd:
@@ -54,6 +61,8 @@ def default_home() -> Path:
     # The XDG spec: a relative value is invalid and must be ignored.
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "lp-services"
+    if os.geteuid() == 0:
+        return SYSTEM_HOME
     return Path.home() / ".local" / "state" / "lp-services"
 
 

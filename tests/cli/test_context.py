@@ -139,8 +139,17 @@ class StateDirectoryTests(TestCase):
         """A relative XDG_STATE_HOME is invalid (XDG spec): the default
         ~/.local/state/lp-services is used instead."""
         os.environ["XDG_STATE_HOME"] = "state"
+        self.patch(os, "geteuid", lambda: 1000)
         self.assertEqual(default_home(),
                          Path.home() / ".local/state/lp-services")
+
+    def test_root_gets_the_system_directory(self):
+        """Root without XDG_STATE_HOME: /var/lib/lp-services, never under
+        /root (the embedded server's user must traverse its parents)."""
+        self.patch(os, "geteuid", lambda: 0)
+        self.assertEqual(default_home(), Path("/var/lib/lp-services"))
+        os.environ["XDG_STATE_HOME"] = "/srv/state"
+        self.assertEqual(default_home(), Path("/srv/state/lp-services"))
 
     def test_systemd_state_directory(self):
         """Under systemd with StateDirectory=lp-services: its directory

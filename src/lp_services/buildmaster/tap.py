@@ -35,7 +35,7 @@ class Options(usage.Options):
          "PostgreSQL URL (default $LP_DATABASE_URL, else the embedded "
          "server under --home, which must be running)."],
         ["home", None, None, "State directory (default $LP_HOME, else "
-         "$STATE_DIRECTORY, else ~/.local/state/lp-services)."],
+         "the one of docs/configuration.md)."],
         ["port", "p", "tcp:8220",
          "strports description of the HTTP file store and build pages."],
         ["files-url", None, None,

@@ -35,8 +35,8 @@ _GROUPS = [
 @click.option("--home", metavar="DIR", envvar="LP_HOME",
               help="State directory (default: $LP_HOME, else "
                    "$STATE_DIRECTORY under systemd, else "
-                   "$XDG_STATE_HOME/lp-services, i.e. "
-                   "~/.local/state/lp-services).")
+                   "$XDG_STATE_HOME/lp-services, else /var/lib/lp-services "
+                   "for root and ~/.local/state/lp-services for others).")
 @click.pass_context
 def cli(ctx, database, home):
     """lp-services: one job table for a software build farm."""
