@@ -112,7 +112,8 @@ CREATE TABLE builder (
     resources text[] NOT NULL DEFAULT '{}',
     version text,
     date_created timestamptz NOT NULL DEFAULT now(),
-    date_state_changed timestamptz NOT NULL DEFAULT now()
+    date_state_changed timestamptz NOT NULL DEFAULT now(),
+    disabled_by_operator boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE builder IS 'A builder machine running an agent.';
 COMMENT ON COLUMN builder.manual IS
@@ -123,6 +124,8 @@ COMMENT ON COLUMN builder.resources IS
     'Tags this builder offers; a build may require some of them.';
 COMMENT ON COLUMN builder.date_state_changed IS
     'When builderok, active or manual last changed.';
+COMMENT ON COLUMN builder.disabled_by_operator IS
+    'builderok was cleared by an operator (builder disable), not by failures.';
 
 CREATE TABLE builder_processor (
     builder integer NOT NULL REFERENCES builder (id) ON DELETE CASCADE,
@@ -165,6 +168,8 @@ CREATE INDEX build_farm_job__status__idx ON build_farm_job (status);
 CREATE INDEX build_farm_job__builder__idx ON build_farm_job (builder, date_finished);
 CREATE INDEX build_farm_job__type_finished__idx
     ON build_farm_job (build_type, date_finished);
+-- ops_hourly: the builds finished in the last day, or not yet (NULL).
+CREATE INDEX build_farm_job__finished__idx ON build_farm_job (date_finished);
 
 CREATE TABLE build_queue (
     job bigint PRIMARY KEY REFERENCES job (id),

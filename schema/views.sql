@@ -9,8 +9,10 @@
 -- the queue and when will it clear (ops_queue), what is every builder doing
 -- (ops_builders), what work exists, builds and native jobs together
 -- (ops_work), what is failing (ops_failures), and how long things take
--- (ops_durations). They read only; `lp-services report` prints them.
+-- (ops_durations), and how the last day went hour by hour (ops_hourly).
+-- They read only; `lp-services report` prints them.
 
+DROP VIEW IF EXISTS ops_hourly;
 DROP VIEW IF EXISTS ops_durations;
 DROP VIEW IF EXISTS ops_failures;
 DROP VIEW IF EXISTS ops_work;
@@ -92,8 +94,9 @@ COMMENT ON VIEW ops_queue IS
 
 
 -- Every builder and what it is doing.
---   state          disabled (not active), failed (not builderok, see
---                  failnotes), building, manual, cleaning, dirty, idle
+--   state          disabled (not active, or disabled by an operator),
+--                  failed (not builderok after errors, see failnotes),
+--                  building, manual, cleaning, dirty, idle
 --   current_build  the job id of the build it holds, if any
 --   time_in_state  since dispatch while building; since it was disabled,
 --                  failed or made manual for those states; since the clean
@@ -105,6 +108,7 @@ SELECT b.id,
        b.virtualized,
        b.manual,
        CASE WHEN NOT b.active THEN 'disabled'
+            WHEN NOT b.builderok AND b.disabled_by_operator THEN 'disabled'
             WHEN NOT b.builderok THEN 'failed'
             WHEN bq.job IS NOT NULL THEN 'building'
             WHEN b.manual THEN 'manual'
@@ -228,3 +232,71 @@ WHERE outcome = 'succeeded' AND duration IS NOT NULL
 GROUP BY kind, type;
 COMMENT ON VIEW ops_durations IS
     'Median, p90, p99 and max duration of successful work per kind and type (30 days).';
+
+
+-- The last 24 hours of builds, hour by hour (the farm page's charts): one
+-- row per hour, the current hour included, oldest first.
+--   hour          the hour's start
+--   queue_depth   builds waiting at the hour's end (now, for the current
+--                 hour): created by then, not yet started (nor finished
+--                 unstarted, as a cancelled waiting build is). A build that
+--                 was retried counts as waiting only before its latest start.
+--   succeeded, failed, cancelled
+--                 builds that finished in the hour, by ops_work's outcome
+-- One pass over the window's builds (no hour x build join): each build
+-- adds +1 to the queue in the hour it was created and -1 in the hour it
+-- left the queue; the depth at an hour's end is the sum of every change
+-- up to that hour (changes before the window are summed into one bucket).
+CREATE VIEW ops_hourly AS
+WITH bounds AS (
+    SELECT date_trunc('hour', now()) - interval '23 hours' AS since
+), hours AS (
+    SELECT hour
+    FROM bounds, generate_series(since, date_trunc('hour', now()),
+                                 interval '1 hour') AS hour
+), builds AS (
+    -- Builds that were waiting or finished at some point of the window.
+    -- "recent" is a superset found by build_farm_job__finished__idx (a
+    -- build's own date_finished wins in ops_work), so the farm page reads
+    -- the window's builds, not every build ever.
+    SELECT w.date_created,
+           coalesce(w.date_started, w.date_finished) AS left_queue,
+           w.date_finished,
+           w.outcome
+    FROM bounds,
+         -- The bound written out, not bounds.since: the planner then
+         -- estimates how few rows match, and probes the index.
+         (SELECT f.job FROM build_farm_job f
+          WHERE f.date_finished IS NULL
+             OR f.date_finished >= date_trunc('hour', now())
+                                   - interval '23 hours') AS recent
+    JOIN ops_work w ON w.id = recent.job
+    WHERE w.kind = 'build' AND coalesce(w.date_finished, 'infinity') >= since
+), changes AS MATERIALIZED (
+    SELECT greatest(date_trunc('hour', at), since - interval '1 hour')
+               AS bucket,
+           sum(delta) AS delta
+    FROM (SELECT date_created AS at, 1 AS delta FROM builds
+          UNION ALL
+          SELECT left_queue, -1 FROM builds WHERE left_queue IS NOT NULL
+         ) AS change, bounds
+    GROUP BY 1
+), finished AS (
+    SELECT date_trunc('hour', date_finished) AS hour,
+           count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled
+    FROM builds, bounds
+    WHERE date_finished >= since
+    GROUP BY 1
+)
+SELECT h.hour,
+       (SELECT coalesce(sum(c.delta), 0) FROM changes c
+        WHERE c.bucket <= h.hour)::bigint AS queue_depth,
+       coalesce(f.succeeded, 0) AS succeeded,
+       coalesce(f.failed, 0) AS failed,
+       coalesce(f.cancelled, 0) AS cancelled
+FROM hours h
+LEFT JOIN finished f ON f.hour = h.hour;
+COMMENT ON VIEW ops_hourly IS
+    'Builds over the last 24 hours, hourly: queue depth and finished by outcome.';

@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Daemon", "DemoError", "DemoFarm", "free_port",
+__all__ = ["Daemon", "DemoError", "DemoFarm", "free_port", "running_recorded",
            "stop_recorded", "stop_started_database"]
 
 BUILDER_NAME = "demo-builder"
@@ -338,23 +338,39 @@ def _is_ours(pid: int, argv: list[str]) -> bool:
     return cmdline.split(b"\0")[:len(argv)] == [a.encode() for a in argv]
 
 
+def _recorded(home: Path) -> dict:
+    """{name: (pid, argv)} of the daemons a demo recorded under ``home``."""
+    try:
+        recorded = json.loads((Path(home) / "demo" / "pids.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    found = {}
+    for name, entry in recorded.items():
+        if not isinstance(entry, dict):
+            continue
+        pid, argv = entry.get("pid"), entry.get("argv")
+        if isinstance(pid, int) and isinstance(argv, list):
+            found[name] = (pid, argv)
+    return found
+
+
+def running_recorded(home: Path) -> list[str]:
+    """Names of the daemons a --keep-running demo left that still run."""
+    return [name for name, (pid, argv) in _recorded(home).items()
+            if _is_ours(pid, argv)]
+
+
 def stop_recorded(home: Path, timeout: float = 30.0) -> list[str]:
     """Stop the daemons a --keep-running demo left; return their names.
 
     Only processes still running the recorded command are signalled.
     """
     path = Path(home) / "demo" / "pids.json"
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
     stopped = []
-    for name, entry in recorded.items():
-        if not isinstance(entry, dict):
-            continue
-        pid, argv = entry.get("pid"), entry.get("argv")
-        if not isinstance(pid, int) or not isinstance(argv, list) \
-                or not _is_ours(pid, argv):
+    for name, (pid, argv) in _recorded(home).items():
+        if not _is_ours(pid, argv):
             continue
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ every presentation shows the same figures with the same ordering.
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-__all__ = ["REPORTS", "fetch_report", "humanize", "jsonable"]
+__all__ = ["REPORTS", "attempts_text", "fetch_report", "humanize", "jsonable"]
 
 # name -> (view, ORDER BY). Ordering lives here, once.
 REPORTS = {
@@ -16,10 +16,13 @@ REPORTS = {
     "work": ("ops_work", "id DESC"),
     "failures": ("ops_failures", "dimension DESC, failure_rate_week DESC NULLS LAST, name"),
     "durations": ("ops_durations", "kind, type"),
+    "hourly": ("ops_hourly", "hour"),
 }
 
 # Filters the work report accepts: option -> column.
 WORK_FILTERS = ("kind", "type", "status", "outcome")
+# The columns each report may be filtered on.
+FILTERS = {"work": WORK_FILTERS, "durations": ("kind",)}
 
 
 def fetch_report(cursor, name: str, limit: int | None = None,
@@ -27,7 +30,8 @@ def fetch_report(cursor, name: str, limit: int | None = None,
     """Return (columns, rows) of one report.
 
     :param filters: equality filters on the work report (kind, type,
-        status, outcome); None values are ignored.
+        status, outcome) or the durations report (kind); None values are
+        ignored.
     :raises KeyError: an unknown report name.
     """
     view, order = REPORTS[name]
@@ -35,7 +39,7 @@ def fetch_report(cursor, name: str, limit: int | None = None,
     for column, value in filters.items():
         if value is None:
             continue
-        if name != "work" or column not in WORK_FILTERS:
+        if column not in FILTERS.get(name, ()):
             raise ValueError("report %s cannot filter on %s" % (name, column))
         where.append("%s = %%s" % column)
         params.append(value)
@@ -75,6 +79,12 @@ def humanize(value) -> str:
     if isinstance(value, Decimal):
         return "%.1f%%" % (value * 100)
     return str(value)
+
+
+def attempts_text(attempts: int, max_retries: int) -> str:
+    """A job's attempts as every presentation says them: "1 of at most 6"
+    (``max_retries`` retries after the first attempt)."""
+    return "%d of at most %d" % (attempts, max_retries + 1)
 
 
 def jsonable(value):

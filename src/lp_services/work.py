@@ -56,6 +56,8 @@ class BuildDetails:
     processor: str
     virtualized: bool
     series: str
+    #: The effective score now (``scoring.effective_score``), not the
+    #: stored sort key; None once the build left the queue.
     score: int | None
     score_pinned: bool
     builder: str | None
@@ -65,6 +67,10 @@ class BuildDetails:
     logtail: str | None
     log: FileLink | None
     files: tuple[FileLink, ...]
+    #: What the build was asked to do (``build_queue``): its arguments and
+    #: {file name: sha1} of its input files; None once it left the queue.
+    build_args: dict | None = None
+    filemap: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,15 @@ def _link(file_url, sha1, filename, size) -> FileLink:
                     file_url(sha1, filename) if file_url else None)
 
 
+def _now(cursor, now):
+    if now is not None:
+        return now
+    cursor.execute("SELECT now()")
+    return cursor.fetchone()[0]
+
+
 def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
+    from lp_services.buildmaster.scoring import effective_score
     from lp_services.estimates import expected_start
 
     row = _one(cursor, """
@@ -168,6 +182,7 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
                p.name AS processor, f.virtualized, f.series,
                bq.lastscore, bq.manual, b.name AS builder,
                bq.estimated_duration, f.dependencies, bq.logtail,
+               bq.build_args, bq.filemap,
                l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size
         FROM build_farm_job f
         JOIN processor p ON p.id = f.processor
@@ -187,9 +202,11 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
     return BuildDetails(
         build_type=row["build_type"], build_status=row["build_status"],
         processor=row["processor"], virtualized=row["virtualized"],
-        series=row["series"], score=row["lastscore"],
+        series=row["series"],
+        score=(None if row["lastscore"] is None
+               else effective_score(row["lastscore"], _now(cursor, now))),
         score_pinned=bool(row["manual"]), builder=row["builder"],
         estimated_duration=row["estimated_duration"],
         expected_start=expected_start(cursor, job_id, now),
         dependencies=row["dependencies"], logtail=row["logtail"], log=log,
-        files=files)
+        files=files, build_args=row["build_args"], filemap=row["filemap"])

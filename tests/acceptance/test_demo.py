@@ -36,6 +36,9 @@ class DemoTests(TestCase):
             self.assertEqual(len(re.findall(r"sha1 ok", output)), 4, output)
             self.assertIn("COMPLETED / FULLYBUILT", output)
             self.assertIn("status page: http://127.0.0.1:", output)
+            # The farm stops next: the link is not handed out as if live.
+            self.assertIn("run the demo with --keep-running to browse them",
+                          output)
             self.assertIn("stopped the buildmaster", output)
             # The embedded PostgreSQL it started is stopped too.
             self.assertIn("and the embedded PostgreSQL the demo started",

@@ -50,3 +50,67 @@ class ShowCommandTests(DatabaseTestMixin, TestCase):
         result = self.invoke("show", "999")
         self.assertEqual(result.exit_code, 1)
         self.assertIn("no job or build with id 999", result.output)
+
+
+class FailedBuildShowTests(DatabaseTestMixin, TestCase):
+    """show of a failed build: the end of its log, and where to get it."""
+
+    LOG = "".join("step %d\n" % n for n in range(1, 31)) + "error: it broke\n"
+
+    def setUp(self):
+        super().setUp()
+        import hashlib
+        from pathlib import Path
+
+        from lp_services.filestore.store import FileStore
+
+        self.home = Path(self.mktemp()).resolve()
+        data = self.LOG.encode()
+        self.sha1 = hashlib.sha1(data).hexdigest()
+        path = FileStore(self.home / "files").path_for(self.sha1)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute(SEED)
+            cur.execute(
+                "INSERT INTO library_file (id, sha1, size, filename)"
+                " VALUES (1, %s, %s, 'buildlog_14.txt');"
+                " UPDATE build_farm_job SET log = 1 WHERE job = 14",
+                (self.sha1, len(data)))
+
+    def invoke(self, *args, env=None):
+        return CliRunner().invoke(
+            cli, ["--database", self.database_url, "--home", str(self.home),
+                  *args], env=env or {}, catch_exceptions=False)
+
+    def test_log_tail(self):
+        """The last 15 lines of the stored log follow the details."""
+        result = self.invoke("show", "14")
+        self.assertEqual(result.exit_code, 0, result.output)
+        tail = result.output.split("log tail:\n", 1)[1]
+        self.assertEqual(tail, "".join(
+            "  | %s\n" % line for line in self.LOG.splitlines()[-15:]))
+
+    def test_without_files_url(self):
+        """No LP_FILES_URL: the log is named and the way to links is said."""
+        result = self.invoke("show", "14", env={"LP_FILES_URL": ""})
+        self.assertIn("  log:               buildlog_14.txt  sha1 %s  %d bytes\n"
+                      % (self.sha1, len(self.LOG)), result.output)
+        self.assertIn("  (download links: set LP_FILES_URL to the "
+                      "buildmaster's --files-url)\n", result.output)
+
+    def test_with_files_url(self):
+        """With LP_FILES_URL the log line ends in its download URL."""
+        result = self.invoke("show", "14",
+                             env={"LP_FILES_URL": "http://master:8010/"})
+        self.assertIn("buildlog_14.txt  sha1 %s  %d bytes  "
+                      "http://master:8010/files/%s/buildlog_14.txt\n"
+                      % (self.sha1, len(self.LOG), self.sha1), result.output)
+        self.assertNotIn("set LP_FILES_URL", result.output)
+
+    def test_json_has_the_tail(self):
+        """--json carries the same tail as build.stored_log_tail."""
+        data = json.loads(self.invoke("show", "14", "--json").output)
+        self.assertEqual(data["build"]["stored_log_tail"],
+                         "".join(self.LOG.splitlines(True)[-15:]).rstrip("\n"))

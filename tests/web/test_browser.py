@@ -28,6 +28,7 @@ from lp_services.database.transactor import Transactor
 from lp_services.testing.database import DatabaseTestMixin
 from lp_services.testing.tiers import slow
 from lp_services.web.site import make_status_resource
+from tests.web.helpers import StatusSiteMixin
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -355,3 +356,80 @@ def _now(value):
     from twisted.internet.defer import succeed
 
     return succeed(value)
+
+
+@slow
+class FarmChartsBrowserTests(StatusSiteMixin, TestCase):
+    """The farm page's charts and the fixed web states, in Chromium, over
+    the status site on the ops views' seed (no build needs to run)."""
+
+    skip = browser_unavailable()
+    timeout = 120
+
+    def setUp(self):
+        super().setUp()
+        self.base = "http://127.0.0.1:%d" % self.port.getHost().port
+
+    async def test_charts_and_states_in_chromium(self):
+        """The three charts render at a readable size with their bars and
+        legend; the builder summary reads in words; a cancelled build says
+        why it has no log; a waiting build shows no log box. Screenshots
+        are saved."""
+        shots = Path(self.mktemp())
+        shots.mkdir()
+        seen = await threads.deferToThread(self.drive_browser, shots)
+        self.assertEqual(sorted(seen["charts"]),
+                         ["chart-durations", "chart-finished", "chart-queue"])
+        for chart, (width, height) in seen["charts"].items():
+            self.assertGreater(width, 400, chart)
+            self.assertGreater(height, 60, chart)
+        self.assertEqual(seen["queue_bars"], 24)
+        self.assertEqual(seen["outcome_segments"], 3)
+        self.assertIn("failed (hatched)", seen["legend"])
+        self.assertTrue(seen["summary"].startswith("5 builders: 1 building"),
+                        seen["summary"])
+        self.assertEqual(seen["cancelled"], "No log: the build was cancelled "
+                         "before it produced one.")
+        self.assertEqual(seen["waiting"], (False, "Waiting for a builder: "
+                         "the log appears here once the build starts."))
+        for name in ("farm-charts.png", "build-cancelled.png",
+                     "build-waiting.png"):
+            self.assertGreater((shots / name).stat().st_size, 1000, name)
+        print("\nscreenshots in %s" % shots.resolve())
+
+    def drive_browser(self, shots: Path):
+        """In a thread (Selenium blocks): load the pages, read them."""
+        from selenium.webdriver.common.by import By
+
+        profile = Path(tempfile.mkdtemp(prefix="web-browser-profile-"))
+        driver = start_browser(profile)
+        try:
+            driver.get(self.base + "/")
+            charts = {}
+            for svg in driver.find_elements(By.CSS_SELECTOR, "svg.chart"):
+                size = svg.size
+                charts[svg.get_attribute("id")] = (size["width"],
+                                                   size["height"])
+            queue_bars = len(driver.find_elements(
+                By.CSS_SELECTOR, "#chart-queue rect[data-queue-depth]"))
+            segments = len(driver.find_elements(
+                By.CSS_SELECTOR, "#chart-finished rect[data-outcome]"))
+            legend = driver.find_element(
+                By.CSS_SELECTOR, "#chart-finished g.legend").text
+            summary = driver.find_element(By.ID, "builder-summary").text
+            driver.find_element(By.ID, "charts").location_once_scrolled_into_view
+            driver.save_screenshot(str(shots / "farm-charts.png"))
+            driver.get(self.base + "/builds/15")
+            cancelled = driver.find_element(By.ID, "no-log").text
+            driver.save_screenshot(str(shots / "build-cancelled.png"))
+            driver.get(self.base + "/builds/10")
+            waiting = (driver.find_element(By.ID, "log").is_displayed(),
+                       driver.find_element(By.ID, "live-note").text)
+            driver.save_screenshot(str(shots / "build-waiting.png"))
+            return {"charts": charts, "queue_bars": queue_bars,
+                    "outcome_segments": segments, "legend": legend,
+                    "summary": summary, "cancelled": cancelled,
+                    "waiting": waiting}
+        finally:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)

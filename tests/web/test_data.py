@@ -100,3 +100,27 @@ class PageRenderingTests(SynchronousTestCase):
         self.assertIn('class="badge plain"', self.render(pages.badge("ODD")))
         self.assertIn(">-<", self.render(pages.badge(None)))
         self.assertIn("5m 00s", self.render(pages.badge(timedelta(minutes=5))))
+
+
+class ChartRowsTests(SynchronousTestCase):
+    """ChartRows: the farm charts' rows are read at most once a minute."""
+
+    def test_reuse_then_refresh(self):
+        """A second page within CHARTS_REFRESH reuses the rows read; after
+        it, the rows are read again."""
+        from twisted.internet.task import Clock
+
+        reads = []
+
+        def read(cursor):
+            reads.append(cursor)
+            return (["hourly %d" % len(reads)], [])
+        self.patch(data, "read_chart_rows", read)
+        clock = Clock()
+        charts = data.ChartRows(clock)
+        self.assertEqual(charts.rows("c1"), (["hourly 1"], []))
+        clock.advance(data.CHARTS_REFRESH - 1)
+        self.assertEqual(charts.rows("c2"), (["hourly 1"], []))
+        clock.advance(1)
+        self.assertEqual(charts.rows("c3"), (["hourly 2"], []))
+        self.assertEqual(reads, ["c1", "c3"])

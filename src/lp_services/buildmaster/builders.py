@@ -173,6 +173,7 @@ def builder_failed(store_or_cursor, builder_id: int, notes: str) -> None:
     """Disable a builder that failed too often (``builderok`` false)."""
     cursor = cursor_of(store_or_cursor)
     _execute(cursor, "UPDATE builder SET builderok = false, failnotes = %(n)s,"
+                     " disabled_by_operator = false,"
                      " date_state_changed = now()"
                      " WHERE id = %(id)s", {"n": notes, "id": builder_id})
 
@@ -231,8 +232,9 @@ def set_builder_mode(store_or_cursor, name: str, mode: str,
     cursor = cursor_of(store_or_cursor)
     sql = {
         "enable": "builderok = true, manual = false, failure_count = 0,"
-                  " failnotes = NULL",
-        "disable": "builderok = false, failnotes = %(reason)s",
+                  " failnotes = NULL, disabled_by_operator = false",
+        "disable": "builderok = false, failnotes = %(reason)s,"
+                   " disabled_by_operator = true",
         "manual": "manual = true, failnotes = COALESCE(%(reason)s, failnotes)",
     }[mode] + ", date_state_changed = now()"
     _execute(cursor, "UPDATE builder SET " + sql +
@@ -251,7 +253,7 @@ def list_builders(store_or_cursor) -> list[dict]:
     _execute(cursor, """
         SELECT b.name, b.url, b.virtualized, b.manual, b.active, b.builderok,
                b.failnotes, b.failure_count, b.clean_status, b.resources,
-               b.version,
+               b.version, b.disabled_by_operator,
                ARRAY(SELECT p.name FROM builder_processor bp
                      JOIN processor p ON p.id = bp.processor
                      WHERE bp.builder = b.id ORDER BY p.name),
@@ -262,10 +264,12 @@ def list_builders(store_or_cursor) -> list[dict]:
         ORDER BY b.name""")
     result = []
     for (name, url, virt, manual, active, ok, notes, failures, clean,
-         resources, version, procs, job, status) in cursor.fetchall():
+         resources, version, by_operator, procs, job,
+         status) in cursor.fetchall():
         result.append({
             "name": name, "url": url, "virtualized": virt, "manual": manual,
             "active": active, "builderok": ok, "failnotes": notes,
+            "disabled_by_operator": by_operator,
             "failure_count": failures,
             "clean_status": BuilderCleanStatus(clean).name,
             "resources": list(resources or ()), "version": version,

@@ -34,7 +34,8 @@ class Options(usage.Options):
         ["database", "d", None,
          "PostgreSQL URL (default $LP_DATABASE_URL, else the embedded "
          "server under --home, which must be running)."],
-        ["home", None, None, "State directory (default $LP_HOME or ./var)."],
+        ["home", None, None, "State directory (default $LP_HOME, else "
+         "the one of docs/configuration.md)."],
         ["port", "p", "tcp:8220",
          "strports description of the HTTP file store and build pages."],
         ["files-url", None, None,

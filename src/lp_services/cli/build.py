@@ -114,59 +114,45 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
 @pass_context
 @user_errors
 def show(ctx, build_id, as_json):
-    """Show build BUILD_ID."""
-    from lp_services.buildmaster.queue import show_build
+    """Show build BUILD_ID (the same as `lp-services show BUILD_ID`)."""
+    from lp_services.cli.show import show_work
 
-    info = _run(ctx, lambda store: show_build(store, build_id, _now()))
-    if as_json:
-        echo_json(info)
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="build %d" % build_id, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key in ("status", "job_status", "build_type", "processor",
-                "virtualized", "series", "builder", "score", "score_pinned",
-                "urgency", "attempt_count", "failure_count", "prerequisite",
-                "date_created", "date_started", "date_finished",
-                "last_error", "dependencies"):
-        value = info.get(key)
-        if value is not None:
-            table.add_row(key, str(value))
-    if info["log"]:
-        table.add_row("log", "%s %s" % (info["log"]["sha1"],
-                                        info["log"]["filename"]))
-    for f in info["files"]:
-        table.add_row("file", "%s %s (%d bytes)" % (f["sha1"], f["filename"],
-                                                    f["size"]))
-    console = Console()
-    console.print(table)
-    if info.get("logtail"):
-        console.print(info["logtail"], markup=False, highlight=False)
+    show_work(ctx, build_id, as_json, builds_only=True)
 
 
 @build.command()
 @click.argument("build_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def cancel(ctx, build_id):
+def cancel(ctx, build_id, as_json):
     """Cancel build BUILD_ID."""
     from lp_services.buildmaster.queue import cancel_build
 
     status = _run(ctx, lambda store: cancel_build(store, build_id, _now()))
-    click.echo("build %d: %s" % (build_id, status.name))
+    if as_json:
+        echo_json({"id": build_id, "build_status": status.name})
+    else:
+        click.echo("build %d: %s" % (build_id, status.name))
 
 
-@build.command()
+# ignore_unknown_options: a negative SCORE ("-5") is a number, not an
+# option click does not know (only `rescore ID -- -5` worked before).
+@build.command(context_settings={"ignore_unknown_options": True})
 @click.argument("build_id", type=int)
 @click.argument("score", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def rescore(ctx, build_id, score):
-    """Pin waiting build BUILD_ID's score to SCORE (it still ages)."""
+def rescore(ctx, build_id, score, as_json):
+    """Pin waiting build BUILD_ID's score to SCORE (it still ages).
+
+    SCORE may be negative: `build rescore 12 -5`.
+    """
     from lp_services.buildmaster.queue import rescore_build
 
     _run(ctx, lambda store: rescore_build(store, build_id, score, _now()))
-    click.echo("build %d: score %d (pinned)" % (build_id, score))
+    if as_json:
+        echo_json({"id": build_id, "score": score, "score_pinned": True})
+    else:
+        click.echo("build %d: score %d (pinned)" % (build_id, score))

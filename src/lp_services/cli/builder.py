@@ -4,7 +4,7 @@ import click
 
 from lp_services.cli.context import echo_json, pass_context, user_errors
 
-__all__ = ["builder"]
+__all__ = ["builder", "builder_state"]
 
 
 def _run(ctx, function, *args, **kwargs):
@@ -39,17 +39,21 @@ def builder():
 @click.option("--secret", help="The agent's secret (HTTP Basic password).")
 @click.option("--resource", "resources", multiple=True,
               help="A resource tag it offers (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
 def add(ctx, name, url, processors, virtualized, reset_command, secret,
-        resources):
+        resources, as_json):
     """Add builder NAME."""
     from lp_services.buildmaster.builders import add_builder
 
     _run(ctx, add_builder, name=name, url=url, processors=list(processors),
          virtualized=virtualized, reset_command=reset_command, secret=secret,
          resources=list(resources))
-    click.echo("added builder %s" % name)
+    if as_json:
+        echo_json({"name": name, "added": True})
+    else:
+        click.echo("added builder %s" % name)
 
 
 @builder.command("list")
@@ -64,43 +68,54 @@ def list_(ctx, as_json):
     if as_json:
         echo_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
+    from lp_services.cli.tables import output_console, render_table
 
-    table = Table(title="builders")
-    for column in ("name", "processors", "virt", "state", "clean",
-                   "failures", "build", "url"):
-        table.add_column(column)
+    cells = []
     for row in rows:
-        if not row["builderok"]:
-            state = "disabled: %s" % (row["failnotes"] or "")
-        elif row["manual"]:
-            state = "manual"
-        else:
-            state = "ok"
-        build = ""
-        if row["current_build"]:
-            build = "%s %s" % (row["current_build"],
-                               row["current_build_status"])
-        table.add_row(row["name"], ",".join(row["processors"]),
-                      "yes" if row["virtualized"] else "no", state,
-                      row["clean_status"], str(row["failure_count"]), build,
-                      row["url"])
-    Console().print(table)
+        cells.append([
+            row["name"], ",".join(row["processors"]),
+            "yes" if row["virtualized"] else "no", builder_state(row),
+            row["clean_status"], str(row["failure_count"]),
+            "%s %s" % (row["current_build"], row["current_build_status"])
+            if row["current_build"] else "",
+            row["url"]])
+    console = output_console()
+    console.print(render_table(
+        "builders", ["name", "processors", "virt", "state", "clean",
+                     "failures", "build", "url"], cells, console.width,
+        optional=["url", "clean", "failures", "processors", "virt"]))
+
+
+def builder_state(row) -> str:
+    """A builder's state as ``builder list`` says it: an operator's
+    "disabled" is not the buildmaster's "failed" (ops_builders agrees)."""
+    notes = " ".join((row["failnotes"] or "").split())
+    if not row["active"]:
+        return "disabled"
+    if not row["builderok"]:
+        word = "disabled" if row["disabled_by_operator"] else "failed"
+        return "%s: %s" % (word, notes) if notes else word
+    if row["manual"]:
+        return "manual"
+    return "ok"
 
 
 def _mode(mode, help_text):
     @click.argument("name")
     @click.option("--reason", help="Why (shown as the builder's notes).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @pass_context
     @user_errors
-    def command(ctx, name, reason):
+    def command(ctx, name, reason, as_json):
         from lp_services.buildmaster.builders import set_builder_mode
 
         _run(ctx, set_builder_mode, name, mode, reason)
-        click.echo("builder %s: %s" % (name, {"enable": "enabled",
-                                              "disable": "disabled",
-                                              "manual": "manual"}[mode]))
+        state = {"enable": "enabled", "disable": "disabled",
+                 "manual": "manual"}[mode]
+        if as_json:
+            echo_json({"name": name, "state": state})
+        else:
+            click.echo("builder %s: %s" % (name, state))
     command.__doc__ = help_text
     return builder.command(mode)(command)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from lp_services.cli.context import pass_context, user_errors
+from lp_services.cli.context import echo_json, pass_context, user_errors
 
 __all__ = ["chroot"]
 
@@ -19,9 +19,10 @@ def chroot():
 @click.option("--series", default="default", show_default=True)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False,
                                         path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def add(ctx, processor, series, file):
+def add(ctx, processor, series, file, as_json):
     """Store FILE in the file store as the chroot of PROCESSOR/SERIES
     (replacing the previous one)."""
     from lp_services.database.sql import raw_cursor
@@ -55,7 +56,10 @@ def add(ctx, processor, series, file):
         sha1 = transactor.run_blocking(add_chroot)
     finally:
         transactor.stop()
-    click.echo("chroot for %s/%s: %s" % (processor, series, sha1))
+    if as_json:
+        echo_json({"processor": processor, "series": series, "sha1": sha1})
+    else:
+        click.echo("chroot for %s/%s: %s" % (processor, series, sha1))
 
 
 def _attach_build() -> None:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import click
 
-__all__ = ["CLIContext", "echo_json", "pass_context", "user_errors"]
+__all__ = [
+    "CLIContext",
+    "SchemaMissing",
+    "check_schema",
+    "echo_json",
+    "pass_context",
+    "user_errors",
+]
 
 
 @dataclass
@@ -17,8 +24,14 @@ class CLIContext:
     database: str | None
     home: str | None
 
-    def database_url(self, start_embedded: bool = True) -> str:
-        """The database URL; starts the embedded server when needed."""
+    def database_url(self, start_embedded: bool = False) -> str:
+        """The database URL.
+
+        Only the commands whose job it is (``db start``, ``db upgrade``,
+        ``db url``, ``demo``) pass ``start_embedded``: any other command
+        against a stopped embedded server says so, rather than leave a
+        server running that nobody asked for.
+        """
         from lp_services.database.connection import resolve_database_url
 
         return resolve_database_url(self.database, self.home, start_embedded)
@@ -29,19 +42,38 @@ class CLIContext:
         ``LP_FILES_URL`` is the buildmaster's public base URL (its
         ``--files-url``); files are at ``<base>/files/<sha1>/<name>``.
         """
-        import os
         from urllib.parse import quote
 
-        base = os.environ.get("LP_FILES_URL")
-        if not base:
+        base = self.files_base()
+        if base is None:
             return None
-        return "%s/files/%s/%s" % (base.rstrip("/"), sha1, quote(filename))
+        return "%s/files/%s/%s" % (base, sha1, quote(filename))
 
-    def connect(self):
-        """A psycopg2 connection to the database."""
+    def files_base(self) -> str | None:
+        """``LP_FILES_URL`` without a trailing slash, or None if unset."""
+        import os
+
+        base = os.environ.get("LP_FILES_URL", "").rstrip("/")
+        return base or None
+
+    def connect(self, require_schema: bool = True,
+                start_embedded: bool = False):
+        """A psycopg2 connection to the database (see :meth:`database_url`).
+
+        :raises SchemaMissing: ``require_schema`` and the database has no
+            schema, or an older one than this code's.
+        """
         from lp_services.database.connection import connect
 
-        return connect(self.database_url())
+        url = self.database_url(start_embedded)
+        conn = connect(url)
+        if require_schema:
+            try:
+                check_schema(conn, url)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
     def transactor(self):
         """A transactor for running Storm code in this (non-reactor) process."""
@@ -50,15 +82,43 @@ class CLIContext:
         return Transactor(self.database_url())
 
 
+class SchemaMissing(Exception):
+    """The database lacks the schema (or is behind); one line naming
+    ``lp-services db upgrade``."""
+
+
+def check_schema(conn, url: str) -> None:
+    """Raise :class:`SchemaMissing` unless the database behind ``conn`` is
+    at this code's schema revision (or newer: that the upgrade refuses)."""
+    from lp_services.config import redact_url
+    from lp_services.database.schema import applied_revision, known_patches
+
+    revision = applied_revision(conn)
+    conn.rollback()
+    patches = known_patches()
+    latest = patches[-1].number if patches else 0
+    if revision is None:
+        raise SchemaMissing(
+            "the database at %s has no lp-services schema; create it with "
+            "`lp-services db upgrade`" % redact_url(url))
+    if revision < latest:
+        raise SchemaMissing(
+            "the database at %s is at schema revision %d, this code needs "
+            "%d; run `lp-services db upgrade`"
+            % (redact_url(url), revision, latest))
+
+
 pass_context = click.make_pass_decorator(CLIContext)
 
 
 def _user_error_types():
+    from lp_services.config import BadDatabaseURL
     from lp_services.database.connection import DatabaseUnreachable
     from lp_services.database.embedded import EmbeddedServerError
     from lp_services.database.schema import SchemaError
 
-    return (DatabaseUnreachable, EmbeddedServerError, SchemaError)
+    return (BadDatabaseURL, DatabaseUnreachable, EmbeddedServerError,
+            SchemaError, SchemaMissing)
 
 
 def user_errors(function):

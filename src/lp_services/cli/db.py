@@ -30,22 +30,30 @@ def _require_embedded(ctx, action):
 
 
 @db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def start(ctx):
+def start(ctx, as_json):
     """Start the embedded PostgreSQL server (or reuse the running one)."""
     _require_embedded(ctx, "start")
     url = _server(ctx).start()
-    click.echo("embedded PostgreSQL running: %s" % url)
+    if as_json:
+        echo_json({"running": True, "url": url})
+    else:
+        click.echo("embedded PostgreSQL running: %s" % url)
 
 
 @db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def stop(ctx):
+def stop(ctx, as_json):
     """Stop the embedded PostgreSQL server."""
     _require_embedded(ctx, "stop")
-    if _server(ctx).stop():
+    stopped = _server(ctx).stop()
+    if as_json:
+        echo_json({"stopped": stopped})
+    elif stopped:
         click.echo("embedded PostgreSQL stopped")
     else:
         click.echo("embedded PostgreSQL was not running")
@@ -111,25 +119,36 @@ def _env_url():
 
 
 @db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def url(ctx):
+def url(ctx, as_json):
     """Print the database URL (starting the embedded server if needed)."""
-    click.echo(ctx.database_url())
+    url = ctx.database_url(start_embedded=True)
+    if as_json:
+        echo_json({"url": url})
+    else:
+        click.echo(url)
 
 
 @db.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def upgrade(ctx):
+def upgrade(ctx, as_json):
     """Create the schema, or apply the patches it lacks, in order."""
     from lp_services.database.schema import upgrade as do_upgrade
 
-    conn = ctx.connect()
+    conn = ctx.connect(require_schema=False, start_embedded=True)
     try:
         result = do_upgrade(conn)
     finally:
         conn.close()
+    if as_json:
+        echo_json({"created": result.created, "revision": result.revision,
+                   "applied": [p.name for p in result.applied],
+                   "views_changed": result.views_changed})
+        return
     if result.created:
         click.echo("created the schema at revision %d" % result.revision)
     for patch in result.applied:

@@ -30,7 +30,8 @@ def demo(ctx, keep_running, stop_only):
 
     from lp_services.config import lp_home
     from lp_services.demo import (
-        DemoError, DemoFarm, stop_recorded, stop_started_database)
+        DemoError, DemoFarm, running_recorded, stop_recorded,
+        stop_started_database)
 
     import sys
 
@@ -46,10 +47,15 @@ def demo(ctx, keep_running, stop_only):
     if ctx.database:
         raise click.ClickException(
             "the demo runs on the embedded database; unset LP_DATABASE_URL")
-    stop_recorded(home)  # a previous --keep-running farm would hold ports
+    running = running_recorded(home)
+    if running:
+        # Never stop a farm someone left up on purpose without a word.
+        raise click.ClickException(
+            "a demo farm is already running from %s (%s); stop it with "
+            "`lp-services demo --stop` first" % (home, ", ".join(running)))
     farm = DemoFarm(home, console)
     try:
-        _run(farm, console)
+        _run(farm, console, keep_running)
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted: stopping the farm[/yellow]")
         farm.stop()
@@ -61,8 +67,10 @@ def demo(ctx, keep_running, stop_only):
         farm.stop()
         raise
     if keep_running:
-        console.print("\nThe farm keeps running (logs in %s). Stop it with "
-                      "[bold]lp-services demo --stop[/bold]." % (farm.state_dir / "logs"))
+        console.print("\nThe farm keeps running: the status page above is "
+                      "live (logs in %s). Stop it with [bold]lp-services "
+                      "--home %s demo --stop[/bold]."
+                      % (farm.state_dir / "logs", home))
         return
     with console.status("stopping the farm"):
         farm.stop()
@@ -71,7 +79,7 @@ def demo(ctx, keep_running, stop_only):
                                 if farm.started_database else ""))
 
 
-def _run(farm, console):
+def _run(farm, console, keep_running):
     import secrets
 
     from rich.rule import Rule
@@ -98,7 +106,7 @@ def _run(farm, console):
     recipe_id = int(farm.lp("recipe", "request", str(recipe_path)))
     console.print("recipe:      %s -> recipe job %d" % (recipe_path, recipe_id))
     build_id = _follow(farm, console, recipe_id)
-    _results(farm, console, base, recipe_id, build_id)
+    _results(farm, console, base, recipe_id, build_id, keep_running)
 
 
 def _describe(farm, job_id):
@@ -124,19 +132,19 @@ def _follow(farm, console, recipe_id):
 
     def table(recipe, build):
         t = Table(title="progress", title_justify="left")
+        # No log column: the buildmaster collects a build's log tail
+        # between scans, so at the demo's pace it was always empty; the
+        # build log is printed whole once the build is done.
         for column in ("job", "kind", "type", "status", "build status",
-                       "builder", "log"):
+                       "builder"):
             t.add_column(column)
         for d in (recipe, build):
             if d is None:
                 continue
             b = d.build
-            tail = ""
-            if b is not None and b.logtail:
-                tail = b.logtail.strip().splitlines()[-1][-50:]
             t.add_row(str(d.id), d.kind, d.type, d.status,
                       b.build_status if b else "-",
-                      (b.builder or "-") if b else "-", tail)
+                      (b.builder or "-") if b else "-")
         from rich.console import Group
         from rich.text import Text
 
@@ -186,7 +194,7 @@ def _follow(farm, console, recipe_id):
     return build_id
 
 
-def _results(farm, console, base, recipe_id, build_id):
+def _results(farm, console, base, recipe_id, build_id, keep_running):
     import hashlib
 
     from rich.rule import Rule
@@ -233,6 +241,11 @@ def _results(farm, console, base, recipe_id, build_id):
     console.print("status page: [bold]%s/[/bold]   metrics: %s/metrics and "
                   "http://127.0.0.1:%d/metrics (job runner)"
                   % (base, base, farm.metrics_port))
+    if not keep_running:
+        # The farm stops next: say so rather than hand out a dead link.
+        console.print("(these addresses work until the farm stops, in a "
+                      "moment; run the demo with --keep-running to browse "
+                      "them)")
 
 
 def _reports(farm, console):
@@ -247,6 +260,7 @@ def _reports(farm, console):
             for name, limit in (("work", 10), ("builders", None),
                                 ("queue", None)):
                 columns, rows = fetch_report(cur, name, limit=limit)
-                console.print(render_report(name, columns, rows))
+                console.print(render_report(name, columns, rows,
+                                            console.width))
     finally:
         conn.close()

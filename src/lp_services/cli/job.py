@@ -71,9 +71,11 @@ def _parse_time(value):
 @click.option("--priority", type=int, default=0, show_default=True)
 @click.option("--module", multiple=True,
               help="Import this module to register more job types.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def enqueue(ctx, job_type, data, at, max_retries, after, priority, module):
+def enqueue(ctx, job_type, data, at, max_retries, after, priority, module,
+            as_json):
     """Queue a job of JOB_TYPE; print its id."""
     from lp_services.job.enqueue import enqueue as do_enqueue
     from lp_services.job.registry import job_types, load_modules
@@ -92,7 +94,10 @@ def enqueue(ctx, job_type, data, at, max_retries, after, priority, module):
         cur, job_type, parsed, priority=priority, scheduled_start=when,
         max_retries=max_retries, prerequisite=after,
         requester="cli", registry=job_types))
-    click.echo(job_id)
+    if as_json:
+        echo_json({"id": job_id})
+    else:
+        click.echo(job_id)
 
 
 @job.command()
@@ -101,12 +106,10 @@ def enqueue(ctx, job_type, data, at, max_retries, after, priority, module):
 @pass_context
 @user_errors
 def show(ctx, job_id, as_json):
-    """Show one job (what `lp-services show ID` prints: one code path for
-    builds and native jobs)."""
-    from lp_services.cli.show import show as show_any
+    """Show job JOB_ID (the same as `lp-services show JOB_ID`)."""
+    from lp_services.cli.show import show_work
 
-    click.get_current_context().invoke(show_any, job_id=job_id,
-                                       as_json=as_json)
+    show_work(ctx, job_id, as_json)
 
 
 @job.command(name="list")
@@ -123,6 +126,7 @@ def list_(ctx, status, job_type, limit, as_json):
     """List jobs, newest first."""
     from lp_services.job.admin import list_jobs
     from lp_services.job.status import JobStatus
+    from lp_services.reports import attempts_text
 
     wanted = None if status is None else JobStatus[status.upper()]
     records = _in_transaction(ctx, lambda cur: list_jobs(
@@ -130,22 +134,23 @@ def list_(ctx, status, job_type, limit, as_json):
     if as_json:
         echo_json([r.as_json() for r in records])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from lp_services.cli.tables import output_console, render_table
 
-    table = Table(title="jobs (%d shown)" % len(records))
-    for name in ("id", "type", "status", "prio", "attempts", "scheduled",
-                 "finished", "holder / last error"):
-        table.add_column(name)
+    cells = []
     for r in records:
         note = r.lease_holder or (r.last_error or "").strip().splitlines()[-1:]
         if isinstance(note, list):
             note = note[0] if note else ""
-        table.add_row(str(r.id), r.job_type, r.status.name, str(r.priority),
-                      "%d/%d" % (r.attempt_count, r.max_retries + 1),
+        cells.append([str(r.id), r.job_type, r.status.name, str(r.priority),
+                      attempts_text(r.attempt_count, r.max_retries),
                       _short(r.scheduled_start), _short(r.date_finished),
-                      note[:60])
-    Console().print(table)
+                      note])
+    console = output_console()
+    console.print(render_table(
+        "jobs (%d shown)" % len(records),
+        ["id", "type", "status", "prio", "attempts", "scheduled", "finished",
+         "holder / last error"], cells, console.width,
+        optional=["scheduled", "prio", "finished"]))
 
 
 def _short(when):
@@ -154,24 +159,32 @@ def _short(when):
 
 @job.command()
 @click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def cancel(ctx, job_id):
+def cancel(ctx, job_id, as_json):
     """Fail a waiting, suspended or running job (a running one is stopped
     by its runner at its next lease renewal)."""
     from lp_services.job.admin import cancel_job
 
     record = _in_transaction(ctx, lambda cur: cancel_job(cur, job_id, _now()))
-    click.echo("job %d cancelled (%s)" % (record.id, record.status.name))
+    if as_json:
+        echo_json(record.as_json())
+    else:
+        click.echo("job %d cancelled (%s)" % (record.id, record.status.name))
 
 
 @job.command()
 @click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def retry(ctx, job_id):
+def retry(ctx, job_id, as_json):
     """Queue a FAILED job again, with its full retry allowance."""
     from lp_services.job.admin import retry_job
 
     record = _in_transaction(ctx, lambda cur: retry_job(cur, job_id, _now()))
-    click.echo("job %d queued again (%s)" % (record.id, record.status.name))
+    if as_json:
+        echo_json(record.as_json())
+    else:
+        click.echo("job %d queued again (%s)" % (record.id, record.status.name))

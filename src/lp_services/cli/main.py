@@ -27,11 +27,16 @@ _GROUPS = [
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lp-services", prog_name="lp-services",
+                      message="%(prog)s %(version)s")
 @click.option("--database", metavar="URL", envvar="LP_DATABASE_URL",
               help="PostgreSQL URL (default: $LP_DATABASE_URL, else the "
-                   "embedded server under $LP_HOME).")
+                   "embedded server in the state directory).")
 @click.option("--home", metavar="DIR", envvar="LP_HOME",
-              help="State directory (default: $LP_HOME, else ./var).")
+              help="State directory (default: $LP_HOME, else "
+                   "$STATE_DIRECTORY under systemd, else "
+                   "$XDG_STATE_HOME/lp-services, else /var/lib/lp-services "
+                   "for root and ~/.local/state/lp-services for others).")
 @click.pass_context
 def cli(ctx, database, home):
     """lp-services: one job table for a software build farm."""

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from lp_services.cli.context import pass_context, user_errors
+from lp_services.cli.context import echo_json, pass_context, user_errors
 
 __all__ = ["recipe"]
 
@@ -22,24 +22,35 @@ def recipe():
 @click.option("--max-retries", type=click.IntRange(0), default=None,
               help="Retries of the recipe job when a source is unreachable "
                    "(default: the recipe type's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def request(ctx, path, priority, max_retries):
+def request(ctx, path, priority, max_retries, as_json):
     """Enqueue a recipe job for FILE; print its id.
 
-    The job checks the recipe (fields, sources and their sha1s, a chroot
-    for its processor and series) and only then queues the build, whose
-    prerequisite it is. `lp-services show ID` follows both.
+    A recipe with a bad or missing field is refused at once (exit 1,
+    nothing queued). The job then checks what needs the network and the
+    database (sources and their sha1s, a chroot for its processor and
+    series) and only then queues the build, whose prerequisite it is.
+    `lp-services show ID` follows both.
     """
     import getpass
 
     from lp_services.job.enqueue import enqueue
-    from lp_services.recipe import RECIPE_JOB_TYPE, RecipeError, load_recipe_file
+    from lp_services.recipe import (
+        RECIPE_JOB_TYPE, RecipeError, load_recipe_file, parse_recipe)
 
     try:
         data = load_recipe_file(path)
     except RecipeError as error:
         raise click.ClickException(str(error)) from None
+    try:
+        # The static checks (fields, names, sha1 shapes) refuse a bad
+        # recipe now, with nothing queued; the job still checks what
+        # needs the network or the database (sources, processor, chroot).
+        parse_recipe(data)
+    except RecipeError as error:
+        raise click.ClickException("%s: %s" % (path, error)) from None
     name = data.get("name") if isinstance(data.get("name"), str) else path.name
     conn = ctx.connect()
     try:
@@ -50,4 +61,7 @@ def request(ctx, path, priority, max_retries):
                              reason="recipe %s from %s" % (name, path))
     finally:
         conn.close()
-    click.echo(job_id)
+    if as_json:
+        echo_json({"id": job_id})
+    else:
+        click.echo(job_id)

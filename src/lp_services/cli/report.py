@@ -4,7 +4,7 @@ import click
 
 from lp_services.cli.context import echo_json, pass_context, user_errors
 
-__all__ = ["render_report", "report"]
+__all__ = ["durations_chart", "render_report", "report"]
 
 # The columns a person sees (JSON carries every column). Wide views keep
 # the ones that answer the report's question.
@@ -16,10 +16,26 @@ _SHOWN = {
 }
 
 
+# What may be left out at a narrow terminal, first named first (the
+# columns that answer the report's question stay).
+_OPTIONAL = {
+    "work": ["date_created", "build_status", "attempts", "builder", "kind",
+             "last_error"],
+    "builders": ["processors", "clean_status", "failure_count", "failnotes",
+                 "time_in_state"],
+    "queue": ["estimated_work", "oldest_wait", "building"],
+    "failures": ["failed_week", "finished_week", "failed_day",
+                 "finished_day"],
+    "durations": ["max", "p99", "samples"],
+}
+
+
 @click.command()
 @click.argument("name", type=click.Choice(
     ["queue", "builders", "work", "failures", "durations"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--chart", is_flag=True,
+              help="durations: bars of the median and p90 per type.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
               help="At most this many rows (work report).")
 @click.option("--kind", type=click.Choice(["build", "native"]),
@@ -30,7 +46,7 @@ _SHOWN = {
     case_sensitive=False), help="work: only this job status.")
 @pass_context
 @user_errors
-def report(ctx, name, as_json, limit, kind, type_, status):
+def report(ctx, name, as_json, chart, limit, kind, type_, status):
     """Print an ops report: queue, builders, work, failures or durations."""
     from lp_services.reports import fetch_report, humanize, jsonable
 
@@ -40,6 +56,9 @@ def report(ctx, name, as_json, limit, kind, type_, status):
                    "status": status.upper() if status else None}
     elif kind or type_ or status:
         raise click.UsageError("--kind, --type and --status go with `report work`")
+    if chart and (name != "durations" or as_json):
+        raise click.UsageError("--chart goes with `report durations`, "
+                               "without --json")
     conn = ctx.connect()
     try:
         with conn.cursor() as cur:
@@ -50,30 +69,58 @@ def report(ctx, name, as_json, limit, kind, type_, status):
     if as_json:
         echo_json([{k: jsonable(v) for k, v in row.items()} for row in rows])
         return
-    import sys
+    from lp_services.cli.tables import output_console
 
-    from rich.console import Console
+    console = output_console()
+    if chart:
+        width = console.width if console.is_terminal else 100
+        for line in durations_chart(rows, width):
+            click.echo(line)
+        return
+    console.print(render_report(name, columns, rows, console.width))
 
-    # Piped output has no terminal width; do not fold tables into 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(render_report(name, columns, rows))
+
+#: The bar characters of ``report durations --chart``: the median solid,
+#: the rest up to p90 shaded, so the two read apart without colour.
+MEDIAN_BAR, P90_BAR = "█", "░"
 
 
-def render_report(name, columns, rows):
-    """A rich renderable of one report's rows (the columns people read)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
+def durations_chart(rows, width: int) -> list[str]:
+    """``report durations --chart``: one line per kind and type, a bar to
+    the median (█) continued to the p90 (░), both figures after it; the
+    longest p90 spans the width left by the labels."""
+    from lp_services.reports import humanize
 
+    if not rows:
+        return ["(no successful work in the last 30 days)"]
+    labels = ["%s:%s" % (r["kind"], r["type"]) for r in rows]
+    figures = ["p50 %s  p90 %s  (%d)" % (humanize(r["p50"]),
+                                         humanize(r["p90"]), r["samples"])
+               for r in rows]
+    label_width = max(len(label) for label in labels)
+    span = max(width - label_width - max(len(f) for f in figures) - 4, 10)
+    longest = max(r["p90"].total_seconds() for r in rows) or 1.0
+    lines = ["durations of successful work, 30 days: %s median, %s to p90"
+             % (MEDIAN_BAR, P90_BAR)]
+    for label, figure, r in zip(labels, figures, rows):
+        p50 = round(span * r["p50"].total_seconds() / longest)
+        p90 = max(round(span * r["p90"].total_seconds() / longest), p50, 1)
+        bar = MEDIAN_BAR * p50 + P90_BAR * (p90 - p50)
+        lines.append("%-*s  %-*s  %s" % (label_width, label, span, bar,
+                                         figure))
+    return lines
+
+
+def render_report(name, columns, rows, width: int):
+    """A rich renderable of one report's rows (the columns people read),
+    fitted to ``width`` (see :mod:`lp_services.cli.tables`)."""
+    from lp_services.cli.tables import render_table
     from lp_services.reports import humanize
 
     shown = _SHOWN.get(name, columns)
-    table = Table(title="ops_%s" % name, title_justify="left")
-    for column in shown:
-        table.add_column(column.replace("_", " "), overflow="fold")
-    for row in rows:
-        # Text, not str: a job's error may contain [markup] rich would eat.
-        table.add_row(*(Text(humanize(row[c])) for c in shown))
-    if not rows:
-        return Group(table, Text("(no rows)"))
-    return table
+    cells = [[" ".join(humanize(row[c]).split()) for c in shown]
+             for row in rows]
+    return render_table("ops_%s" % name, [c.replace("_", " ") for c in shown],
+                        cells, width,
+                        optional=[c.replace("_", " ")
+                                  for c in _OPTIONAL.get(name, ())])

@@ -1,10 +1,18 @@
-"""``lp-services show ID``: any job, build or native, by its id."""
+"""``lp-services show ID``: any job, build or native, by its id.
+
+``build show`` and ``job show`` are this command under other names: one
+layout, one JSON shape, for both kinds of work.
+"""
 
 import click
 
 from lp_services.cli.context import echo_json, pass_context, user_errors
 
-__all__ = ["show"]
+__all__ = ["LOG_TAIL_LINES", "format_work", "show", "show_work"]
+
+#: Lines of a finished build's stored log that ``show`` prints: where a
+#: build fails, short enough to read without paging.
+LOG_TAIL_LINES = 15
 
 
 @click.command()
@@ -14,6 +22,15 @@ __all__ = ["show"]
 @user_errors
 def show(ctx, job_id, as_json):
     """Show a job or build: status, timeline, attempts, links, results."""
+    show_work(ctx, job_id, as_json)
+
+
+def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> None:
+    """What ``show``, ``build show`` and ``job show`` print.
+
+    :param builds_only: ``build show``: an id that is no build is an
+        error ("no build with id N").
+    """
     import dataclasses
 
     from lp_services.reports import humanize, jsonable
@@ -24,15 +41,47 @@ def show(ctx, job_id, as_json):
         with conn.cursor() as cur:
             try:
                 details = describe_work(cur, job_id, file_url=ctx.file_url)
+                if builds_only and details.kind != "build":
+                    raise UnknownWork(job_id)
             except UnknownWork as error:
-                raise click.ClickException(str(error)) from None
+                raise click.ClickException(
+                    "no build with id %d" % job_id if builds_only
+                    else str(error)) from None
     finally:
         conn.close()
+    log_tail = _stored_log_tail(ctx, details)
     if as_json:
-        echo_json(_jsonable_tree(dataclasses.asdict(details), jsonable))
+        tree = _jsonable_tree(dataclasses.asdict(details), jsonable)
+        if tree.get("build") is not None:
+            tree["build"]["stored_log_tail"] = log_tail
+        echo_json(tree)
         return
     for line in format_work(details, humanize):
         click.echo(line)
+    b = details.build
+    if b is None:
+        return
+    if (b.log is not None or b.files) and ctx.files_base() is None:
+        click.echo("  (download links: set LP_FILES_URL to the buildmaster's "
+                   "--files-url)")
+    tail = b.logtail or log_tail
+    if tail:
+        click.echo("log tail:")
+        for line in tail.rstrip("\n").split("\n")[-LOG_TAIL_LINES:]:
+            click.echo("  | " + line)
+
+
+def _stored_log_tail(ctx, details) -> str | None:
+    """The last lines of a finished build's log from the local file store
+    (None when there is no log, or the store is on another machine)."""
+    from lp_services.filestore.store import default_file_store
+    from lp_services.web.data import last_lines, read_tail
+
+    b = details.build
+    if b is None or b.log is None or b.logtail:
+        return None
+    stored = read_tail(default_file_store(ctx.home).path_for(b.log.sha1))
+    return last_lines(stored.text, LOG_TAIL_LINES) if stored else None
 
 
 def _jsonable_tree(value, jsonable):
@@ -45,6 +94,8 @@ def _jsonable_tree(value, jsonable):
 
 def format_work(d, humanize) -> list[str]:
     """The lines ``show`` prints for a WorkDetails."""
+    from lp_services.reports import attempts_text
+
     lines = ["%s %d: %s %s" % (d.kind, d.id, d.type, d.status)]
 
     def add(label, value):
@@ -60,7 +111,7 @@ def format_work(d, humanize) -> list[str]:
     add("started", humanize(d.date_started) if d.date_started else None)
     add("finished", humanize(d.date_finished) if d.date_finished else None)
     add("duration", humanize(d.duration) if d.duration else None)
-    add("attempts", "%d (max retries %d)" % (d.attempts, d.max_retries))
+    add("attempts", attempts_text(d.attempts, d.max_retries))
     if d.lease_holder:
         add("lease", "%s until %s" % (d.lease_holder, humanize(d.lease_expires)))
     add("last error", d.last_error)

@@ -6,7 +6,8 @@ server a process uses (see :mod:`lp_services.config`).
 
 import os
 
-from lp_services.config import DATABASE_URL_ENV, lp_home, redact_url
+from lp_services.config import (
+    DATABASE_URL_ENV, check_database_url, lp_home, redact_url)
 
 __all__ = [
     "DatabaseUnreachable",
@@ -30,10 +31,11 @@ def resolve_database_url(explicit: str | None = None,
 
     :raises DatabaseUnreachable: no URL given and the embedded server is
         stopped while ``start_embedded`` is false.
+    :raises BadDatabaseURL: the URL given is not a PostgreSQL URL.
     """
     url = explicit or os.environ.get(DATABASE_URL_ENV)
     if url:
-        return url
+        return check_database_url(url)
     from lp_services.database.embedded import EmbeddedServer
 
     server = EmbeddedServer(lp_home(home))
@@ -53,6 +55,13 @@ def connect(url: str, connect_timeout: int = 10, **kwargs):
 
     try:
         return psycopg2.connect(url, connect_timeout=connect_timeout, **kwargs)
+    except psycopg2.ProgrammingError as error:
+        # libpq could not parse the URL (a bad port, an unknown option).
+        reason = str(error).strip().splitlines()
+        raise DatabaseUnreachable(
+            "invalid database URL %s: %s"
+            % (redact_url(url), reason[0] if reason else "unknown error")
+        ) from None
     except psycopg2.OperationalError as error:
         reason = str(error).strip().splitlines()
         raise DatabaseUnreachable(

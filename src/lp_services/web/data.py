@@ -8,6 +8,7 @@ view carries (a log is too big for a report row).
 """
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from lp_services.work import describe_work
 
 __all__ = [
     "BadFilter",
+    "CHARTS_REFRESH",
+    "ChartRows",
     "FARM_LOG_LINES",
     "Farm",
     "STORED_LOG_TAIL",
@@ -40,6 +43,11 @@ WORK_LIMIT = 100
 WORK_LIMIT_MAX = 1000
 #: Latest work on the farm page.
 FARM_RECENT = 10
+#: Seconds the charts' rows are reused between farm pages. The charts
+#: show hours and 30-day percentiles, which a minute does not change, while
+#: reading them costs several times the rest of the page on a big farm
+#: (bench/farm_charts.py) and every open farm page reloads every 30 s.
+CHARTS_REFRESH = 60.0
 #: How much of the end of a finished build's stored log its page shows:
 #: where a build fails, without downloading the whole log.
 STORED_LOG_TAIL = 64 * 1024
@@ -66,6 +74,10 @@ class Farm:
     queue: list
     recent: list
     now: datetime
+    #: ops_hourly rows (the last 24 hours, oldest first) and ops_durations
+    #: rows, for the charts.
+    hourly: list = ()
+    durations: list = ()
 
 
 def last_lines(text: str | None, count: int) -> str | None:
@@ -76,13 +88,50 @@ def last_lines(text: str | None, count: int) -> str | None:
     return "\n".join(lines[-count:])
 
 
-def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
+class ChartRows:
+    """The farm charts' rows (ops_hourly; ops_durations of builds), read at
+    most once per ``interval`` seconds and shared by the pages in between.
+
+    :param clock: an IReactorTime (only its ``seconds()``, which may be
+        called from any thread).
+    """
+
+    def __init__(self, clock, interval: float = CHARTS_REFRESH):
+        self._clock = clock
+        self._interval = interval
+        # Held while reading: farm pages loading at once share one read.
+        self._lock = threading.Lock()
+        self._rows = None
+        self._read_at = None
+
+    def rows(self, cursor) -> tuple[list, list]:
+        """(hourly rows, build duration rows), fresh or from the last read."""
+        with self._lock:
+            now = self._clock.seconds()
+            if self._rows is None or now - self._read_at >= self._interval:
+                self._rows = read_chart_rows(cursor)
+                self._read_at = now
+            return self._rows
+
+
+def read_chart_rows(cursor) -> tuple[list, list]:
+    """The charts' rows, read now: (ops_hourly, ops_durations of builds)."""
+    _, hourly = fetch_report(cursor, "hourly")
+    _, durations = fetch_report(cursor, "durations", kind="build")
+    return hourly, durations
+
+
+def load_farm(store, log_lines: int = FARM_LOG_LINES,
+              charts: ChartRows | None = None) -> Farm:
     """Builders (ops_builders) with their current build's log tail, the
-    queue (ops_queue) and the latest work (ops_work)."""
+    queue (ops_queue), the latest work (ops_work), and the charts' rows
+    (from ``charts``, else read now)."""
     cursor = raw_cursor(store)
     _, builders = fetch_report(cursor, "builders")
     _, queue = fetch_report(cursor, "queue")
     _, recent = fetch_report(cursor, "work", limit=FARM_RECENT)
+    hourly, durations = (charts.rows(cursor) if charts is not None
+                         else read_chart_rows(cursor))
     current = [b["current_build"] for b in builders
                if b["current_build"] is not None]
     running = {}
@@ -98,7 +147,7 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES) -> Farm:
         b["logtail"] = last_lines(tail, log_lines)
     cursor.execute("SELECT now()")
     return Farm(builders=builders, queue=queue, recent=recent,
-                now=cursor.fetchone()[0])
+                now=cursor.fetchone()[0], hourly=hourly, durations=durations)
 
 
 def load_work(store, job_id: int, file_url=None):

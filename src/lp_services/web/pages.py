@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 from twisted.web.template import Tag, tags
 
-from lp_services.reports import humanize
+from lp_services.reports import attempts_text, humanize
+from lp_services.web.charts import charts_section
 
 __all__ = [
     "LIVE_STATUSES",
@@ -109,13 +110,7 @@ def farm_page(base: str, farm) -> Tag:
 
     :param farm: a ``lp_services.web.data.Farm``.
     """
-    states = {}
-    for b in farm.builders:
-        states[b["state"]] = states.get(b["state"], 0) + 1
-    summary = tags.p(
-        *[tags.span(badge(state), " ", str(count), class_="count")
-          for state, count in sorted(states.items())] or ["No builders."],
-        class_="summary")
+    summary = _builder_summary(farm.builders)
 
     builder_rows = []
     for b in farm.builders:
@@ -165,11 +160,30 @@ def farm_page(base: str, farm) -> Tag:
         summary,
         tags.section(tags.h2("Builders"), builders),
         tags.section(tags.h2("Queue"), queue),
+        charts_section(farm.hourly, farm.durations),
         tags.section(tags.h2("Latest work"), _work_table(base, farm.recent),
                      tags.p(tags.a("All recent work →", href=base + "work"))),
         tags.p("As of ", _time(farm.now), " (database time); this page "
                "refreshes every 30 s.", class_="muted"),
         refresh=30)
+
+
+def _builder_summary(builders) -> Tag:
+    """"3 builders: 1 idle, 1 building, 1 disabled" (a count before each
+    state word: "idle 1" read as a name)."""
+    if not builders:
+        return tags.p("No builders.", class_="summary")
+    states = {}
+    for b in builders:
+        states[b["state"]] = states.get(b["state"], 0) + 1
+    parts = ["%d builder%s: " % (len(builders), "" if len(builders) == 1
+                                   else "s")]
+    for index, (state, count) in enumerate(sorted(states.items())):
+        if index:
+            parts.append(", ")
+        parts.append(tags.span(str(count), " ", badge(state), class_="count",
+                               **{"data-state": state}))
+    return tags.p(*parts, class_="summary", id="builder-summary")
 
 
 # --- recent work ------------------------------------------------------------
@@ -249,7 +263,7 @@ def _common(base: str, d, *extra_columns) -> list:
         ("Finished", _time(d.date_finished) if d.date_finished else None),
         ("Duration", humanize(d.duration) if d.duration else None),
     ])
-    attempts = "%d of at most %d" % (d.attempts, d.max_retries + 1)
+    attempts = attempts_text(d.attempts, d.max_retries)
     lease = None
     if d.lease_holder:
         lease = tags.span(d.lease_holder, " until ", _time(d.lease_expires))
@@ -322,12 +336,22 @@ def build_page(base: str, d, stored_log=None) -> Tag:
         ("Dependencies", b.dependencies),
     ])
     log_parts = []
-    if live:
+    if live and not b.logtail:
+        # No empty log box while nothing is logged: say what comes, and
+        # keep a hidden box the live poll fills (and shows) once it does.
+        waiting = ("Waiting for a builder: the log appears here once the "
+                   "build starts." if b.builder is None else
+                   "The build has started; its log appears here shortly.")
+        log_parts.append(tags.p(tags.span(waiting, id="live-note"),
+                                class_="muted"))
+        log_parts.append(tags.pre("", id="log", class_="log", hidden=""))
+    elif live:
         log_parts.append(tags.p(
             tags.span("Following the build: the log below updates while it "
                       "runs.", id="live-note"), class_="muted"))
-    if b.logtail or live:
-        log_parts.append(tags.pre(b.logtail or "", id="log", class_="log"))
+        log_parts.append(tags.pre(b.logtail, id="log", class_="log"))
+    elif b.logtail:
+        log_parts.append(tags.pre(b.logtail, id="log", class_="log"))
     elif stored_log is not None:
         if stored_log.truncated:
             log_parts.append(tags.p("The end of the stored log:", class_="muted"))
@@ -338,7 +362,7 @@ def build_page(base: str, d, stored_log=None) -> Tag:
         log_parts.append(tags.p("Full log: ", link, " (%d bytes, SHA-1 " % b.log.size,
                                 tags.code(b.log.sha1), ")", class_="full-log"))
     if not log_parts:
-        log_parts.append(tags.p("No log yet.", class_="empty"))
+        log_parts.append(tags.p(_no_log(d), class_="empty", id="no-log"))
     live_attributes = {}
     if live:
         live_attributes = {"data-log-url": base + "builds/%d/log.json" % d.id}
@@ -347,6 +371,15 @@ def build_page(base: str, d, stored_log=None) -> Tag:
         *_common(base, d, tags.section(tags.h2("Build"), build_facts)),
         tags.section(tags.h2("Log"), *log_parts, id="live", **live_attributes),
         tags.section(tags.h2("Result files"), _files(b.files)))
+
+
+def _no_log(d) -> str:
+    """Why a build that is no longer live has no log to show."""
+    if d.build.build_status == "CANCELLED":
+        return "No log: the build was cancelled before it produced one."
+    if d.build.build_status == "SUPERSEDED":
+        return "No log: the build was superseded before it ran."
+    return "No log was stored for this build."
 
 
 def log_json(d) -> dict:

@@ -61,8 +61,8 @@ def make_status_resource(transactor, file_url=None, clock=None,
     :param file_url: ``f(sha1, filename) -> url`` of a file in the
         buildmaster's file store (download links for logs and results), or
         None to show names and hashes without links.
-    :param clock: IReactorTime spacing the metrics' ops refreshes (default
-        the reactor).
+    :param clock: IReactorTime spacing the metrics' ops refreshes and the
+        farm charts' reads (default the reactor).
     :param registries: what ``/metrics`` exposes besides the ops gauges
         (default ``[lp_services.metrics.REGISTRY]``).
     :param file_store: the buildmaster's ``FileStore``; when given, a
@@ -77,16 +77,17 @@ def make_status_resource(transactor, file_url=None, clock=None,
     gauges = OpsGauges(transactor, clock)
     metrics = MetricsResource(list(registries or [REGISTRY]) + [gauges],
                               refresh=gauges.refresh)
-    return StatusRoot(_Context(transactor, file_url, file_store, reactor),
-                      metrics)
+    return StatusRoot(_Context(transactor, file_url, file_store, reactor,
+                               data.ChartRows(clock)), metrics)
 
 
 class _Context:
-    def __init__(self, transactor, file_url, file_store, reactor):
+    def __init__(self, transactor, file_url, file_store, reactor, charts):
         self.transactor = transactor
         self.file_url = file_url
         self.file_store = file_store
         self.reactor = reactor
+        self.charts = charts
 
     def in_thread(self, function, *args):
         """Run CPU-bound ``function`` (page building and flattening) in the
@@ -248,7 +249,8 @@ class _Redirect(Resource):
 
 class _Farm(_Page):
     def load(self, request):
-        return self.context.transactor.run(data.load_farm)
+        return self.context.transactor.run(data.load_farm,
+                                           charts=self.context.charts)
 
     def reply(self, base, farm):
         return 200, pages.farm_page(base, farm)

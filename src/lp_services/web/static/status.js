@@ -23,6 +23,12 @@
   }
 
   function update(data) {
+    if (log && data.logtail && log.hidden) {
+      // The first lines of a build that was waiting: show the box.
+      log.hidden = false;
+      setText("live-note", "Following the build: the log below updates " +
+              "while it runs.");
+    }
     if (log && data.logtail !== null && log.textContent !== data.logtail) {
       var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       log.textContent = data.logtail;
