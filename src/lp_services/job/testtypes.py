@@ -84,6 +84,22 @@ class Crash(_Base):
         os._exit(7)
 
 
+class CrashOnce(Record):
+    """Record's start line, then ``os._exit`` on the first attempt; the
+    second attempt runs as Record."""
+
+    name = "test.crash-once"
+    max_retries = 1
+    _backoff = staticmethod(constant(0.0))
+
+    def run(self, data, context):
+        if context.attempt == 1:
+            _append(data["log"], "start %d %d %d %.6f\n" % (
+                context.job_id, os.getpid(), context.attempt, time.time()))
+            os._exit(7)
+        super().run(data, context)
+
+
 class Hang(_Base):
     """Sleeps far past its timeout."""
 
@@ -122,6 +138,6 @@ class Transactional(_Base):
             raise ValueError("failing after writing")
 
 
-for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), Hang(), Hog(),
-              Transactional()):
+for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), CrashOnce(),
+              Hang(), Hog(), Transactional()):
     job_types.register(_type)
