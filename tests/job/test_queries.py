@@ -345,26 +345,32 @@ class PreparedTests(DatabaseTestMixin, TestCase):
         self.assertEqual([job_row(conn, i)["status"] for i in (first, second)],
                          [JobStatus.COMPLETED, JobStatus.COMPLETED])
 
-    def test_generic_plan_of_the_claim_uses_the_waiting_index(self):
-        """Planned once for any parameters (the generic plan PostgreSQL
-        may switch a prepared statement to after five executions), the
-        claim still walks job__waiting__idx."""
+    def test_generic_plans_stay_index_driven(self):
+        """Planned once for any parameters (the runner's plan_cache_mode),
+        the claims still walk job__waiting__idx and find the rows to
+        update by primary key; no statement reads the whole table (the
+        completion may walk the small index of RUNNING jobs)."""
         conn = self.connect()
         run(conn, "INSERT INTO job (job_type, status, scheduled_start)"
             " SELECT CASE WHEN mod(i, 2) = 0 THEN 'noop' ELSE 'build' END,"
             " CASE WHEN mod(i, 10) = 0 THEN 0 ELSE 2 END, %(t)s"
             " FROM generate_series(1, 20000) i RETURNING id", t=T0)
         conn.autocommit = True
-        prepared = queries.PREPARED[queries.CLAIM]
+        params = {"now": T0, "holder": HOLDER, "limit": 10,
+                  "types": ["noop"], "leases": [60.0], "ids": [1, 2]}
         with conn.cursor() as cur:
             cur.execute("ANALYZE job")
-            cur.execute("SET plan_cache_mode = force_generic_plan")
-            cur.execute(prepared.prepare)
-            cur.execute("EXPLAIN " + prepared.execute, {
-                "now": T0, "holder": HOLDER, "limit": 10,
-                "types": ["noop"], "leases": [60.0]})
-            plan = "\n".join(r[0] for r in cur.fetchall())
-        self.assertIn("job__waiting__idx", plan)
+            cur.execute(queries.PLAN_CACHE_MODE)
+            plans = {}
+            for sql, prepared in queries.PREPARED.items():
+                cur.execute(prepared.prepare)
+                cur.execute("EXPLAIN " + prepared.execute, params)
+                plans[prepared.name] = "\n".join(r[0] for r in cur.fetchall())
+        for name in ("lp_job_claim", "lp_job_complete_and_claim"):
+            self.assertIn("job__waiting__idx", plans[name])
+            self.assertIn("job_pkey", plans[name])
+        for name, plan in plans.items():
+            self.assertNotIn("Seq Scan", plan, (name, plan))
 
     def test_parameters_are_numbered_in_order_of_appearance(self):
         """A statement's named parameters become $1, $2, ... in the order

@@ -624,6 +624,7 @@ class JobRunner(Service):
                     psycopg2.extras.register_default_jsonb(
                         conn._connection, loads=lambda text: text)
                     yield conn.runOperation("LISTEN %s" % queries.NOTIFY_CHANNEL)
+                    yield conn.runOperation(queries.PLAN_CACHE_MODE)
                     for prepared in queries.PREPARED.values():
                         yield conn.runOperation(prepared.prepare)
                 except Exception as error:
