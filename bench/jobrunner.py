@@ -21,8 +21,8 @@ For every claim batch B and process count P, back to back in one run, and
   completed with a guarded write;
 * **raw loop**: P processes each looping over the runner's own CLAIM
   statement (limit B) and its COMPLETE statement on the same ``job`` table,
-  prepared as the runner prepares them, committing each, no child
-  processes;
+  prepared as the runner prepares them (generic plans), committing each,
+  no child processes;
 * **minimal queue**: the same loop on a one-table queue with one partial
   index (``bench_queue``), so the cost of our schema shows.
 
@@ -354,6 +354,7 @@ def _raw_worker(url, table, batch, holder, ready, go, counts, leave):
             complete = queries.PREPARED[queries.COMPLETE]
         else:
             claim, complete = MINIMAL_PREPARED
+        cur.execute(queries.PLAN_CACHE_MODE)
         cur.execute(claim.prepare)
         cur.execute(complete.prepare)
         conn.commit()
