@@ -118,14 +118,17 @@ CREATE TRIGGER bench_claimed AFTER UPDATE ON job FOR EACH ROW
     EXECUTE FUNCTION bench_claimed_mark()
 """
 
+# By id = ANY(ARRAY(...)), as the runner's claim, so that its generic plan
+# finds the rows by primary key (a join on the subquery became a hash join
+# over the whole table).
 MINIMAL_CLAIM = """
-UPDATE bench_queue q SET status = 1, holder = %(holder)s,
-    attempts = q.attempts + 1,
+UPDATE bench_queue SET status = 1, holder = %(holder)s,
+    attempts = attempts + 1,
     lease_expires = %(now)s + interval '60 seconds'
-FROM (SELECT id FROM bench_queue WHERE status = 0 ORDER BY id
-      LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
-WHERE q.id = c.id
-RETURNING q.id
+WHERE id = ANY(ARRAY(
+    SELECT id FROM bench_queue WHERE status = 0 ORDER BY id
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+RETURNING id
 """
 MINIMAL_COMPLETE = """
 UPDATE bench_queue SET status = 2, holder = NULL, lease_expires = NULL
