@@ -186,6 +186,25 @@ class BatchTests(RunnerTestMixin, TestCase):
         return started
 
     @defer.inlineCallbacks
+    def test_a_claim_is_spread_over_the_children(self):
+        """Four jobs claimed in one statement go two to each of two
+        children (each job to the child with the most room), not four to
+        one."""
+        from twisted.python.filepath import FilePath
+
+        log = FilePath(self.mktemp())
+        runner = yield make_runner(self, ["test.record"], self.clock,
+                                   concurrency=2, depth=4, claim_batch=4)
+        ids = [self.add("test.record", {"log": log.path}) for _ in range(4)]
+        runner.wake()
+        for job_id in ids:
+            yield self.wait_status(job_id, JobStatus.COMPLETED)
+        pids = [line.split()[2] for line in
+                log.getContent().decode().splitlines()
+                if line.startswith("start")]
+        self.assertEqual(sorted(pids.count(p) for p in set(pids)), [2, 2])
+
+    @defer.inlineCallbacks
     def test_a_child_dying_with_several_jobs(self):
         """One child holding four jobs dies on the second: that one is
         retried (its attempt counts), the two never started are handed

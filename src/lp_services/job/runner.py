@@ -390,29 +390,32 @@ class JobRunner(Service):
             self._again = True
 
     def _dispatch(self, rows, now):
-        """Send claimed jobs to the children, several per write: each child
-        gets as many as it has room for."""
+        """Send claimed jobs to the children, one write per child: each job
+        goes to the child with the most room left, so that a batch is
+        spread over the children."""
         stamp = self.clock.seconds()
         common = ',"holder":%s,"now":%r}\n' % (self._holder_json,
                                                now.timestamp())
-        rows = list(rows)
-        workers = sorted(self.pool.ready_workers(), key=lambda w: -w.free)
-        for worker in workers:
-            if not rows:
-                break
-            take, rows = rows[:worker.free], rows[worker.free:]
-            batch = []
-            for job_id, type_name, data, attempt, max_retries in take:
-                job_type = self.types[type_name]
-                self._running[job_id] = _Running(
-                    job_id, job_type, attempt, max_retries, worker, stamp)
-                # json_data arrives as JSON text (see _connect_loop): it
-                # goes to the child as it is, never decoded here.
-                batch.append((job_id, ('{"job":%d,"type":"%s","data":%s,'
-                                       '"attempt":%d' % (
-                                           job_id, type_name, data, attempt)
-                                       + common).encode("utf-8"),
-                              job_type.timeout_seconds))
+        room = {w: w.free for w in self.pool.ready_workers()}
+        batches = {}
+        left = []
+        for job_id, type_name, data, attempt, max_retries in rows:
+            worker = max(room, key=room.get) if room else None
+            if worker is None or room[worker] <= 0:
+                left.append(job_id)
+                continue
+            room[worker] -= 1
+            job_type = self.types[type_name]
+            self._running[job_id] = _Running(
+                job_id, job_type, attempt, max_retries, worker, stamp)
+            # json_data arrives as JSON text (see _connect_loop) and goes to
+            # the child as it is; type names need no escaping (the job
+            # table's CHECK allows [a-z0-9_.-] only).
+            batches.setdefault(worker, []).append((job_id, (
+                '{"job":%d,"type":"%s","data":%s,"attempt":%d' % (
+                    job_id, type_name, data, attempt) + common).encode(),
+                job_type.timeout_seconds))
+        for worker, batch in batches.items():
             try:
                 worker.send(batch, self._replied)
             except Exception:
@@ -422,12 +425,11 @@ class JobRunner(Service):
                             " them back", ids=[b[0] for b in batch])
                 for job_id, _, _ in batch:
                     self._running.pop(job_id, None)
-                    self._hand_back.append(job_id)
-                self._again = True
-        if rows:
+                    left.append(job_id)
+        if left:
             # A worker died between counting and dispatching: give the jobs
             # back untouched rather than hold them until their leases expire.
-            self._hand_back.extend(row[0] for row in rows)
+            self._hand_back.extend(left)
             self._again = True
 
     def _replied(self, reply):
