@@ -193,7 +193,9 @@ class Worker(protocol.ProcessProtocol):
         if self.queue and self.alive and self._kill_reason is None:
             self._head_started()
         else:
+            # Idle (or dying): no deadline, and no timer left behind.
             self._deadline = None
+            self._cancel_timer()
         on_reply(message)
 
 
