@@ -83,6 +83,20 @@ class PoolTests(TestCase):
         self.assertEqual(reply["outcome"], "completed")
 
     @defer.inlineCallbacks
+    def test_memory_limit_follows_the_job_type(self):
+        """One child, three jobs: a limited type's small allocation
+        succeeds, an unlimited type's large one after it succeeds too (the
+        limit is lifted for it), and the limited type's large one fails."""
+        pool = yield self.make_pool()
+        worker = pool.take()
+        outcomes = []
+        for job_type, mib in (("test.hog", 16), ("test.alloc", 512),
+                              ("test.hog", 512)):
+            reply = yield worker.run(request(job_type, {"mib": mib}), 30)
+            outcomes.append(reply["outcome"])
+        self.assertEqual(outcomes, ["completed", "completed", "memory"])
+
+    @defer.inlineCallbacks
     def test_jobs_sent_ahead_are_not_started_when_a_child_dies(self):
         """With depth > 1, jobs queued behind a crashing one end
         'not_started' so the runner can hand them back."""

@@ -123,6 +123,13 @@ class Hog(_Base):
         block[-1] = 1
 
 
+class Alloc(Hog):
+    """Hog without a memory limit."""
+
+    name = "test.alloc"
+    memory_limit = None
+
+
 class Transactional(_Base):
     """Inserts a job row (as its "work") in the transaction that completes
     it; raises afterwards when ``data["fail"]``."""
@@ -139,5 +146,5 @@ class Transactional(_Base):
 
 
 for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), CrashOnce(),
-              Hang(), Hog(), Transactional()):
+              Hang(), Hog(), Alloc(), Transactional()):
     job_types.register(_type)
