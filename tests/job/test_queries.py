@@ -314,3 +314,71 @@ class MaintenanceTests(DatabaseTestMixin, TestCase):
         self.assertEqual(row["status"], JobStatus.FAILED)
         self.assertEqual(row["last_error"],
                          "prerequisite job %d failed: boom" % first)
+
+
+class PreparedTests(DatabaseTestMixin, TestCase):
+    """The runner's hot statements as prepared statements."""
+
+    def test_prepared_forms_run_as_the_plain_ones(self):
+        """Each prepared statement is accepted by the server and, executed
+        with the plain statement's parameters, does what the plain one
+        does: complete-and-claim completes and claims, complete completes."""
+        conn = self.connect()
+        with conn.cursor() as cur:
+            for prepared in queries.PREPARED.values():
+                cur.execute(prepared.prepare)
+        conn.commit()
+        first, second = (insert_job(conn, scheduled_start=T0)
+                         for _ in range(2))
+        claim_params = {"now": T0, "holder": HOLDER, "limit": 1,
+                        "types": ["noop"], "leases": [60.0]}
+        rows = run(conn, queries.PREPARED[queries.CLAIM].execute,
+                   **claim_params)
+        self.assertEqual([r[0] for r in rows], [first])
+        rows = run(conn, queries.PREPARED[queries.COMPLETE_AND_CLAIM].execute,
+                   ids=[first], **claim_params)
+        self.assertEqual(sorted((r[0], r[1]) for r in rows),
+                         [(False, first), (True, second)])
+        rows = run(conn, queries.PREPARED[queries.COMPLETE].execute,
+                   ids=[second], now=T0, holder=HOLDER)
+        self.assertEqual(rows, [(second,)])
+        self.assertEqual([job_row(conn, i)["status"] for i in (first, second)],
+                         [JobStatus.COMPLETED, JobStatus.COMPLETED])
+
+    def test_generic_plans_stay_index_driven(self):
+        """Planned once for any parameters (the runner's plan_cache_mode),
+        the claims still walk job__waiting__idx and find the rows to
+        update by primary key; no statement reads the whole table (the
+        completion may walk the small index of RUNNING jobs)."""
+        conn = self.connect()
+        run(conn, "INSERT INTO job (job_type, status, scheduled_start)"
+            " SELECT CASE WHEN mod(i, 2) = 0 THEN 'noop' ELSE 'build' END,"
+            " CASE WHEN mod(i, 10) = 0 THEN 0 ELSE 2 END, %(t)s"
+            " FROM generate_series(1, 20000) i RETURNING id", t=T0)
+        conn.autocommit = True
+        params = {"now": T0, "holder": HOLDER, "limit": 10,
+                  "types": ["noop"], "leases": [60.0], "ids": [1, 2]}
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE job")
+            cur.execute(queries.PLAN_CACHE_MODE)
+            plans = {}
+            for sql, prepared in queries.PREPARED.items():
+                cur.execute(prepared.prepare)
+                cur.execute("EXPLAIN " + prepared.execute, params)
+                plans[prepared.name] = "\n".join(r[0] for r in cur.fetchall())
+        for name in ("lp_job_claim", "lp_job_complete_and_claim"):
+            self.assertIn("job__waiting__idx", plans[name])
+            self.assertIn("job_pkey", plans[name])
+        for name, plan in plans.items():
+            self.assertNotIn("Seq Scan", plan, (name, plan))
+
+    def test_parameters_are_numbered_in_order_of_appearance(self):
+        """A statement's named parameters become $1, $2, ... in the order
+        they first appear, with their declared types; EXECUTE passes them
+        by name in that order."""
+        prepared = queries.prepared_statement(
+            "t", "SELECT %(ids)s, %(now)s, %(ids)s")
+        self.assertEqual(prepared.prepare,
+                         "PREPARE t (bigint[], timestamptz) AS"
+                         " SELECT $1, $2, $1")
+        self.assertEqual(prepared.execute, "EXECUTE t (%(ids)s, %(now)s)")

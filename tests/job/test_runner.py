@@ -173,6 +173,96 @@ class OutcomeTests(RunnerTestMixin, TestCase):
         self.assertEqual(runner.stats["completed"], 1)
 
 
+class BatchTests(RunnerTestMixin, TestCase):
+    """Several jobs sent to one child at once (depth > 1)."""
+
+    def runs(self, log):
+        """{job id: [attempts started]} from a test.record log."""
+        started = {}
+        for line in log.getContent().decode().splitlines():
+            word, job_id, _, attempt, _ = line.split()
+            if word == "start":
+                started.setdefault(int(job_id), []).append(int(attempt))
+        return started
+
+    @defer.inlineCallbacks
+    def test_a_claim_is_spread_over_the_children(self):
+        """Four jobs claimed in one statement go two to each of two
+        children (each job to the child with the most room), not four to
+        one."""
+        from twisted.python.filepath import FilePath
+
+        log = FilePath(self.mktemp())
+        runner = yield make_runner(self, ["test.record"], self.clock,
+                                   concurrency=2, depth=4, claim_batch=4)
+        ids = [self.add("test.record", {"log": log.path}) for _ in range(4)]
+        runner.wake()
+        for job_id in ids:
+            yield self.wait_status(job_id, JobStatus.COMPLETED)
+        pids = [line.split()[2] for line in
+                log.getContent().decode().splitlines()
+                if line.startswith("start")]
+        self.assertEqual(sorted(pids.count(p) for p in set(pids)), [2, 2])
+
+    @defer.inlineCallbacks
+    def test_a_child_dying_with_several_jobs(self):
+        """One child holding four jobs dies on the second: that one is
+        retried (its attempt counts), the two never started are handed
+        back and run (theirs does not), the finished one is not run
+        again; all four complete, each once."""
+        from twisted.python.filepath import FilePath
+
+        log = FilePath(self.mktemp())
+        data = {"log": log.path}
+        runner = yield make_runner(self, ["test.record", "test.crash-once"],
+                                   self.clock, concurrency=1, depth=4,
+                                   claim_batch=4)
+        ids = [self.add("test.record", data),
+               self.add("test.crash-once", data, max_retries=1),
+               self.add("test.record", data), self.add("test.record", data)]
+        runner.wake()
+        for job_id in ids:
+            yield self.wait_status(job_id, JobStatus.COMPLETED)
+        yield self.settle(runner)
+        self.assertEqual([self.row(i)["attempt_count"] for i in ids],
+                         [1, 2, 1, 1])
+        self.assertEqual(self.runs(log), {ids[0]: [1], ids[1]: [1, 2],
+                                          ids[2]: [1], ids[3]: [1]})
+        self.assertEqual(runner.stats["completed"], 4)
+
+    @defer.inlineCallbacks
+    def test_timeout_in_a_batch_spares_its_neighbours(self):
+        """In one child's batch [noop, hang, noop], only the hanging job
+        times out (retried, then failed): the noop before it completed,
+        the one behind it is handed back each time and completes on its
+        first counted attempt, with no error."""
+        runner = yield make_runner(self, ["test.hang", "noop"], self.clock,
+                                   concurrency=1, depth=3, claim_batch=3)
+        first = self.add()
+        hang = self.add("test.hang", max_retries=1)
+        last = self.add()
+
+        def hang_running():
+            return [w for w in runner.pool.workers if w.job_id == hang]
+
+        runner.wake()
+        worker = yield wait_for(hang_running, what="the hang to start")
+        self.assertEqual(self.status(first), JobStatus.COMPLETED)
+        self.clock.advance(2.1)
+        row = yield self.wait_status(hang, JobStatus.RUNNING, attempt=2)
+        self.assertIn("attempt 1: timeout: timed out after 2.0",
+                      row["last_error"])
+        yield wait_for(hang_running, what="the hang to start again")
+        self.assertNotIn(worker[0], runner.pool.workers)
+        self.clock.advance(2.1)
+        row = yield self.wait_status(hang, JobStatus.FAILED)
+        self.assertIn("attempt 2 of 2: timeout", row["last_error"])
+        row = yield self.wait_status(last, JobStatus.COMPLETED)
+        self.assertEqual(row["attempt_count"], 1)
+        self.assertIsNone(row["last_error"])
+        self.assertEqual(self.row(first)["attempt_count"], 1)
+
+
 class DependencyTests(RunnerTestMixin, TestCase):
     """Prerequisites."""
 

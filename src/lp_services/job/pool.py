@@ -18,19 +18,26 @@ from collections import deque
 from twisted.internet import defer, error as txerror, protocol
 from twisted.logger import Logger
 
-__all__ = ["Worker", "WorkerPool"]
+__all__ = ["Worker", "WorkerPool", "encode_request"]
 
 log = Logger()
+
+
+def encode_request(request: dict) -> bytes:
+    """One job for a child: a line of JSON (see lp_services.job.worker)."""
+    return json.dumps(request).encode("utf-8") + b"\n"
 
 
 class Worker(protocol.ProcessProtocol):
     """One child process and the jobs sent to it.
 
-    The child runs jobs one at a time, in the order sent; the parent may
-    send up to the pool's ``depth`` jobs ahead (they wait in the pipe), so
-    that short jobs do not wait for a round trip each. The timeout of a job
-    starts when it reaches the head of the queue, i.e. when the child
-    answered the job before it.
+    The child runs jobs one at a time, in the order sent, and answers each
+    as soon as it ends. The parent may send up to the pool's ``depth`` jobs
+    ahead, several in one write (:meth:`send`), so that short jobs do not
+    wait for a round trip each. The timeout of a job starts when it reaches
+    the head of the queue, i.e. when the child answered the job before it;
+    one timer per child is re-armed only when a new head's deadline is
+    earlier than the armed one (replies cost no timer work).
     """
 
     def __init__(self, pool):
@@ -39,10 +46,12 @@ class Worker(protocol.ProcessProtocol):
         self.ready = defer.Deferred()
         self.ended = defer.Deferred()
         self.alive = False
-        self.queue = deque()   # [job id, Deferred, timeout]
+        self.queue = deque()   # (job id, timeout, on_reply)
         self._buffer = b""
         self._err_buffer = b""
         self._timer = None
+        #: When the head job must have ended (clock seconds), or None.
+        self._deadline = None
         self._kill_reason = None
         #: The child said it will exit (after a MemoryError): send no more.
         self.retiring = False
@@ -66,10 +75,14 @@ class Worker(protocol.ProcessProtocol):
         self.pid = self.transport.pid
 
     def outReceived(self, data):
-        self._buffer += data
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            message = json.loads(line)
+        if b"\n" not in data:
+            self._buffer += data
+            return
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        # All the replies that arrived together, decoded in one call.
+        messages = json.loads(b"[" + b",".join(
+            line for line in lines if line.strip()) + b"]")
+        for message in messages:
             if "ready" in message:
                 if not self.ready.called:
                     self.ready.callback(self)
@@ -87,6 +100,7 @@ class Worker(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         self.alive = False
+        self._cancel_timer()
         if self.queue:
             if self._kill_reason is not None:
                 outcome, message = self._kill_reason
@@ -106,14 +120,28 @@ class Worker(protocol.ProcessProtocol):
 
     # -- driving it ----------------------------------------------------
 
+    def send(self, batch, on_reply) -> None:
+        """Send several jobs in one write.
+
+        :param batch: ``(job id, encoded request, timeout)`` triples, the
+            requests as :func:`encode_request` makes them (or equivalent
+            bytes: one JSON object and a newline each).
+        :param on_reply: called with each job's reply dict (``job``,
+            ``outcome``, ``message``, ``traceback``), in the order sent.
+        """
+        assert 0 < len(batch) <= self.free
+        idle = not self.queue
+        for job_id, _, timeout in batch:
+            self.queue.append((job_id, timeout, on_reply))
+        if idle:
+            self._head_started()
+        self.transport.write(b"".join(item[1] for item in batch))
+
     def run(self, request: dict, timeout: float | None):
-        """Send a job; return a Deferred firing with the reply dict."""
-        assert self.free > 0
+        """Send one job; return a Deferred firing with the reply dict."""
         result = defer.Deferred()
-        self.queue.append((request["job"], result, timeout))
-        if len(self.queue) == 1:
-            self._arm()
-        self.transport.write(json.dumps(request).encode("utf-8") + b"\n")
+        self.send([(request["job"], encode_request(request), timeout)],
+                  result.callback)
         return result
 
     def kill(self, outcome: str, message: str, job_id=None) -> None:
@@ -132,21 +160,43 @@ class Worker(protocol.ProcessProtocol):
             except txerror.ProcessExitedAlready:
                 pass
 
-    def _arm(self):
-        timeout = self.queue[0][2]
-        if timeout is not None:
-            self._timer = self.pool.clock.callLater(
-                timeout, self.kill, "timeout",
-                "timed out after %s seconds" % timeout)
+    def _head_started(self):
+        """The head of the queue just started: set its deadline."""
+        timeout = self.queue[0][1]
+        if timeout is None:
+            self._deadline = None
+            return
+        self._deadline = self.pool.clock.seconds() + timeout
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= self._deadline:
+                return  # it fires first and re-arms for this deadline
+            self._timer.cancel()
+        self._timer = self.pool.clock.callLater(timeout, self._check_deadline)
 
-    def _finish(self, message):
+    def _check_deadline(self):
+        self._timer = None
+        if not self.queue or self._deadline is None:
+            return
+        left = self._deadline - self.pool.clock.seconds()
+        if left > 1e-6:
+            self._timer = self.pool.clock.callLater(left, self._check_deadline)
+            return
+        self.kill("timeout", "timed out after %s seconds" % self.queue[0][1])
+
+    def _cancel_timer(self):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        _, result, _ = self.queue.popleft()
+
+    def _finish(self, message):
+        _, _, on_reply = self.queue.popleft()
         if self.queue and self.alive and self._kill_reason is None:
-            self._arm()
-        result.callback(message)
+            self._head_started()
+        else:
+            # Idle (or dying): no deadline, and no timer left behind.
+            self._deadline = None
+            self._cancel_timer()
+        on_reply(message)
 
 
 def _describe(error) -> str:
@@ -224,6 +274,10 @@ class WorkerPool:
             self._spawn().addErrback(
                 lambda f: log.warn("a replacement worker failed to start: "
                                    "{e}", e=f.getErrorMessage()))
+
+    def ready_workers(self):
+        """The ready workers that may be sent more jobs."""
+        return [w for w in self.workers if w.ready.called and w.free > 0]
 
     def take(self):
         """The ready worker with the most room, or None if all are full."""

@@ -10,6 +10,9 @@ presumed dead) changes nothing. Times are parameters from the runner's
 clock, never SQL ``now()``.
 """
 
+import re
+from dataclasses import dataclass
+
 from lp_services.job.status import JobStatus, check_transition
 
 __all__ = [
@@ -22,6 +25,10 @@ __all__ = [
     "HAND_BACK",
     "HEARTBEAT",
     "NOTIFY_CHANNEL",
+    "PLAN_CACHE_MODE",
+    "PREPARED",
+    "Prepared",
+    "prepared_statement",
     "RECLAIM_EXPIRED",
     "RETRY",
 ]
@@ -37,9 +44,13 @@ NOTIFY_CHANNEL = "lp_job"
 #: Claim up to %(limit)s claimable jobs of %(types)s. %(leases)s gives each
 #: type's lease in seconds (same order as %(types)s). The selection walks
 #: job__waiting__idx (priority DESC, id) WHERE status = 0. It is a
-#: MATERIALIZED CTE, evaluated exactly once: as a plain subquery joined to
-#: the lease table the planner may rescan it, and every rescan locks more
-#: rows, claiming more than LIMIT.
+#: MATERIALIZED CTE, evaluated exactly once (a rescan would lock more rows,
+#: claiming more than LIMIT), and the UPDATE finds its rows by primary key
+#: (``id = ANY(ARRAY(...))``), the prerequisite by a correlated lookup and
+#: the lease by position in %(leases)s: so the plan stays index-driven
+#: even when it is made once for any parameters (the runner prepares it
+#: with a generic plan; a join on the CTE's unknown row count would
+#: become a hash join over the whole table).
 _CLAIM_CTES = f"""
 c AS MATERIALIZED (
     SELECT j.id FROM job j
@@ -49,14 +60,11 @@ c AS MATERIALIZED (
       -- Implied by the line above, but spelled out so that the planner can
       -- use job__waiting__idx, which leaves builds out.
       AND j.job_type <> 'build'
-      AND (j.prerequisite IS NULL OR EXISTS (
-           SELECT 1 FROM job p WHERE p.id = j.prerequisite AND p.status = {C}))
+      AND (j.prerequisite IS NULL OR (
+           SELECT p.status FROM job p WHERE p.id = j.prerequisite) = {C})
     ORDER BY j.priority DESC, j.id
     LIMIT %(limit)s
     FOR NO KEY UPDATE OF j SKIP LOCKED
-), l AS MATERIALIZED (
-    SELECT * FROM unnest(%(types)s::text[], %(leases)s::float8[])
-        AS l(job_type, seconds)
 )"""
 
 _CLAIM_UPDATE = f"""
@@ -65,9 +73,9 @@ UPDATE job SET
     attempt_count = job.attempt_count + 1,
     date_started = %(now)s,
     lease_holder = %(holder)s,
-    lease_expires = %(now)s + make_interval(secs => l.seconds)
-FROM c, l
-WHERE job.id = c.id AND job.status = {W} AND l.job_type = job.job_type
+    lease_expires = %(now)s + make_interval(secs => (%(leases)s::float8[])[
+        array_position(%(types)s::text[], job.job_type)])
+WHERE job.id = ANY(ARRAY(SELECT id FROM c)) AND job.status = {W}
 RETURNING job.id, job.job_type, job.json_data, job.attempt_count,
           job.max_retries
 """
@@ -185,3 +193,53 @@ WHERE job.prerequisite = p.id AND p.status = {F}
   AND job.status = {W} AND job.job_type = ANY(%(types)s::text[])
 RETURNING job.id
 """
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One of the runner's hot statements as a server-side prepared
+    statement: ``prepare`` runs once per connection, ``execute`` per batch
+    with the same named parameters as the plain statement."""
+
+    name: str
+    prepare: str
+    execute: str
+
+
+#: Set on a connection that runs PREPARED: without it PostgreSQL re-plans
+#: the claim at every execution (its generic plan's estimated cost, with
+#: LIMIT unknown, never looks cheaper than a custom plan's).
+PLAN_CACHE_MODE = "SET plan_cache_mode = force_generic_plan"
+
+#: Every named parameter of the hot statements and its SQL type.
+_PARAMETER_TYPES = {"now": "timestamptz", "holder": "text",
+                    "limit": "integer", "types": "text[]",
+                    "leases": "float8[]", "ids": "bigint[]"}
+
+
+def prepared_statement(name: str, sql: str) -> Prepared:
+    """``sql`` (with named %(...)s parameters of the types in
+    _PARAMETER_TYPES) as the prepared statement ``name``."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    body = sql
+    for number, parameter in enumerate(names, 1):
+        body = body.replace("%%(%s)s" % parameter, "$%d" % number)
+    return Prepared(
+        name,
+        "PREPARE %s (%s) AS %s" % (
+            name, ", ".join(_PARAMETER_TYPES[n] for n in names), body),
+        "EXECUTE %s (%s)" % (
+            name, ", ".join("%%(%s)s" % n for n in names)))
+
+
+#: The statements a runner runs once per batch, prepared on each of its
+#: connections with a generic plan (PLAN_CACHE_MODE): planning the claim
+#: costs the server more than running it for a batch of 10 (see
+#: docs/jobrunner.md), and a generic plan is made once per connection.
+#: Keyed by the plain statement.
+PREPARED = {
+    CLAIM: prepared_statement("lp_job_claim", CLAIM),
+    COMPLETE: prepared_statement("lp_job_complete", COMPLETE),
+    COMPLETE_AND_CLAIM: prepared_statement("lp_job_complete_and_claim",
+                                  COMPLETE_AND_CLAIM),
+}

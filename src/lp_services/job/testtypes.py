@@ -84,6 +84,22 @@ class Crash(_Base):
         os._exit(7)
 
 
+class CrashOnce(Record):
+    """Record's start line, then ``os._exit`` on the first attempt; the
+    second attempt runs as Record."""
+
+    name = "test.crash-once"
+    max_retries = 1
+    _backoff = staticmethod(constant(0.0))
+
+    def run(self, data, context):
+        if context.attempt == 1:
+            _append(data["log"], "start %d %d %d %.6f\n" % (
+                context.job_id, os.getpid(), context.attempt, time.time()))
+            os._exit(7)
+        super().run(data, context)
+
+
 class Hang(_Base):
     """Sleeps far past its timeout."""
 
@@ -107,6 +123,13 @@ class Hog(_Base):
         block[-1] = 1
 
 
+class Alloc(Hog):
+    """Hog without a memory limit."""
+
+    name = "test.alloc"
+    memory_limit = None
+
+
 class Transactional(_Base):
     """Inserts a job row (as its "work") in the transaction that completes
     it; raises afterwards when ``data["fail"]``."""
@@ -122,6 +145,6 @@ class Transactional(_Base):
             raise ValueError("failing after writing")
 
 
-for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), Hang(), Hog(),
-              Transactional()):
+for _type in (Record(), ShortLease(), Fail(), Flaky(), Crash(), CrashOnce(),
+              Hang(), Hog(), Alloc(), Transactional()):
     job_types.register(_type)

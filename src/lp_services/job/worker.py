@@ -7,16 +7,23 @@ own prints go to stderr, which the parent logs):
 - child → parent, once at start: ``{"ready": <pid>}``
 - parent → child: ``{"job": id, "type": name, "data": ..., "attempt": n,
   "holder": lease holder, "now": unix seconds}``
-- child → parent: ``{"job": id, "outcome": o, "message": text,
-  "traceback": text or null}``, ``o`` one of ``completed`` (the parent
-  completes it), ``self_completed`` (a transactional type completed it in
+- child → parent, as each job ends: ``{"job": id, "outcome": o,
+  "message": text, "traceback": text or null}`` (``message`` and
+  ``traceback`` may be left out when null), ``o`` one of ``completed``
+  (the parent completes it), ``self_completed`` (a transactional type completed it in
   its own transaction), ``lease_lost`` (a transactional type found its
   lease gone and rolled back), ``retryable``, ``user_error``, ``memory``
   or ``error``.
 
+The parent may send several jobs in one write; the child still answers
+each as soon as it ends, so that the parent knows which job is running
+(for its timeout) and a child that dies loses no finished job's outcome.
+A job type's memory limit stays set between two jobs (only the protocol
+loop runs then), so a stream of one type costs no system call per job.
+
 The child exits on EOF, when its runner dies (PR_SET_PDEATHSIG), and after
-a MemoryError (its heap may be in a bad
-state; the parent starts a fresh one). The parent enforces timeouts by
+a MemoryError (its heap may be in a bad state; the parent starts a fresh
+one). The parent enforces timeouts by
 killing it. The database URL comes from ``LP_DATABASE_URL`` in the
 environment (never the command line, where ``ps`` would show a password).
 """
@@ -87,17 +94,34 @@ def _classify(job_type, error) -> tuple[str, str, str | None]:
             traceback.format_exc())
 
 
+#: RLIMIT_AS as this process last set it: {"hard": ..., "soft": ...}.
+_limits = {"hard": None, "soft": None}
+
+
 def _set_memory_limit(limit):
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    """Make ``limit`` (None: the hard limit) the address-space limit; a
+    system call only when it changes."""
+    if _limits["hard"] is None:
+        _limits["soft"], _limits["hard"] = resource.getrlimit(
+            resource.RLIMIT_AS)
+    hard = _limits["hard"]
     if limit is None:
         new = hard
     else:
         new = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (new, hard))
+    if new != _limits["soft"]:
+        resource.setrlimit(resource.RLIMIT_AS, (new, hard))
+        _limits["soft"] = new
 
 
-def run_one(request: dict, connections) -> dict:
-    """Run one job described by ``request``; return the reply."""
+def run_one(request: dict, connections, keep_limit: bool = False) -> dict:
+    """Run one job described by ``request``; return the reply.
+
+    :param keep_limit: leave the job type's memory limit set afterwards
+        (a child between jobs only reads its next line; the next job of
+        the same type then needs no system call). Otherwise the limit is
+        lifted when the job ends.
+    """
     from lp_services.job.queries import COMPLETE_ONE
 
     job_id = request["job"]
@@ -126,7 +150,8 @@ def run_one(request: dict, connections) -> dict:
         try:
             job_type.run(data, context)
         finally:
-            _set_memory_limit(None)
+            if not keep_limit:
+                _set_memory_limit(None)
         if connection is not None:
             context.cursor.execute(COMPLETE_ONE, {
                 "id": job_id, "holder": request["holder"],
@@ -184,8 +209,12 @@ def main(argv=None) -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        reply = run_one(json.loads(line), connections)
-        protocol.write(json.dumps(reply) + "\n")
+        reply = run_one(json.loads(line), connections, keep_limit=True)
+        if reply["outcome"] == "completed":
+            # The common reply, without the encoder.
+            protocol.write('{"job":%d,"outcome":"completed"}\n' % reply["job"])
+        else:
+            protocol.write(json.dumps(reply) + "\n")
         if reply["outcome"] == "memory":
             return 3
     return 0
