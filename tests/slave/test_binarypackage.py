@@ -16,6 +16,7 @@ from lp_services.slave.binarypackage import (
     DscError,
     build_script,
     dep_install_argv,
+    dep_install_command,
     dep_install_script,
     parse_dsc,
     parse_unmet_dependencies,
@@ -176,14 +177,38 @@ class ArgsTests(unittest.SynchronousTestCase):
 
     def test_dep_install_argv(self):
         """The dependency step shares the network, writes the chroot, is
-        root only in a user namespace, and sees /work read-only."""
-        argv = dep_install_argv(Path("/r"), Path("/w"), "true")
-        self.assertEqual(["--unshare-user", "--uid", "0"], argv[1:4])
-        self.assertIn("--share-net", argv)
+        root only in the id range's user namespace (never bubblewrap's
+        one-id map, which as root means host root), with /proc/sys
+        read-only and nested user namespaces asserted off, and sees /work
+        read-only."""
+        argv = dep_install_argv(Path("/r"), Path("/w"), "true", as_root=True)
+        self.assertEqual(["--assert-userns-disabled", "--unshare-ipc"],
+                         argv[1:3])
+        self.assertNotIn("--unshare-user", argv)
+        self.assertNotIn("--unshare-net", argv)
         i = argv.index("--bind")
         self.assertEqual(["/r", "/"], argv[i + 1:i + 3])
         i = argv.index("--ro-bind")
-        self.assertEqual(["/w", "/work"], argv[i + 1:i + 3])
+        self.assertEqual(["/proc/sys", "/proc/sys"], argv[i + 1:i + 3])
+        self.assertIn("/w /work", " ".join(argv))
+        unprivileged = dep_install_argv(Path("/r"), Path("/w"), "true",
+                                        as_root=False)
+        self.assertEqual(["--unshare-user", "--uid", "0"], unprivileged[1:4])
+        self.assertIn("--share-net", unprivileged)
+
+    def test_dep_install_command(self):
+        """With an id range the step starts through the id-map launcher,
+        which makes it the namespace's root and shows the chroot and /work
+        at its aliases."""
+        from lp_services.slave import idmap
+        argv = dep_install_command(Path("/r"), Path("/w"), "true",
+                                   idmap.IdRange(300000))
+        end = argv.index("--")
+        self.assertEqual(argv[1:end], ["-m", "lp_services.slave.idmap",
+                                       "300000", "root", "/r", "/w"])
+        line = " ".join(argv[end:])
+        self.assertIn("--bind %s /" % idmap.alias(0), line)
+        self.assertIn("--ro-bind %s /work" % idmap.alias(1), line)
 
     def test_build_script(self):
         """The build step names its user, then runs dpkg-buildpackage

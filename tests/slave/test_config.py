@@ -73,3 +73,26 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(parse_size("512MiB"), 512 << 20)
         self.assertEqual(parse_size(10), 10)
         self.assertRaises(ConfigError, parse_size, True)
+
+
+class IdRangeBaseTests(SynchronousTestCase):
+    """The ``id_range_base`` key."""
+
+    def test_default_and_override(self):
+        """The default is idmap's DEFAULT_BASE; a TOML integer or a
+        command-line string sets it."""
+        from lp_services.slave.idmap import DEFAULT_BASE
+        config = load_config(None, {"secret": "s"})
+        self.assertEqual(config.id_range_base, DEFAULT_BASE)
+        config = load_config(None, {"secret": "s",
+                                    "id_range_base": "300000"})
+        self.assertEqual(config.id_range_base, 300000)
+
+    def test_refused_values(self):
+        """A base that would cover host users' ids (below 65536), runs
+        past the largest id, or is not a number is refused with the key's
+        name."""
+        for value in ("0", "1000", str((1 << 32) - 65536), "many"):
+            e = self.assertRaises(ConfigError, load_config, None,
+                                  {"secret": "s", "id_range_base": value})
+            self.assertIn("id_range_base", str(e))

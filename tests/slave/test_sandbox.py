@@ -30,14 +30,23 @@ class BwrapArgvTests(SynchronousTestCase):
     """The command line is ISOLATION.md's."""
 
     def test_as_root(self):
-        """As root: a user namespace, uid/gid 65534, no capabilities, then
-        the full confinement, clear environment, /work as cwd."""
+        """As root: join the id range's user namespace (--userns) as the
+        build user with no capabilities, nested user namespaces asserted
+        off, new ipc/pid/uts/net namespaces, /proc/sys read-only, then the
+        full confinement, clear environment, /work as cwd; never
+        bubblewrap's own one-id --unshare-user (which maps to host
+        root)."""
         argv = bwrap_argv("/r", "/w", ["/bin/sh", "x"], as_root=True)
         line = " ".join(argv)
-        self.assertIn("--unshare-user --uid 65534 --gid 65534 --cap-drop ALL",
-                      line)
-        for part in ("--unshare-all", "--die-with-parent", "--new-session",
-                     "--ro-bind /r /", "--proc /proc", "--dev /dev",
+        self.assertIn("--userns 5 --uid %d --gid %d --assert-userns-disabled "
+                      "--cap-drop ALL" % (SANDBOX_UID, SANDBOX_UID), line)
+        self.assertNotIn("--unshare-user", line)
+        self.assertNotIn("--unshare-all", line)
+        self.assertNotIn("--share-net", line)
+        for part in ("--unshare-ipc", "--unshare-pid", "--unshare-uts",
+                     "--unshare-net", "--die-with-parent", "--new-session",
+                     "--ro-bind /r /", "--proc /proc",
+                     "--ro-bind /proc/sys /proc/sys", "--dev /dev",
                      "--tmpfs /tmp", "--bind /w /work", "--chdir /work",
                      "--clearenv"):
             self.assertIn(part, line)

@@ -69,9 +69,11 @@ def make_backend(config: AgentConfig, reactor):
     limits = Limits(memory=config.memory_limit, pids=config.pids_limit,
                     cpu=config.cpu_limit)
     if config.backend == "sandbox":
+        from lp_services.slave.idmap import IdRange
         from lp_services.slave.sandbox import SandboxBackend
 
-        return SandboxBackend(reactor, limits, cgroup_mode=config.cgroup)
+        return SandboxBackend(reactor, limits, cgroup_mode=config.cgroup,
+                              ids=IdRange(config.id_range_base))
     if config.backend == "qemu":
         from lp_services.slave.qemu import QemuBackend
 

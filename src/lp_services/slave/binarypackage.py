@@ -59,12 +59,15 @@ from twisted.logger import Logger
 from zope.interface import implementer, provider
 
 from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.slave import idmap
 from lp_services.slave.chroot import resolve_in_root
 from lp_services.slave.errors import BadArguments
+from lp_services.slave.idmap import BUILD_GID, BUILD_UID, IdRange
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import (
     BuildContext, BuildOutcome, SandboxedBuildManager)
 from lp_services.slave.results import DIR_FLAGS, collect_directory
+from lp_services.slave.sandbox import namespace_options
 from lp_services.slave.state import BuildStatus
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "dsc_fields",
     "build_script",
     "dep_install_argv",
+    "dep_install_command",
     "parse_dsc",
     "parse_unmet_dependencies",
     "verify_source",
@@ -282,21 +286,62 @@ def parse_unmet_dependencies(output: str) -> str | None:
 
 
 def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
-                     resolv_conf: str = "/etc/resolv.conf") -> list[str]:
+                     resolv_conf: str = "/etc/resolv.conf", *,
+                     as_root: bool | None = None) -> list[str]:
     """bubblewrap command line of the dependency-installation step: root
-    in a user namespace, the chroot writable, the network shared."""
-    argv = [bwrap, "--unshare-user", "--uid", "0", "--gid", "0",
-            "--unshare-all", "--share-net", "--die-with-parent",
-            "--new-session", "--hostname", "lp-build",
-            "--bind", str(root), "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--ro-bind", str(work), "/work"]
+    in a user namespace, the chroot writable, the network shared.
+
+    As root (``as_root``, default: the agent is root) bubblewrap runs as
+    the root of the id range's user namespace (so dpkg can chown between
+    any of the 65,536 inside ids, and nothing maps to host root): it must
+    be started through :func:`dep_install_command`."""
+    if as_root is None:
+        as_root = os.geteuid() == 0
+    if as_root:
+        argv = [bwrap] + namespace_options(
+            as_root=True, userns_fd=None, share_net=True, drop_caps=False)
+    else:
+        argv = [bwrap, "--unshare-user", "--uid", "0", "--gid", "0",
+                "--unshare-all", "--share-net"]
+    argv += ["--die-with-parent",
+             "--new-session", "--hostname", "lp-build",
+             "--bind", str(root), "/",
+             "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
+             "--dev", "/dev", "--tmpfs", "/tmp",
+             "--ro-bind", str(work), "/work"]
     if os.path.exists(resolv_conf):
         argv += ["--ro-bind", resolv_conf, "/etc/resolv.conf"]
     argv += ["--chdir", "/work", "--clearenv"]
     for key, value in _APT_ENV.items():
         argv += ["--setenv", key, value]
     return argv + ["--", "/bin/sh", "-c", script]
+
+
+def dep_install_command(root, work, script: str, ids: IdRange | None,
+                        bwrap: str = "bwrap",
+                        resolv_conf: str = "/etc/resolv.conf") -> list[str]:
+    """The whole command of the dependency step: with ``ids`` (the agent
+    is root), the id-map launcher around :func:`dep_install_argv`; the
+    chroot must already belong to the range (:func:`idmap.shift_tree`)."""
+    if ids is None:
+        return dep_install_argv(root, work, script, bwrap, resolv_conf,
+                                as_root=False)
+    return idmap.launcher_argv(
+        ids, idmap.AS_ROOT,
+        dep_install_argv(idmap.alias(0), idmap.alias(1), script, bwrap,
+                         resolv_conf, as_root=True),
+        expose=[root, work])
+
+
+#: Run first in the dependency step: the build user exists in the chroot
+#: (tools that look the user up, such as whoami or Python's getpass,
+#: need an entry), unless the chroot already has one with that id.
+_BUILD_USER_SCRIPT = (
+    "getent group %(gid)d >/dev/null || "
+    "echo 'build:x:%(gid)d:' >> /etc/group\n"
+    "getent passwd %(uid)d >/dev/null || echo "
+    "'build:x:%(uid)d:%(gid)d:lp-services build user:/work:/bin/sh' "
+    ">> /etc/passwd\n" % {"uid": BUILD_UID, "gid": BUILD_GID})
 
 
 def dep_install_script(dsc: str, archives: list[str] | None,
@@ -550,14 +595,24 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             return BuildOutcome(BuildStatus.PACKAGEFAIL)
         return None
 
-    def _install_deps(self, root, work, dsc, need_fakeroot,
-                      build_depends) -> defer.Deferred:
-        """Run the dependency step; fire with its exit code."""
+    async def _install_deps(self, root, work, dsc, need_fakeroot,
+                            build_depends) -> int:
+        """Run the dependency step; return its exit code.
+
+        As root it runs in the backend's id range (the default range for a
+        backend without one, such as qemu): the chroot is given to the
+        range's root first, as the sandbox backend does."""
         ctx = self.ctx
-        argv = dep_install_argv(
-            root, work, dep_install_script(dsc, ctx.args.get("archives"),
-                                           need_fakeroot, build_depends),
-            bwrap=shutil.which(self.bwrap) or self.bwrap)
+        ids = None
+        if os.geteuid() == 0:
+            ids = getattr(ctx.backend, "ids", None) or IdRange()
+            await self._thread(idmap.shift_tree, root, ids.host(0),
+                               ids.host(0))
+        script = _BUILD_USER_SCRIPT + dep_install_script(
+            dsc, ctx.args.get("archives"), need_fakeroot, build_depends)
+        argv = dep_install_command(root, work, script, ids,
+                                   bwrap=shutil.which(self.bwrap)
+                                   or self.bwrap)
         done = defer.Deferred()
         proto = _Collector(ctx.log.write, done)
         self._dep_transport = ctx.reactor.spawnProcess(
@@ -571,7 +626,7 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             if timer.active():
                 timer.cancel()
             return code
-        return done.addCallback(ended)
+        return await done.addCallback(ended)
 
     def _kill_deps(self):
         self.ctx.log.line("dependency installation timed out; killed")

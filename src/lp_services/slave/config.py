@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lp_services.slave.idmap import DEFAULT_BASE, IdRange, IdRangeError
+
 __all__ = ["AgentConfig", "ConfigError", "load_config", "parse_size"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -65,6 +67,11 @@ class AgentConfig:
     build_timeout: float = 6 * 3600.0
     #: cgroup handling: auto, v1, v2 or none (rlimit fallback).
     cgroup: str = "auto"
+    #: The first host id of the 65,536 ids builds run as (ids 0-65535
+    #: inside the build's user namespace): a range no host user, group or
+    #: /etc/subuid / subgid grant uses (checked at start). See
+    #: docs/virtualization.md.
+    id_range_base: int = DEFAULT_BASE
     #: ensurepresent(): largest file, whole-download time limit.
     max_file_size: int = 8 << 30
     download_timeout: float = 3600.0
@@ -94,6 +101,10 @@ class AgentConfig:
             raise ConfigError("timeouts must be positive")
         if self.cpu_limit < 0:
             raise ConfigError("cpu_limit must be >= 0")
+        try:
+            IdRange(self.id_range_base)
+        except IdRangeError as e:
+            raise ConfigError("id_range_base: %s" % e) from None
         self.cache_dir = Path(self.cache_dir).resolve()
         self.work_dir = Path(self.work_dir).resolve()
         return self
@@ -101,7 +112,7 @@ class AgentConfig:
 
 _SIZES = {"memory_limit", "max_file_size", "max_request_size", "max_log_size"}
 _FLOATS = {"cpu_limit", "build_timeout", "download_timeout"}
-_INTS = {"port", "pids_limit"}
+_INTS = {"port", "pids_limit", "id_range_base"}
 _PATHS = {"cache_dir", "work_dir", "port_file"}
 
 

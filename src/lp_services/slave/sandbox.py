@@ -1,20 +1,31 @@
 """The ``sandbox`` backend: bubblewrap, with cgroup limits.
 
-Every build runs as ISOLATION.md says confines it (as root:
-``--unshare-user --uid 65534 --gid 65534 --cap-drop ALL``, then
-``--unshare-all --die-with-parent --new-session --ro-bind ROOT /
---proc /proc --dev /dev --tmpfs /tmp --bind WORK /work --chdir /work
---clearenv``): an unprivileged uid, no network but its own ``lo``, its own
-pid namespace, a read-only root, a writable ``/work``, private /proc, /dev
-and /tmp.
+As root (the agent's normal case), every build runs in a user namespace
+that maps ids 0-65535 inside onto a dedicated range of host ids that owns
+nothing on the host (:mod:`lp_services.slave.idmap`; base
+``id_range_base``, checked free by :meth:`SandboxBackend.start`), never
+onto host root. The launcher makes that namespace and bubblewrap joins it
+(``--userns``) as the unprivileged build user (uid/gid 1000 inside) with
+no capabilities, nested user namespaces refused
+(``--assert-userns-disabled``), its own ipc, pid, net, uts and cgroup
+namespaces, a read-only root, ``/proc/sys`` read-only, a writable
+``/work``, private /proc, /dev and /tmp, and a clear environment. Before
+the first command the unpacked chroot is given to the namespace's root and
+``/work`` to the build user (so the build can write there and chown works
+between inside ids, as fakeroot and dpkg need); after every command
+set-uid/set-gid bits are stripped from ``/work``. See
+docs/virtualization.md, "Isolation facts".
+
+Run as another user (a developer's machine), bubblewrap makes its own
+one-id user namespace (``--unshare-all``): the build is that user.
 
 The process is started with ``reactor.spawnProcess`` through a tiny
 ``/bin/sh`` launcher that first writes its own pid into the build's
-cgroups and then execs bubblewrap (so every descendant is counted from the
-start); without cgroups the launcher execs ``prlimit`` to set rlimits.
-Bubblewrap reports through ``--json-status-fd`` whether the command
-started and its exit code, so a sandbox that failed to start is told apart
-from a script that failed.
+cgroups and then execs the id-map launcher, which execs bubblewrap (so
+every descendant is counted from the start); without cgroups the launcher
+execs ``prlimit`` to set rlimits. Bubblewrap reports through
+``--json-status-fd`` whether the command started and its exit code, so a
+sandbox that failed to start is told apart from a script that failed.
 
 Killing: SIGKILL to bubblewrap (``--die-with-parent`` then kills the pid
 namespace's init, which takes the whole namespace with it) and SIGKILL to
@@ -30,19 +41,22 @@ from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from lp_services.slave import idmap
 from lp_services.slave.cgroup import Limits, detect
+from lp_services.slave.idmap import BUILD_GID, BUILD_UID, IdRange
 from lp_services.slave.interfaces import IBackend, ISandbox
 
-__all__ = ["RunResult", "SandboxBackend", "bwrap_argv", "SANDBOX_UID"]
+__all__ = ["RunResult", "SandboxBackend", "bwrap_argv", "SANDBOX_UID",
+           "USERNS_FD", "namespace_options"]
 
-#: The uid and gid builds run as inside the sandbox (``nobody``).
-SANDBOX_UID = 65534
+#: The uid and gid builds run as inside the sandbox (the build user).
+SANDBOX_UID = BUILD_UID
 #: The environment inside (after --clearenv).
 SANDBOX_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -51,6 +65,9 @@ SANDBOX_ENV = {
     "TMPDIR": "/tmp",
 }
 _STATUS_FD = 3
+#: The descriptor the id-map launcher gives bubblewrap the user namespace
+#: on (``--userns``).
+USERNS_FD = 5
 _STATUS_MAX = 64 << 10
 
 # Joins the cgroup.procs files given before "--", then execs the rest.
@@ -77,18 +94,52 @@ class RunResult:
                 and not self.timed_out and not self.killed)
 
 
+def namespace_options(*, as_root: bool, uid: int = SANDBOX_UID,
+                      gid: int = SANDBOX_UID,
+                      userns_fd: int | None = USERNS_FD,
+                      share_net: bool = False,
+                      drop_caps: bool = True) -> list[str]:
+    """bubblewrap's namespace and identity options.
+
+    As root: join the id range's user namespace on ``userns_fd`` (made by
+    :func:`lp_services.slave.idmap.launcher_argv`) as ``uid``/``gid``
+    inside, or with ``userns_fd`` None run as the root the launcher
+    already made bubblewrap in that namespace (``as_root=True`` there);
+    fail unless nested user namespaces are disabled; new ipc, pid, uts,
+    cgroup (and net unless ``share_net``) namespaces owned by it.
+    Otherwise bubblewrap's own unprivileged user namespace."""
+    if not as_root:
+        return ["--unshare-all"] + (["--share-net"] if share_net else [])
+    opts = []
+    if userns_fd is not None:
+        opts += ["--userns", str(userns_fd), "--uid", str(uid),
+                 "--gid", str(gid)]
+    opts.append("--assert-userns-disabled")
+    if drop_caps:
+        opts += ["--cap-drop", "ALL"]
+    opts += ["--unshare-ipc", "--unshare-pid", "--unshare-uts",
+             "--unshare-cgroup-try"]
+    if not share_net:
+        opts.append("--unshare-net")
+    return opts
+
+
 def bwrap_argv(root: Path, work: Path, argv: list[str], *, as_root: bool,
                bwrap: str = "bwrap", status_fd: int | None = _STATUS_FD,
-               env: dict | None = None) -> list[str]:
-    """The bubblewrap command line of ISOLATION.md for ``argv``."""
-    cmd = [bwrap]
-    if as_root:
-        cmd += ["--unshare-user", "--uid", str(SANDBOX_UID),
-                "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
-    cmd += ["--unshare-all", "--die-with-parent", "--new-session",
+               env: dict | None = None,
+               userns_fd: int = USERNS_FD) -> list[str]:
+    """The bubblewrap command line for ``argv`` (see the module
+    docstring); as root it must be run through
+    :func:`lp_services.slave.idmap.launcher_argv` with ``userns_fd``."""
+    cmd = [bwrap] + namespace_options(as_root=as_root, userns_fd=userns_fd)
+    cmd += ["--die-with-parent", "--new-session",
             "--hostname", "lp-build",
             "--ro-bind", str(root), "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--proc", "/proc",
+            # bubblewrap leaves /proc/sys writable (its directories are
+            # mode 0555, so it thinks them read-only already).
+            "--ro-bind", "/proc/sys", "/proc/sys",
+            "--dev", "/dev", "--tmpfs", "/tmp",
             "--bind", str(work), "/work", "--chdir", "/work", "--clearenv"]
     for key, value in (env or SANDBOX_ENV).items():
         cmd += ["--setenv", key, value]
@@ -136,6 +187,7 @@ class SandboxSession:
         self._timed_out = False
         self._destroyed = False
         self._leftover = None  # a cgroup destroy() could not remove yet
+        self._shifted = False  # the chroot and /work are in the id range
 
     def _cgroup_name(self) -> str:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.build_id)[:64]
@@ -149,6 +201,41 @@ class SandboxSession:
             return defer.succeed(RunResult(False, None,
                                            error="sandbox destroyed"))
         self._killed = self._timed_out = False
+        if b.ids is None or self._shifted:
+            d = defer.succeed(None)
+        else:
+            d = b.in_thread(self._shift)
+
+            def shifted(_):
+                self._shifted = True
+
+            def not_shifted(failure):
+                return RunResult(False, None, error=(
+                    "cannot give the build its files: %s"
+                    % failure.getErrorMessage()))
+            d.addCallbacks(shifted, not_shifted)
+
+        def start(previous):
+            if isinstance(previous, RunResult):
+                return previous
+            if self._destroyed or self._killed:
+                return RunResult(False, None, killed=self._killed,
+                                 error="sandbox destroyed")
+            return self._start(argv, output, timeout, env)
+        return d.addCallback(start)
+
+    def _shift(self):
+        """Give the chroot to the namespace's root and /work to the build
+        user (blocking; before anything of the build ran)."""
+        ids = self._backend.ids
+        if self.root.resolve() == Path("/"):
+            raise ValueError("refusing to give the host's / to the build")
+        idmap.shift_tree(self.root, ids.host(0), ids.host(0))
+        idmap.shift_tree(self.work, ids.host(SANDBOX_UID),
+                         ids.host(SANDBOX_UID))
+
+    def _start(self, argv, output, timeout, env):
+        b = self._backend
         launcher_args = []
         try:
             if b.cgroups is not None:
@@ -159,8 +246,16 @@ class SandboxSession:
         except OSError as e:
             return defer.succeed(RunResult(
                 False, None, error="cannot create the build's cgroup: %s" % e))
-        command = bwrap_argv(self.root, self.work, argv, as_root=b.as_root,
-                             bwrap=b.bwrap, env={**SANDBOX_ENV, **(env or {})})
+        env = {**SANDBOX_ENV, **(env or {})}
+        if b.ids is not None:
+            command = idmap.launcher_argv(
+                b.ids, USERNS_FD,
+                bwrap_argv(idmap.alias(0), idmap.alias(1), argv,
+                           as_root=True, bwrap=b.bwrap, env=env),
+                expose=[self.root, self.work])
+        else:
+            command = bwrap_argv(self.root, self.work, argv, as_root=False,
+                                 bwrap=b.bwrap, env=env)
         if b.cgroups is None:
             command = b.rlimit_prefix() + command
         args = ["/bin/sh", "-c", _LAUNCHER, "lp-sandbox",
@@ -197,7 +292,26 @@ class SandboxSession:
             return RunResult(started, child_code, self._timed_out,
                              self._killed, error)
 
-        return done.addCallback(ended)
+        done.addCallback(ended)
+        if b.ids is not None:
+            done.addCallback(self._strip)
+        return done
+
+    def _strip(self, result):
+        """Clear set-uid/set-gid bits the build left in /work (nothing of
+        the build runs any more: its pid namespace is gone)."""
+        d = self._backend.in_thread(idmap.strip_privilege_bits, self.work)
+
+        def stripped(count):
+            if count:
+                self.log.info("build {id}: cleared set-uid/set-gid bits of "
+                              "{n} files", id=self.build_id, n=count)
+
+        def failed(failure):
+            self.log.failure("build {id}: stripping /work failed", failure,
+                             id=self.build_id)
+        d.addCallbacks(stripped, failed)
+        return d.addCallback(lambda _: result)
 
     def _on_timeout(self):
         self._timed_out = True
@@ -255,16 +369,30 @@ class SandboxBackend:
     log = Logger()
 
     def __init__(self, reactor, limits: Limits, cgroup_mode: str = "auto",
-                 bwrap: str | None = None, cgroups=None):
+                 bwrap: str | None = None, cgroups=None,
+                 ids: IdRange | None = None):
         self.reactor = reactor
         self.limits = limits
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.as_root = os.geteuid() == 0
+        #: The id range builds run in (None when not root: then
+        #: bubblewrap's own one-id namespace is all there is).
+        self.ids = (ids or IdRange()) if self.as_root else None
         self.cgroups = cgroups if cgroups is not None else detect(cgroup_mode)
         self.running: set[SandboxSession] = set()
         if self.cgroups is None:
             self.log.warn("no usable cgroups: builds are limited by rlimits "
                           "only (address space; see docs/agent.md)")
+        if not self.as_root:
+            self.log.warn("not running as root: builds run as the agent's "
+                          "own user, without the dedicated id range (see "
+                          "docs/virtualization.md)")
+
+    def in_thread(self, f, *args):
+        """Run blocking ``f`` in the reactor's thread pool."""
+        return threads.deferToThreadPool(self.reactor,
+                                         self.reactor.getThreadPool(),
+                                         f, *args)
 
     @property
     def cgroup_version(self) -> str:
@@ -281,8 +409,12 @@ class SandboxBackend:
         return prefix + ["--"]
 
     def start(self) -> None:
-        """Remove cgroups left by an agent that died (not part of
-        IBackend: called by the agent when the backend has it)."""
+        """Check the id range is free (:func:`idmap.check_free`; raises
+        ``IdRangeError`` naming the overlap) and remove cgroups left by an
+        agent that died (not part of IBackend: called by the agent when
+        the backend has it)."""
+        if self.ids is not None:
+            idmap.check_free(self.ids)
         if self.cgroups is not None:
             removed = self.cgroups.remove_stale()
             if removed:
