@@ -66,7 +66,10 @@ async def farm_build(case, agent_url: str, secret: str, files: dict, *,
     def setup(store):
         B.add_builder(store, name="corpus1", url=agent_url,
                       processors=["amd64"], secret=secret,
-                      virtualized=virtualized)
+                      virtualized=virtualized,
+                      # A virtual builder is reset after each build; the
+                      # qemu agent boots a fresh guest anyway.
+                      **({"reset_command": "true"} if virtualized else {}))
         record = store_files.add_path(store, buildd_chroot())
         raw_cursor(store).execute(
             "INSERT INTO chroot (processor, series, library_file)"

@@ -175,6 +175,14 @@ class FetchSourceTests(unittest.SynchronousTestCase):
                            "\nSuites: none\nComponents: main\n")
 
 
+def report(name, version, backend, done):
+    """Print the build's step times (the test's log shows them: what the
+    CI budget in docs/virtualization.md is made of)."""
+    print(f"{name} {version} on {backend}: " + ", ".join(
+        f"{part} {seconds:.0f} s"
+        for part, seconds in step_times(done).items()))
+
+
 def fetch_or_skip(name):
     """The corpus package, or SkipTest when this machine's archive does
     not serve it (a mirror that answers 404 for its files)."""
@@ -220,8 +228,7 @@ class CorpusSandboxTests(IntegrationBase):
                 capture_output=True, text=True, check=True).stdout
             self.assertIn("root/root", listing)
             self.assertNotIn(" nobody/", listing)
-        print(f"\n{source.name} {source.version}: " + ", ".join(
-            f"{k} {v:.0f} s" for k, v in step_times(done).items()))
+        report(source.name, source.version, "sandbox", done)
 
     async def test_hello(self):
         """GNU hello (autotools through debhelper, texinfo, help2man)
@@ -284,3 +291,39 @@ class CorpusSandboxTests(IntegrationBase):
                          done.info["dependencies"])
         self.assertIn(b"Setting up debhelper", done.log)
         self.assertNotIn(b"dpkg-buildpackage: info: source package", done.log)
+
+
+@slow
+class CorpusQemuTests(IntegrationBase):
+    """hello built through the farm on a virtualized builder whose agent
+    runs the ``qemu`` backend (under TCG here: see the timing in
+    docs/virtualization.md)."""
+
+    timeout = 1500
+
+    async def test_hello_in_guest(self):
+        """GNU hello through the master to a qemu agent: dependencies
+        installed into the build's chroot before the guests boot, the
+        build in a guest VM without network, FULLYBUILT with hello's
+        .deb."""
+        from lp_services.slave.qemu import QemuBackend, QemuConfig
+        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.slave.vmimage import prepare_image
+
+        source = fetch_or_skip("hello")
+        backend = QemuBackend(QemuConfig(memory=1024), image=prepare_image())
+        tmp = Path(tempfile.mkdtemp(prefix="corpus-qemu-agent-"))
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        self.running = await start_agent(tmp, backend=backend)
+        self.addCleanup(self.running.stop)
+        self.running.agent.config.build_timeout = 1200.0
+        done = await farm_build(self, self.running.base_url, TEST_SECRET,
+                                source.files, virtualized=True)
+        tail = done.log[-4000:].decode("utf-8", "replace")
+        self.assertEqual("FULLYBUILT", done.info["status"], tail)
+        self.assertIn(b"[qemu] accelerator:", done.log)
+        expected = C.expected_binaries(source.dsc)
+        self.assertEqual(expected, sorted(
+            n for n in done.files
+            if n.endswith(".deb") and "-dbgsym_" not in n))
+        report(source.name, source.version, "qemu", done)
