@@ -9,6 +9,7 @@ end FULLYBUILT with every binary its ``.dsc`` lists (plus the automatic
 ``-dbgsym`` packages) in the master's file store.
 """
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -247,14 +248,6 @@ class CorpusSandboxTests(IntegrationBase):
         self.assertTrue(any(n.endswith("_all.deb") for n in done.files))
         self.assertTrue(any(n.endswith("_amd64.deb") for n in done.files))
 
-    async def test_nyancat_arch_dependent_only(self):
-        """The same source with arch_indep false (-B) makes only the
-        arch:any binary."""
-        source, done = await self.build("nyancat",
-                                        args={"arch_indep": False})
-        self.check_fullybuilt(source, done, arch_indep=False)
-        self.assertFalse(any(n.endswith("_all.deb") for n in done.files))
-
     async def test_python_toml(self):
         """python-toml (pybuild) builds python3-toml."""
         self.check_fullybuilt(*await self.build("python-toml"))
@@ -296,10 +289,18 @@ class CorpusSandboxTests(IntegrationBase):
 @slow
 class CorpusQemuTests(IntegrationBase):
     """hello built through the farm on a virtualized builder whose agent
-    runs the ``qemu`` backend (under TCG here: see the timing in
-    docs/virtualization.md)."""
+    runs the ``qemu`` backend.
 
-    timeout = 1500
+    Opt-in (``LP_TEST_QEMU_PACKAGES=1``): under TCG, as on these machines,
+    the build takes longer than CI's whole budget (figures in
+    docs/virtualization.md, "What real packages need");
+    ``bench/packages.py`` measures it."""
+
+    timeout = 3600
+    skip = IntegrationBase.skip or (
+        None if os.environ.get("LP_TEST_QEMU_PACKAGES") else
+        "a real package under TCG takes too long for CI; set "
+        "LP_TEST_QEMU_PACKAGES=1 to run it")
 
     async def test_hello_in_guest(self):
         """GNU hello through the master to a qemu agent: dependencies
@@ -316,9 +317,10 @@ class CorpusQemuTests(IntegrationBase):
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
         self.running = await start_agent(tmp, backend=backend)
         self.addCleanup(self.running.stop)
-        self.running.agent.config.build_timeout = 1200.0
+        self.running.agent.config.build_timeout = 3000.0
         done = await farm_build(self, self.running.base_url, TEST_SECRET,
-                                source.files, virtualized=True)
+                                source.files, virtualized=True,
+                                timeout=3300.0)
         tail = done.log[-4000:].decode("utf-8", "replace")
         self.assertEqual("FULLYBUILT", done.info["status"], tail)
         self.assertIn(b"[qemu] accelerator:", done.log)
