@@ -176,6 +176,24 @@ class FetchSourceTests(unittest.SynchronousTestCase):
                            "\nSuites: none\nComponents: main\n")
 
 
+class StepTimesTests(unittest.SynchronousTestCase):
+    """step_times() from a build log's step headers."""
+
+    def test_parts(self):
+        """unpack runs from the request to the dependency step, the
+        dependencies to the build step, the build to the master's end."""
+        from datetime import datetime, timezone
+        from tests.slave.corpus_support import FarmBuild
+        t0 = datetime(2026, 12, 3, 9, 0, 0, tzinfo=timezone.utc).timestamp()
+        log = (b"\n=== verify (2026-12-03 09:00:02 UTC) ===\n"
+               b"\n=== install build dependencies (2026-12-03 09:00:10 UTC)"
+               b" ===\napt output\n"
+               b"\n=== build (2026-12-03 09:00:40 UTC) ===\n")
+        done = FarmBuild({}, log, {}, requested=t0, finished=t0 + 100)
+        self.assertEqual({"unpack": 10, "dependencies": 30, "build": 60,
+                          "total": 100}, step_times(done))
+
+
 def report(name, version, backend, done):
     """Print the build's step times (the test's log shows them: what the
     CI budget in docs/virtualization.md is made of)."""
@@ -200,23 +218,29 @@ class CorpusSandboxTests(IntegrationBase):
 
     timeout = 1500
 
-    async def build(self, name, **kwargs):
-        source = fetch_or_skip(name)
+    async def build_files(self, files):
+        """Build `files` through the farm on a real sandbox agent with
+        limits fit for real packages."""
         agent_url, secret = await self.start_agent()
-        self.running.agent.config.build_timeout = 1200.0
-        self.running.agent.config.memory_limit = 2 << 30
-        self.running.agent.config.pids_limit = 4096
-        done = await farm_build(self, agent_url, secret, source.files,
-                                **kwargs)
-        return source, done
+        config = self.running.agent.config
+        config.build_timeout = 1200.0
+        config.memory_limit = 2 << 30
+        config.pids_limit = 4096
+        return await farm_build(self, agent_url, secret, files)
 
-    def check_fullybuilt(self, source, done, arch_indep=True):
-        """FULLYBUILT, every binary of the .dsc there (plus -dbgsym
-        only), the .changes and .buildinfo, real .debs that dpkg-deb
-        reads, files owned by root in them."""
+    async def build(self, name):
+        source = fetch_or_skip(name)
+        return source, await self.build_files(source.files)
+
+    def check_fullybuilt(self, source, done):
+        """FULLYBUILT, built as the unprivileged build user, every binary
+        of the .dsc there (plus -dbgsym only), the .changes and
+        .buildinfo, real .debs that dpkg-deb reads, every file in them
+        owned by root."""
         tail = done.log[-4000:].decode("utf-8", "replace")
         self.assertEqual("FULLYBUILT", done.info["status"], tail)
-        expected = C.expected_binaries(source.dsc, arch_indep=arch_indep)
+        self.assertIn(b"build user: build (uid 1000, gid 1000)", done.log)
+        expected = C.expected_binaries(source.dsc)
         debs = sorted(n for n in done.files if n.endswith((".deb", ".udeb")))
         self.assertEqual(expected, [n for n in debs
                                     if "-dbgsym_" not in n], tail)
@@ -227,8 +251,8 @@ class CorpusSandboxTests(IntegrationBase):
             listing = subprocess.run(
                 ["dpkg-deb", "-c", str(done.files[name])],
                 capture_output=True, text=True, check=True).stdout
-            self.assertIn("root/root", listing)
-            self.assertNotIn(" nobody/", listing)
+            owners = {line.split()[1] for line in listing.splitlines()}
+            self.assertEqual({"root/root"}, owners, name)
         report(source.name, source.version, "sandbox", done)
 
     async def test_hello(self):
@@ -272,12 +296,8 @@ class CorpusSandboxTests(IntegrationBase):
             marker, marker + "lp-services-no-such-package (>= 2.0), ", 1))
         subprocess.run(["dpkg-source", "-b", "src"], cwd=where, check=True,
                        capture_output=True)
-        files = {p.name: p for p in where.iterdir() if p.is_file()}
-        agent_url, secret = await self.start_agent()
-        self.running.agent.config.build_timeout = 1200.0
-        self.running.agent.config.memory_limit = 2 << 30
-        self.running.agent.config.pids_limit = 4096
-        done = await farm_build(self, agent_url, secret, files)
+        done = await self.build_files(
+            {p.name: p for p in where.iterdir() if p.is_file()})
         tail = done.log[-4000:].decode("utf-8", "replace")
         self.assertEqual("MANUALDEPWAIT", done.info["status"], tail)
         self.assertEqual("lp-services-no-such-package (>= 2.0)",
