@@ -18,9 +18,11 @@ from pathlib import Path
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
+from lp_services.slave import seccomp
 from lp_services.slave.binarypackage import dep_install_command
 from lp_services.slave.chroot import unpack
 from lp_services.slave.idmap import BUILD_UID, IdRange, shift_tree
+from lp_services.slave.sandbox import SECCOMP_FD
 from lp_services.slave.state import BuilderStatus
 
 from tests.slave.helpers import (
@@ -217,7 +219,15 @@ class DependencyStepEscapeTests(OutsideViewMixin, TestCase):
         copied to the chroot's /out by the script, since /work is
         read-only there."""
         argv = dep_install_command(self.root, self.work, script, self.ids)
-        done = subprocess.run(argv, capture_output=True, timeout=120)
+        fd = seccomp.memfd(seccomp.filter_program())
+        try:
+            # The program on SECCOMP_FD, as the build manager passes it.
+            done = subprocess.run(
+                ["/bin/sh", "-c", 'exec "$@" %d<&%d' % (SECCOMP_FD, fd),
+                 "sh", *argv],
+                capture_output=True, timeout=120, pass_fds=(fd,))
+        finally:
+            os.close(fd)
         return done.returncode, done.stdout + done.stderr
 
     def test_probes(self):

@@ -185,7 +185,7 @@ class LauncherTests(SynchronousTestCase):
         """A bad base or a missing command exits non-zero with a message
         and runs nothing."""
         argv = idmap.launcher_argv(IdRange(300000), 5, ["true"])
-        argv[3] = "5"
+        argv[argv.index("300000")] = "5"
         out = subprocess.run(argv, capture_output=True, timeout=60)
         self.assertEqual(out.returncode, 125)
         self.assertIn(b"lp-sandbox: the id range base 5", out.stderr)
@@ -193,6 +193,10 @@ class LauncherTests(SynchronousTestCase):
                               "300000", "5", "--"], capture_output=True)
         self.assertEqual(out.returncode, 2)
         self.assertIn(b"usage", out.stderr)
+        for missing in ("no-such-command-lp", "/no/such/command"):
+            out = self.run_launcher([missing])
+            self.assertEqual(out.returncode, 125)
+            self.assertIn(b"lp-sandbox: cannot run", out.stderr)
 
     def tmp_dir(self) -> Path:
         d = Path(tempfile.mkdtemp(prefix="lp-idmap-"))

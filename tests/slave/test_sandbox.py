@@ -403,3 +403,62 @@ class EscapeTests(ScriptBuildTestCase):
         self.assertLess(time.monotonic() - started, 10)
         self.assertEqual(status["build_status"], "BuildStatus.PACKAGEFAIL")
         self.assertIn(b"timed out after 1 s", log)
+
+
+class BuildUserTests(TestCase):
+    """The build user and fakeroot in the id range, with the host's own
+    (read-only) root as the sandbox's root, for its fakeroot."""
+
+    skip = sandbox_unavailable() or (
+        None if os.geteuid() == 0 else "needs root (the agent's case)") or (
+        None if shutil.which("fakeroot") else "fakeroot is not installed")
+
+    def run_in_range(self, script: str) -> subprocess.CompletedProcess:
+        from lp_services.slave import idmap, seccomp
+        from lp_services.slave.idmap import IdRange
+        from lp_services.slave.sandbox import SECCOMP_FD, USERNS_FD
+
+        work = Path(tempfile.mkdtemp(prefix="lp-builduser-test-"))
+        self.addCleanup(shutil.rmtree, work)
+        ids = IdRange()
+        idmap.shift_tree(work, ids.host(SANDBOX_UID), ids.host(SANDBOX_UID))
+        inner = bwrap_argv(Path("/"), idmap.alias(0),
+                           ["/bin/sh", "-c", script], as_root=True,
+                           bwrap=shutil.which("bwrap"), status_fd=None,
+                           seccomp_fd=SECCOMP_FD)
+        argv = idmap.launcher_argv(ids, USERNS_FD, inner, expose=[work])
+        fd = seccomp.memfd(seccomp.filter_program())
+        try:
+            return subprocess.run(
+                ["/bin/sh", "-c", 'exec "$@" %d<&%d' % (SECCOMP_FD, fd),
+                 "sh", *argv], capture_output=True, timeout=60,
+                pass_fds=(fd,))
+        finally:
+            os.close(fd)
+
+    def test_fakeroot_chown_and_root_owned_files(self):
+        """As the build user (uid 1000, not root), fakeroot gives the
+        build root: chown to root and to other ids succeeds under it (the
+        kernel refuses the real chown with EPERM in a full range, which
+        fakeroot ignores; a one-id map gave EINVAL) and a tar made under
+        it records root ownership. Outside fakeroot the file is the build
+        user's."""
+        done = self.run_in_range(
+            "id -u; touch f; "
+            "fakeroot sh -c 'chown 0:0 f && chown 5:60 f && id -u && "
+            "stat -c %u:%g f && tar -cf t.tar f && tar --numeric-owner -tvf t.tar' && "
+            "stat -c %u:%g f")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = done.stdout.decode().splitlines()
+        self.assertEqual(lines[0], str(SANDBOX_UID))
+        self.assertEqual(lines[1:3], ["0", "5:60"])
+        self.assertIn("5/60", lines[3])
+        self.assertEqual(lines[4], "%d:%d" % (SANDBOX_UID, SANDBOX_UID))
+
+    def test_plain_chown_refused_as_build_user(self):
+        """Without fakeroot the build user cannot give a file away (EPERM:
+        it has no capability), so nothing it makes is owned by the
+        range's root."""
+        done = self.run_in_range("touch f; chown 0:0 f")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn(b"Operation not permitted", done.stderr)

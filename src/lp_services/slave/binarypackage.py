@@ -59,7 +59,7 @@ from twisted.logger import Logger
 from zope.interface import implementer, provider
 
 from lp_services.filestore.store import InvalidFileName, check_filename
-from lp_services.slave import idmap
+from lp_services.slave import idmap, seccomp
 from lp_services.slave.chroot import resolve_in_root
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.idmap import BUILD_GID, BUILD_UID, IdRange
@@ -67,7 +67,7 @@ from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import (
     BuildContext, BuildOutcome, SandboxedBuildManager)
 from lp_services.slave.results import DIR_FLAGS, collect_directory
-from lp_services.slave.sandbox import namespace_options
+from lp_services.slave.sandbox import SECCOMP_FD, namespace_options
 from lp_services.slave.state import BuildStatus
 
 __all__ = [
@@ -287,7 +287,8 @@ def parse_unmet_dependencies(output: str) -> str | None:
 
 def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
                      resolv_conf: str = "/etc/resolv.conf", *,
-                     as_root: bool | None = None) -> list[str]:
+                     as_root: bool | None = None,
+                     seccomp_fd: int | None = None) -> list[str]:
     """bubblewrap command line of the dependency-installation step: root
     in a user namespace, the chroot writable, the network shared.
 
@@ -303,6 +304,8 @@ def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
     else:
         argv = [bwrap, "--unshare-user", "--uid", "0", "--gid", "0",
                 "--unshare-all", "--share-net"]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--die-with-parent",
              "--new-session", "--hostname", "lp-build",
              "--bind", str(root), "/",
@@ -319,17 +322,20 @@ def dep_install_argv(root, work, script: str, bwrap: str = "bwrap",
 
 def dep_install_command(root, work, script: str, ids: IdRange | None,
                         bwrap: str = "bwrap",
-                        resolv_conf: str = "/etc/resolv.conf") -> list[str]:
+                        resolv_conf: str = "/etc/resolv.conf",
+                        seccomp_fd: int | None = SECCOMP_FD) -> list[str]:
     """The whole command of the dependency step: with ``ids`` (the agent
     is root), the id-map launcher around :func:`dep_install_argv`; the
-    chroot must already belong to the range (:func:`idmap.shift_tree`)."""
+    chroot must already belong to the range (:func:`idmap.shift_tree`).
+    The seccomp program must be open on ``seccomp_fd``
+    (:func:`lp_services.slave.seccomp.memfd`)."""
     if ids is None:
         return dep_install_argv(root, work, script, bwrap, resolv_conf,
-                                as_root=False)
+                                as_root=False, seccomp_fd=seccomp_fd)
     return idmap.launcher_argv(
         ids, idmap.AS_ROOT,
         dep_install_argv(idmap.alias(0), idmap.alias(1), script, bwrap,
-                         resolv_conf, as_root=True),
+                         resolv_conf, as_root=True, seccomp_fd=seccomp_fd),
         expose=[root, work])
 
 
@@ -601,7 +607,8 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
 
         As root it runs in the backend's id range (the default range for a
         backend without one, such as qemu): the chroot is given to the
-        range's root first, as the sandbox backend does."""
+        range's root first, as the sandbox backend does, and given back to
+        host root afterwards for a backend without a range."""
         ctx = self.ctx
         ids = None
         if os.geteuid() == 0:
@@ -615,9 +622,13 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
                                    or self.bwrap)
         done = defer.Deferred()
         proto = _Collector(ctx.log.write, done)
-        self._dep_transport = ctx.reactor.spawnProcess(
-            proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
-            childFDs={0: "w", 1: "r", 2: "r"})
+        filter_fd = seccomp.memfd(seccomp.filter_program())
+        try:
+            self._dep_transport = ctx.reactor.spawnProcess(
+                proto, argv[0], argv, env={"PATH": "/usr/bin:/bin"},
+                childFDs={0: "w", 1: "r", 2: "r", SECCOMP_FD: filter_fd})
+        finally:
+            os.close(filter_fd)
         timer = ctx.reactor.callLater(min(DEP_INSTALL_TIMEOUT, ctx.timeout),
                                       self._kill_deps)
 
@@ -626,7 +637,12 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             if timer.active():
                 timer.cancel()
             return code
-        return await done.addCallback(ended)
+        code = await done.addCallback(ended)
+        if ids is not None and getattr(ctx.backend, "ids", None) is None:
+            # A backend without the id range (qemu: its 9p server reads the
+            # chroot as host root) gets the chroot back as unpack made it.
+            await self._thread(idmap.shift_tree, root, 0, 0)
+        return code
 
     def _kill_deps(self):
         self.ctx.log.line("dependency installation timed out; killed")

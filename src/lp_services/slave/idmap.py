@@ -12,11 +12,13 @@ whole range of 65,536 ids onto subordinate ids; this module does the same
 How: the agent is root, and a root parent may write any ``uid_map`` of a
 child namespace itself (user_namespaces(7)), so neither ``newuidmap`` nor
 ``/etc/subuid`` entries are needed. :func:`main` is a launcher
-(``python -m lp_services.slave.idmap BASE FD -- COMMAND...``): it forks a
+(``python -m lp_services.slave.idmap BASE FD -- COMMAND...``; the agent
+starts it through :func:`launcher_argv`): it forks a
 helper that unshares a user namespace, writes the helper's ``uid_map``
 and ``gid_map`` (``0 BASE 65536``), has the helper set that namespace's
 ``user.max_user_namespaces`` to 0 (no nested user namespaces, for
-anything inside), opens the namespace as file descriptor ``FD`` and
+anything inside), joins a new, empty session key ring (host root's
+stays out of reach), opens the namespace as file descriptor ``FD`` and
 execs COMMAND (bubblewrap with ``--userns FD``). The launcher execs, so
 the process the agent spawned stays the one it tracks and kills.
 
@@ -41,8 +43,6 @@ import os
 import pwd
 import stat
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "BUILD_GID",
@@ -73,6 +73,7 @@ BUILD_GID = 1000
 _ID_MAX = (1 << 32) - 2
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
+_KEYCTL_JOIN_SESSION_KEYRING = 1
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = (
     2, 4, 4096, 16384, 1 << 18)
 #: ``launcher_argv(ids, AS_ROOT, ...)``: the command runs as the
@@ -89,26 +90,41 @@ class IdRangeError(ValueError):
     """A range the agent must not use (one clear line)."""
 
 
-@dataclass(frozen=True)
 class IdRange:
     """Host ids ``base`` .. ``base + size - 1``, seen as 0 .. size-1
-    inside the build's user namespace."""
+    inside the build's user namespace. (A plain class: the launcher
+    imports this module on every sandbox start, and dataclasses costs
+    more to import than the rest of it.)"""
 
-    base: int = DEFAULT_BASE
-    size: int = RANGE_SIZE
+    __slots__ = ("base", "size")
 
-    def __post_init__(self):
-        if isinstance(self.base, bool) or not isinstance(self.base, int):
+    def __init__(self, base: int = DEFAULT_BASE, size: int = RANGE_SIZE):
+        if isinstance(base, bool) or not isinstance(base, int):
             raise IdRangeError("the id range base must be an integer, not %r"
-                               % (self.base,))
-        if self.base < RANGE_SIZE:
+                               % (base,))
+        if base < RANGE_SIZE:
             # Host ids below 65536 are system and human users.
             raise IdRangeError(
                 "the id range base %d is below %d: the range would hold "
-                "host users' ids" % (self.base, RANGE_SIZE))
-        if self.base + self.size - 1 > _ID_MAX:
+                "host users' ids" % (base, RANGE_SIZE))
+        if base + size - 1 > _ID_MAX:
             raise IdRangeError("the id range %d-%d passes the largest id %d"
-                               % (self.base, self.last, _ID_MAX))
+                               % (base, base + size - 1, _ID_MAX))
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "size", size)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("IdRange is immutable")
+
+    def __eq__(self, other):
+        return (isinstance(other, IdRange)
+                and (self.base, self.size) == (other.base, other.size))
+
+    def __hash__(self):
+        return hash((self.base, self.size))
+
+    def __repr__(self):
+        return "IdRange(base=%d, size=%d)" % (self.base, self.size)
 
     @property
     def last(self) -> int:
@@ -130,10 +146,11 @@ class IdRange:
         return "0 %d %d\n" % (self.base, self.size)
 
 
-def _subordinate_entries(path: Path) -> list[tuple[str, int, int]]:
+def _subordinate_entries(path) -> list[tuple[str, int, int]]:
     """``name:start:count`` lines of /etc/subuid or /etc/subgid."""
     try:
-        text = path.read_text()
+        with open(path) as f:
+            text = f.read()
     except FileNotFoundError:
         return []
     entries = []
@@ -144,8 +161,7 @@ def _subordinate_entries(path: Path) -> list[tuple[str, int, int]]:
     return entries
 
 
-def check_free(ids: IdRange, etc: Path = Path("/etc"),
-               users=None, groups=None) -> None:
+def check_free(ids: IdRange, etc="/etc", users=None, groups=None) -> None:
     """Check that no host user, group or subordinate-id grant uses an id
     of ``ids`` (the range must own nothing on the host).
 
@@ -166,7 +182,8 @@ def check_free(ids: IdRange, etc: Path = Path("/etc"),
                     "choose another id_range_base" % (kind, name, number,
                                                       ids.base, ids.last))
     for file in ("subuid", "subgid"):
-        for name, start, count in _subordinate_entries(etc / file):
+        for name, start, count in _subordinate_entries(
+                os.path.join(etc, file)):
             if start <= ids.last and ids.base <= start + count - 1:
                 raise IdRangeError(
                     "%s/%s gives %s ids %d-%d, which overlap the build id "
@@ -175,12 +192,12 @@ def check_free(ids: IdRange, etc: Path = Path("/etc"),
                        ids.last))
 
 
-def shift_tree(path: Path, uid: int, gid: int) -> int:
+def shift_tree(path, uid: int, gid: int) -> int:
     """Give every entry under ``path`` (and ``path``) to ``uid:gid``
     (blocking). Never follows a link: walks directory file descriptors
     (``os.fwalk``) and changes links themselves, so a tree a build has
     touched cannot redirect it onto host files. Returns the count."""
-    path = Path(path)
+    path = os.fspath(path)
     os.chown(path, uid, gid, follow_symlinks=False)
     changed = 1
     for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
@@ -193,10 +210,10 @@ def shift_tree(path: Path, uid: int, gid: int) -> int:
     return changed
 
 
-def strip_privilege_bits(path: Path) -> int:
+def strip_privilege_bits(path) -> int:
     """Clear set-uid and set-gid bits under ``path`` (blocking; links are
     never followed). Returns how many files had them."""
-    path = Path(path)
+    path = os.fspath(path)
     found = 0
     for _, _, files, dir_fd in os.fwalk(path, follow_symlinks=False):
         for name in files:
@@ -217,6 +234,17 @@ def strip_privilege_bits(path: Path) -> int:
     return found
 
 
+#: Where the lp_services package is imported from.
+_PACKAGE_PATH = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.realpath(__file__))))
+#: The launcher runs Python without ``site`` (half its start-up time, paid
+#: on every sandboxed command): only this module and ``seccomp`` are
+#: needed, found from the package's own directory.
+_BOOTSTRAP = ("import sys; sys.path.insert(0, %r); "
+              "from lp_services.slave.idmap import main; "
+              "sys.exit(main(sys.argv[1:]))")
+
+
 def alias(index: int) -> str:
     """Where the launcher shows the ``index``-th exposed path."""
     return "%s/%d" % (ALIAS_DIR, index)
@@ -228,7 +256,7 @@ def launcher_argv(ids: IdRange, userns_fd: int, command: list[str],
     open as ``userns_fd`` (for bubblewrap's ``--userns``), or as that
     namespace's root with :data:`AS_ROOT`, and each directory of
     ``expose`` bound at :func:`alias` of its index."""
-    return [python or sys.executable, "-m", "lp_services.slave.idmap",
+    return [python or sys.executable, "-S", "-c", _BOOTSTRAP % _PACKAGE_PATH,
             str(ids.base), "root" if userns_fd == AS_ROOT else str(userns_fd),
             *(str(p) for p in expose), "--", *command]
 
@@ -236,13 +264,28 @@ def launcher_argv(ids: IdRange, userns_fd: int, command: list[str],
 _libc = None
 
 
-def _call(name: str, *args) -> None:
+def _libc_handle():
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(_libc, name)(*args) != 0:
+    return _libc
+
+
+def _call(name: str, *args) -> None:
+    if getattr(_libc_handle(), name)(*args) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "%s%r: %s" % (name, args, os.strerror(err)))
+
+
+def _new_session_keyring() -> None:
+    from lp_services.slave.seccomp import syscall_number
+
+    libc = _libc_handle()
+    if libc.syscall(syscall_number("keyctl"), _KEYCTL_JOIN_SESSION_KEYRING,
+                    None) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "keyctl(JOIN_SESSION_KEYRING): %s"
+                      % os.strerror(err))
 
 
 def _unshare_user() -> None:
@@ -301,8 +344,11 @@ def enter(ids: IdRange, userns_fd: int, expose: list = ()) -> None:
 
     :raises OSError: with a clear message if any step fails.
     """
-    # Host root's supplementary groups must not follow the build.
+    # Host root's supplementary groups must not follow the build, nor its
+    # session key ring (possessing a key ring grants its keys' possessor
+    # permissions whatever the ids): start a new, empty one.
     os.setgroups([])
+    _new_session_keyring()
     if expose:
         _expose([str(p) for p in expose])
     to_parent_r, to_parent_w = os.pipe()
@@ -360,6 +406,13 @@ def main(argv: list[str]) -> int:
         return 2
     end = argv.index("--", 2)
     command = argv[end + 1:]
+    # Found before entering: as the namespace's root this process may no
+    # longer read host root's directories (nor import from them).
+    program = _which(command[0])
+    if program is None:
+        print("lp-sandbox: cannot run %s: not found" % command[0],
+              file=sys.stderr)
+        return 125
     try:
         ids = IdRange(int(argv[0]))
         fd = AS_ROOT if argv[1] == "root" else int(argv[1])
@@ -368,11 +421,21 @@ def main(argv: list[str]) -> int:
         print("lp-sandbox: %s" % e, file=sys.stderr)
         return 125
     try:
-        os.execvp(command[0], command)
+        os.execv(program, command)
     except OSError as e:
-        print("lp-sandbox: cannot run %s: %s" % (command[0], e),
+        print("lp-sandbox: cannot run %s: %s" % (program, e),
               file=sys.stderr)
         return 125
+
+
+def _which(name: str) -> str | None:
+    if "/" in name:
+        return name
+    for directory in os.get_exec_path():
+        path = os.path.join(directory, name)
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ nothing on the host (:mod:`lp_services.slave.idmap`; base
 onto host root. The launcher makes that namespace and bubblewrap joins it
 (``--userns``) as the unprivileged build user (uid/gid 1000 inside) with
 no capabilities, nested user namespaces refused
-(``--assert-userns-disabled``), its own ipc, pid, net, uts and cgroup
+(``--assert-userns-disabled``), a seccomp filter
+(:mod:`lp_services.slave.seccomp`), its own ipc, pid, net, uts and cgroup
 namespaces, a read-only root, ``/proc/sys`` read-only, a writable
 ``/work``, private /proc, /dev and /tmp, and a clear environment. Before
 the first command the unpacked chroot is given to the namespace's root and
@@ -17,7 +18,8 @@ set-uid/set-gid bits are stripped from ``/work``. See
 docs/virtualization.md, "Isolation facts".
 
 Run as another user (a developer's machine), bubblewrap makes its own
-one-id user namespace (``--unshare-all``): the build is that user.
+one-id user namespace (``--unshare-all``): the build is that user (the
+seccomp filter still applies).
 
 The process is started with ``reactor.spawnProcess`` through a tiny
 ``/bin/sh`` launcher that first writes its own pid into the build's
@@ -47,13 +49,13 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from lp_services.slave import idmap
+from lp_services.slave import idmap, seccomp
 from lp_services.slave.cgroup import Limits, detect
 from lp_services.slave.idmap import BUILD_GID, BUILD_UID, IdRange
 from lp_services.slave.interfaces import IBackend, ISandbox
 
 __all__ = ["RunResult", "SandboxBackend", "bwrap_argv", "SANDBOX_UID",
-           "USERNS_FD", "namespace_options"]
+           "SECCOMP_FD", "USERNS_FD", "namespace_options"]
 
 #: The uid and gid builds run as inside the sandbox (the build user).
 SANDBOX_UID = BUILD_UID
@@ -65,6 +67,8 @@ SANDBOX_ENV = {
     "TMPDIR": "/tmp",
 }
 _STATUS_FD = 3
+#: The descriptor bubblewrap reads the seccomp program from.
+SECCOMP_FD = 4
 #: The descriptor the id-map launcher gives bubblewrap the user namespace
 #: on (``--userns``).
 USERNS_FD = 5
@@ -95,7 +99,7 @@ class RunResult:
 
 
 def namespace_options(*, as_root: bool, uid: int = SANDBOX_UID,
-                      gid: int = SANDBOX_UID,
+                      gid: int = BUILD_GID,
                       userns_fd: int | None = USERNS_FD,
                       share_net: bool = False,
                       drop_caps: bool = True) -> list[str]:
@@ -127,11 +131,15 @@ def namespace_options(*, as_root: bool, uid: int = SANDBOX_UID,
 def bwrap_argv(root: Path, work: Path, argv: list[str], *, as_root: bool,
                bwrap: str = "bwrap", status_fd: int | None = _STATUS_FD,
                env: dict | None = None,
-               userns_fd: int = USERNS_FD) -> list[str]:
+               userns_fd: int = USERNS_FD,
+               seccomp_fd: int | None = None) -> list[str]:
     """The bubblewrap command line for ``argv`` (see the module
     docstring); as root it must be run through
-    :func:`lp_services.slave.idmap.launcher_argv` with ``userns_fd``."""
+    :func:`lp_services.slave.idmap.launcher_argv` with ``userns_fd``;
+    ``seccomp_fd`` holds the program of :mod:`lp_services.slave.seccomp`."""
     cmd = [bwrap] + namespace_options(as_root=as_root, userns_fd=userns_fd)
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     cmd += ["--die-with-parent", "--new-session",
             "--hostname", "lp-build",
             "--ro-bind", str(root), "/",
@@ -232,7 +240,7 @@ class SandboxSession:
             raise ValueError("refusing to give the host's / to the build")
         idmap.shift_tree(self.root, ids.host(0), ids.host(0))
         idmap.shift_tree(self.work, ids.host(SANDBOX_UID),
-                         ids.host(SANDBOX_UID))
+                         ids.host(BUILD_GID))
 
     def _start(self, argv, output, timeout, env):
         b = self._backend
@@ -251,11 +259,18 @@ class SandboxSession:
             command = idmap.launcher_argv(
                 b.ids, USERNS_FD,
                 bwrap_argv(idmap.alias(0), idmap.alias(1), argv,
-                           as_root=True, bwrap=b.bwrap, env=env),
+                           as_root=True, bwrap=b.bwrap, env=env,
+                           seccomp_fd=SECCOMP_FD),
                 expose=[self.root, self.work])
         else:
             command = bwrap_argv(self.root, self.work, argv, as_root=False,
-                                 bwrap=b.bwrap, env=env)
+                                 bwrap=b.bwrap, env=env,
+                                 seccomp_fd=SECCOMP_FD)
+        try:
+            filter_fd = seccomp.memfd(seccomp.filter_program())
+        except (seccomp.SeccompError, OSError) as e:
+            return defer.succeed(RunResult(
+                False, None, error="no seccomp filter: %s" % e))
         if b.cgroups is None:
             command = b.rlimit_prefix() + command
         args = ["/bin/sh", "-c", _LAUNCHER, "lp-sandbox",
@@ -266,10 +281,13 @@ class SandboxSession:
             self._transport = b.reactor.spawnProcess(
                 proto, "/bin/sh", args,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                childFDs={0: "w", 1: "r", 2: "r", _STATUS_FD: "r"})
+                childFDs={0: "w", 1: "r", 2: "r", _STATUS_FD: "r",
+                          SECCOMP_FD: filter_fd})
         except OSError as e:
             return defer.succeed(RunResult(
                 False, None, error="cannot start bubblewrap: %s" % e))
+        finally:
+            os.close(filter_fd)
         b.running.add(self)
         timer = b.reactor.callLater(timeout, self._on_timeout)
 
@@ -410,11 +428,13 @@ class SandboxBackend:
 
     def start(self) -> None:
         """Check the id range is free (:func:`idmap.check_free`; raises
-        ``IdRangeError`` naming the overlap) and remove cgroups left by an
+        ``IdRangeError`` naming the overlap), compile the seccomp filter
+        (raises ``SeccompError`` without libseccomp) and remove cgroups left by an
         agent that died (not part of IBackend: called by the agent when
         the backend has it)."""
         if self.ids is not None:
             idmap.check_free(self.ids)
+        seccomp.filter_program()
         if self.cgroups is not None:
             removed = self.cgroups.remove_stale()
             if removed:

@@ -33,6 +33,8 @@ class Options(usage.Options):
         ["cpu-limit", None, None, "CPU cores of one build (0 = no limit)."],
         ["build-timeout", None, None, "Wall-clock seconds of one build."],
         ["cgroup", None, None, "auto, v1, v2 or none."],
+        ["id-range-base", None, None,
+         "First host id of the builds' id range (default 1879048192)."],
     ]
     optFlags = [
         ["no-auth", None, "Accept unauthenticated requests (warns)."],
