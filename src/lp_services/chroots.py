@@ -37,6 +37,7 @@ __all__ = [
     "build_chroot",
     "cache_lock",
     "cache_root",
+    "deb822_stanzas",
     "debian_mirror",
 ]
 
@@ -80,7 +81,10 @@ def cache_root() -> Path:
     return Path(xdg) / "lp-services"
 
 
-def _deb822_stanzas(text: str):
+def deb822_stanzas(text: str):
+    """The stanzas of a deb822 text (apt's ``.sources``): one dict per
+    stanza, field names lower-cased, continuation lines joined by a
+    space, comments skipped."""
     stanza: dict[str, str] = {}
     key = None
     for line in text.splitlines():
@@ -107,7 +111,7 @@ def debian_mirror(sources: Path = DEFAULT_SOURCES,
     such ``deb`` line of ``legacy`` (one-line format)."""
     candidates = []
     if sources.exists():
-        for stanza in _deb822_stanzas(sources.read_text()):
+        for stanza in deb822_stanzas(sources.read_text()):
             if "deb" not in stanza.get("types", "").split():
                 continue
             if stanza.get("enabled", "yes").lower() == "no":

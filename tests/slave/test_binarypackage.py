@@ -14,6 +14,7 @@ from zope.interface.verify import verifyObject
 from lp_services.slave.binarypackage import (
     BinaryPackageBuildManager,
     DscError,
+    build_script,
     dep_install_argv,
     dep_install_command,
     dep_install_script,
@@ -208,6 +209,14 @@ class ArgsTests(unittest.SynchronousTestCase):
         self.assertIn("--bind %s /" % idmap.alias(0), line)
         self.assertIn("--ro-bind %s /work" % idmap.alias(1), line)
 
+    def test_build_script(self):
+        """The build step names its user, then runs dpkg-buildpackage
+        with fakeroot as the gain-root command, unsigned, -b or -B."""
+        script = build_script("-B")
+        self.assertIn('echo "build user: ', script)
+        self.assertTrue(script.endswith(
+            "cd /work/src && exec dpkg-buildpackage -rfakeroot -us -uc -B"))
+
     def test_dep_install_script(self):
         """The archives replace the chroot's sources; a failed update
         exits 90; after a failed build-dep each dependency is tried
@@ -354,6 +363,8 @@ class RealBuildTests(unittest.TestCase):
         self.assertIn("./usr/share/lptest/hexdump.txt", listing)
         self.assertIn("root/root", listing)
         self.assertIn("=== install build dependencies", log)
+        # Built as an unprivileged user.
+        self.assertRegex(log, r"build user: \S+ \(uid [1-9][0-9]*, gid ")
 
     @defer.inlineCallbacks
     def test_missing_dependency_depfail(self):

@@ -30,10 +30,11 @@ The filemap carries a source package: its ``.dsc`` (named by
 5. **check build dependencies**: ``dpkg-checkbuilddeps`` in the backend;
    unmet ones -> ``DEPFAIL``, ``dependencies`` being the list it printed
    (e.g. ``libfoo-dev (>= 1.2), bar``).
-6. **build**: ``dpkg-buildpackage -us -uc -b`` in ``/work/src`` as the
-   backend's unprivileged user (fakeroot for the root-requiring targets;
-   it is installed in step 4 when the chroot lacks it). Failure or timeout
-   -> ``PACKAGEFAIL``.
+6. **build**: ``dpkg-buildpackage -rfakeroot -us -uc -b`` in
+   ``/work/src`` as the backend's unprivileged build user (fakeroot for
+   the root-requiring targets, as sbuild does; it is installed in step 4
+   when the chroot lacks it); the log's first line of the step names the
+   user. Failure or timeout -> ``PACKAGEFAIL``.
 7. **collect** the ``.deb``, ``.udeb``, ``.ddeb``, ``.changes`` and
    ``.buildinfo`` files dpkg-buildpackage left in ``/work``.
 
@@ -73,6 +74,8 @@ __all__ = [
     "BinaryPackageBuildManager",
     "DscError",
     "SourcePackage",
+    "dsc_fields",
+    "build_script",
     "dep_install_argv",
     "dep_install_command",
     "parse_dsc",
@@ -157,13 +160,22 @@ def _fields(text: str) -> dict[str, str]:
     return fields
 
 
+def dsc_fields(text: str) -> dict[str, str]:
+    """The fields of a .dsc (clear-signed or not): lower-cased name ->
+    value, continuation lines joined by newlines.
+
+    :raises DscError: if a line is malformed.
+    """
+    return _fields(_strip_signature(text))
+
+
 def parse_dsc(text: str) -> SourcePackage:
     """Parse a .dsc (clear-signed or not).
 
     :raises DscError: if it is not a source package description, lists no
         files, or lists a file under an unsafe name.
     """
-    fields = _fields(_strip_signature(text))
+    fields = dsc_fields(text)
     for required in ("source", "version"):
         if not fields.get(required):
             raise DscError(f"the .dsc has no {required.capitalize()} field")
@@ -379,6 +391,16 @@ def dep_install_script(dsc: str, archives: list[str] | None,
     return "\n".join(lines) + "\n"
 
 
+def build_script(flag: str = "-b") -> str:
+    """The shell of the build step: says which user it runs as (the log
+    shows the build was not root), then ``dpkg-buildpackage -rfakeroot``
+    (fakeroot for the targets that need root, as sbuild does)."""
+    return ('echo "build user: $(id -un 2>/dev/null || echo ?) '
+            '(uid $(id -u), gid $(id -g))"; '
+            "cd /work/src && exec dpkg-buildpackage -rfakeroot -us -uc %s"
+            % flag)
+
+
 #: Exit status of the dependency step when `apt-get update` failed.
 _UPDATE_FAILED = 90
 
@@ -542,8 +564,7 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
         log.header("build")
         flag = "-b" if ctx.args.get("arch_indep", True) else "-B"
         result = await self._in_sandbox(
-            ["/bin/sh", "-c", "cd /work/src && exec dpkg-buildpackage -us "
-             "-uc %s" % flag], ctx.timeout)
+            ["/bin/sh", "-c", build_script(flag)], ctx.timeout)
         status = BuildStatus.OK
         outcome = self._failed_step(result, "dpkg-buildpackage")
         if outcome is not None:
