@@ -67,6 +67,20 @@ def _scan(fd) -> list[str]:
     return dirs
 
 
+def _ascend(fd, parent_identity) -> int:
+    """Close ``fd`` and return its parent's, checked to be the directory
+    (device, inode) we came down from: a tree rearranged under the walk
+    fails instead of leading it elsewhere."""
+    up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+    ust = os.fstat(up)
+    if (ust.st_dev, ust.st_ino) != parent_identity:
+        os.close(up)
+        raise RemoveFailed(errno.ESTALE, "the tree changed while it was "
+                           "being walked")
+    os.close(fd)
+    return up
+
+
 def remove_tree(path) -> None:
     """Delete ``path`` (a file, a link or a directory tree); nothing if it
     does not exist. See the module docstring."""
@@ -122,14 +136,7 @@ def _remove_dir(path: Path, top, where: list[str]) -> None:
                 continue
             if len(stack) == 1:
                 break
-            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
-            ust = os.fstat(up)
-            if (ust.st_dev, ust.st_ino) != stack[-2][0]:
-                os.close(up)
-                raise RemoveFailed(errno.ESTALE, "the tree changed while "
-                                   "it was being removed")
-            os.close(fd)
-            fd = up
+            fd = _ascend(fd, stack[-2][0])
             name = where.pop()
             try:
                 os.rmdir(name, dir_fd=fd)
@@ -202,14 +209,7 @@ def walk_tree(path, visit) -> int:
                 continue
             if len(stack) == 1:
                 break
-            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
-            ust = os.fstat(up)
-            if (ust.st_dev, ust.st_ino) != stack[-2][0]:
-                os.close(up)
-                raise RemoveFailed(errno.ESTALE, "the tree changed while "
-                                   "it was being walked")
-            os.close(fd)
-            fd = up
+            fd = _ascend(fd, stack[-2][0])
             stack.pop()
     finally:
         os.close(fd)
