@@ -10,6 +10,7 @@ the status page is. Everything it started is stopped at the end (unless
 ``--keep-running``), on Ctrl-C, and on any error.
 """
 
+import contextlib
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -60,6 +62,24 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a SIGINT that arrives inside the block and raise it as
+    KeyboardInterrupt at the end (only the main thread gets signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *_: held.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT,
+                      signal.SIG_DFL if previous is None else previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -192,9 +212,13 @@ class DemoFarm:
             "--nodaemon", "--pidfile=",
             "--logfile=%s" % (logs / (name + ".log")), plugin, *args],
             logs / (name + ".out"), env=dict(self._env(), **(env or {})))
-        daemon.start()
-        self.daemons.append(daemon)
-        self._record()
+        # A Ctrl-C between starting the daemon and remembering it would
+        # leave it running in its own session, unseen by stop(): hold
+        # SIGINT until it is recorded, then raise it.
+        with _sigint_deferred():
+            daemon.start()
+            self.daemons.append(daemon)
+            self._record()
         return daemon
 
     def _record(self) -> None:

@@ -52,3 +52,35 @@ class KeptFarmTests(TestCase):
                          (0, "stopped: buildmaster\n"), result.stderr)
         self.assertIsNotNone(self.daemon.wait(30))
         self.assertFalse((self.home / "demo" / "pids.json").exists())
+
+
+class SigintDeferredTests(TestCase):
+    """A Ctrl-C while the demo starts a daemon is held until the daemon is
+    recorded (else it would run on, unseen by the demo's stop)."""
+
+    def test_held_until_the_end_of_the_block(self):
+        """SIGINT inside the block does not interrupt it; it is raised as
+        KeyboardInterrupt when the block ends, and the old handler is back."""
+        import os
+        import signal
+
+        from lp_services.demo import _sigint_deferred
+        before = signal.getsignal(signal.SIGINT)
+        reached = []
+        with self.assertRaises(KeyboardInterrupt):
+            with _sigint_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("after the signal")
+        self.assertEqual(reached, ["after the signal"])
+        self.assertIs(signal.getsignal(signal.SIGINT), before)
+
+    def test_nothing_held_nothing_raised(self):
+        """Without a SIGINT the block ends normally and the old handler is
+        back."""
+        import signal
+
+        from lp_services.demo import _sigint_deferred
+        before = signal.getsignal(signal.SIGINT)
+        with _sigint_deferred():
+            self.assertIsNot(signal.getsignal(signal.SIGINT), before)
+        self.assertIs(signal.getsignal(signal.SIGINT), before)
