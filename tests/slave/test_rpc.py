@@ -170,7 +170,7 @@ class IdleTests(ProtocolTestCase):
         missing from the cache answers UNKNOWNSUM naming it; still IDLE."""
         result = yield self.call("build", "b", "livefs", self.chroot,
                                  {}, {})
-        self.assertEqual(result[0], "BuildStatus.UNKNOWNBUILDER")
+        self.assertEqual(result[0], "BuilderStatus.UNKNOWNBUILDER")
         self.assertIn("livefs", result[1])
         result = yield self.call("build", "b", "hold", "1" * 40, {}, {})
         self.assertEqual(result, ["BuilderStatus.UNKNOWNSUM",

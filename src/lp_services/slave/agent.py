@@ -251,7 +251,7 @@ class Agent:
 
         manager_cls = self.registry.get(build_type)
         if manager_cls is None:
-            return ["BuildStatus.UNKNOWNBUILDER",
+            return ["BuilderStatus.UNKNOWNBUILDER",
                     "unknown build type %.100r (known: %s)"
                     % (build_type, ", ".join(self.registry.names()))]
         manager_cls.validate_args(args)
