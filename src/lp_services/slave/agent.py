@@ -200,8 +200,11 @@ class Agent:
             if outcome.status in (BuildStatus.OK, BuildStatus.PACKAGEFAIL,
                                   BuildStatus.DEPFAIL):
                 result["filemap"] = dict(outcome.filemap)
-            if outcome.status is BuildStatus.DEPFAIL:
-                result["dependencies"] = outcome.dependencies or ""
+                # launchpad-buildd sends the key with all three results,
+                # empty unless DEPFAIL; Launchpad's master expects it.
+                result["dependencies"] = (
+                    outcome.dependencies or ""
+                    if outcome.status is BuildStatus.DEPFAIL else "")
         return result
 
     def ensure_present(self, sha1, url, username=None, password=None):
