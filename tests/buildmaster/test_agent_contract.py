@@ -128,7 +128,7 @@ class AgentContract:
         await agent.ensurepresent(digest, url, "buildd", "x")
         answer, info = await agent.build("cookie-1", "nonsense", digest, {},
                                          {})
-        self.assertEqual(answer, "BuildStatus.UNKNOWNBUILDER")
+        self.assertEqual(answer, "BuilderStatus.UNKNOWNBUILDER")
 
     async def test_clean_and_abort_need_a_build(self):
         """clean() and abort() of an idle agent fail (AgentError)."""

@@ -19,7 +19,8 @@ DATA = b"chroot bytes " * 1000
 
 
 class _Files(resource.Resource):
-    """/ok, /nolength (chunked), /hang, /missing, /auth (needs u:p)."""
+    """/ok, /nolength (chunked), /hang, /missing, /auth (needs u:p),
+    /token (needs an empty username and password tok)."""
 
     isLeaf = True
 
@@ -48,8 +49,9 @@ class _Files(resource.Resource):
         if path == "/hang":
             self.hanging.append(request)
             return server.NOT_DONE_YET
-        if path == "/auth":
-            expected = b"Basic " + base64.b64encode(b"u:p")
+        if path in ("/auth", "/token"):
+            userpass = b"u:p" if path == "/auth" else b":tok"
+            expected = b"Basic " + base64.b64encode(userpass)
             if request.getHeader(b"authorization") != expected:
                 request.setResponseCode(401)
                 return b"no"
@@ -131,6 +133,15 @@ class EnsurePresentTests(TestCase):
         sha1 = sha1_of(DATA)
         result = yield self.cache.ensure_present(sha1, self.base + "/auth",
                                                  "u", "p")
+        self.assertEqual(result, [True, "Download"])
+
+    @defer.inlineCallbacks
+    def test_empty_username_token_password_is_sent(self):
+        """An empty username with a token password (how Launchpad fetches
+        restricted files) still goes out as Basic auth."""
+        sha1 = sha1_of(DATA)
+        result = yield self.cache.ensure_present(sha1, self.base + "/token",
+                                                 "", "tok")
         self.assertEqual(result, [True, "Download"])
 
     @defer.inlineCallbacks

@@ -170,7 +170,7 @@ class IdleTests(ProtocolTestCase):
         missing from the cache answers UNKNOWNSUM naming it; still IDLE."""
         result = yield self.call("build", "b", "livefs", self.chroot,
                                  {}, {})
-        self.assertEqual(result[0], "BuildStatus.UNKNOWNBUILDER")
+        self.assertEqual(result[0], "BuilderStatus.UNKNOWNBUILDER")
         self.assertIn("livefs", result[1])
         result = yield self.call("build", "b", "hold", "1" * 40, {}, {})
         self.assertEqual(result, ["BuilderStatus.UNKNOWNSUM",
@@ -255,12 +255,14 @@ class WaitingTests(ProtocolTestCase):
 
     @defer.inlineCallbacks
     def test_status_per_result(self):
-        """OK and PACKAGEFAIL carry filemap; DEPFAIL filemap and
-        dependencies; CHROOTFAIL, BUILDERFAIL, GIVENBACK neither."""
+        """OK, PACKAGEFAIL and DEPFAIL carry filemap and dependencies
+        (empty unless DEPFAIL, as launchpad-buildd sends them);
+        CHROOTFAIL, BUILDERFAIL, GIVENBACK neither."""
         cases = [
             (BuildOutcome(BuildStatus.OK, {"a.deb": "4" * 40}),
-             {"filemap": {"a.deb": "4" * 40}}),
-            (BuildOutcome(BuildStatus.PACKAGEFAIL, {}), {"filemap": {}}),
+             {"filemap": {"a.deb": "4" * 40}, "dependencies": ""}),
+            (BuildOutcome(BuildStatus.PACKAGEFAIL, {}),
+             {"filemap": {}, "dependencies": ""}),
             (BuildOutcome(BuildStatus.DEPFAIL, {}, "libfoo (>= 1)"),
              {"filemap": {}, "dependencies": "libfoo (>= 1)"}),
             (BuildOutcome(BuildStatus.CHROOTFAIL), {}),

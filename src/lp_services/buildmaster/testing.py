@@ -116,7 +116,7 @@ class AgentModel:
         if self.state != "IDLE":
             raise AgentFault("the agent is %s, not IDLE" % self.state)
         if build_type not in self.build_types:
-            return ["BuildStatus.UNKNOWNBUILDER",
+            return ["BuilderStatus.UNKNOWNBUILDER",
                     "unknown build type %s" % build_type]
         for sha1 in [chroot_sha1] + list(filemap.values()):
             if sha1 not in self.cache:

@@ -215,8 +215,11 @@ class Agent:
             if outcome.status in (BuildStatus.OK, BuildStatus.PACKAGEFAIL,
                                   BuildStatus.DEPFAIL):
                 result["filemap"] = dict(outcome.filemap)
-            if outcome.status is BuildStatus.DEPFAIL:
-                result["dependencies"] = outcome.dependencies or ""
+                # launchpad-buildd sends the key with all three results,
+                # empty unless DEPFAIL; Launchpad's master expects it.
+                result["dependencies"] = (
+                    outcome.dependencies or ""
+                    if outcome.status is BuildStatus.DEPFAIL else "")
         return wire_value(result)
 
     def ensure_present(self, sha1, url, username=None, password=None):
@@ -267,7 +270,7 @@ class Agent:
 
         manager_cls = self.registry.get(build_type)
         if manager_cls is None:
-            return ["BuildStatus.UNKNOWNBUILDER",
+            return ["BuilderStatus.UNKNOWNBUILDER",
                     "unknown build type %.100r (known: %s)"
                     % (build_type, ", ".join(self.registry.names()))]
         manager_cls.validate_args(args)

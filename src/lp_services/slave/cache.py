@@ -144,7 +144,7 @@ class FileCache:
             return defer.fail(DownloadFailed(
                 "Download failed: unsupported URL scheme %r" % parts.scheme))
         headers = Headers({b"User-Agent": [b"lp-services-buildslave"]})
-        if username:
+        if username or password:
             token = b64encode(("%s:%s" % (username, password or ""))
                               .encode("utf-8")).decode("ascii")
             headers.addRawHeader(b"Authorization", "Basic " + token)
