@@ -41,6 +41,7 @@ import ctypes
 import grp
 import os
 import pwd
+import signal
 import stat
 import sys
 
@@ -233,6 +234,11 @@ def strip_privilege_bits(path) -> int:
     return found
 
 
+#: Signals Python sets to SIG_IGN that the launcher gives back their
+#: default action before it execs the command (as subprocess's
+#: ``restore_signals`` does).
+_DEFAULT_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
+
 #: Where the lp_services package is imported from.
 _PACKAGE_PATH = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.realpath(__file__))))
@@ -419,6 +425,12 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError) as e:
         print("lp-sandbox: %s" % e, file=sys.stderr)
         return 125
+    # Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored
+    # signal stays ignored across exec: give the build the defaults, or a
+    # writer into a closed pipe (``yes | head``) spins on EPIPE forever.
+    for name in _DEFAULT_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     try:
         os.execv(program, command)
     except OSError as e:
