@@ -3,6 +3,7 @@ that it is free, moving trees into it, and the real launcher."""
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -210,6 +211,19 @@ class LauncherTests(SynchronousTestCase):
         self.assertEqual((out.returncode, out.stdout), (0, b"here"),
                          out.stderr)
         self.assertEqual(os.listdir(idmap.ALIAS_DIR), [])
+
+    def test_command_gets_default_signal_actions(self):
+        """The command does not inherit the launcher's (Python's) ignored
+        SIGPIPE and SIGXFSZ: ``yes | head`` ends instead of spinning on
+        EPIPE."""
+        out = self.run_launcher(["/bin/sh", "-c",
+                                 "grep SigIgn /proc/self/status"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        ignored = int(out.stdout.split()[1], 16)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            self.assertFalse(ignored & (1 << (sig - 1)), sig)
+        out = self.run_launcher(["/bin/sh", "-c", "yes | head -c 10"])
+        self.assertEqual((out.returncode, out.stdout), (0, b"y\n" * 5))
 
     def test_bad_arguments_fail_clearly(self):
         """A bad base or a missing command exits non-zero with a message

@@ -19,8 +19,14 @@ and ``gid_map`` (``0 BASE 65536``), has the helper set that namespace's
 ``user.max_user_namespaces`` to 0 (no nested user namespaces, for
 anything inside), joins a new, empty session key ring (host root's
 stays out of reach), opens the namespace as file descriptor ``FD`` and
-execs COMMAND (bubblewrap with ``--userns FD``). The launcher execs, so
-the process the agent spawned stays the one it tracks and kills.
+runs COMMAND (bubblewrap with ``--userns FD``) as the first process of a
+new pid namespace. The launcher stays its parent and exits with its
+status; it dies with the agent (``PR_SET_PDEATHSIG``) and the command
+dies with it, and with the command the whole pid namespace, so killing
+the process the agent spawned kills the build. (bubblewrap's
+``--die-with-parent`` alone does not: its outer process has dropped all
+capabilities and the build runs as another uid, so the kernel does not
+deliver that parent-death signal to the build's side.)
 
 Inside that namespace host root's files are nobody's, so bubblewrap
 cannot walk a path through a directory only host root may search (a
@@ -41,6 +47,8 @@ import ctypes
 import grp
 import os
 import pwd
+import select
+import signal
 import stat
 import sys
 
@@ -75,6 +83,8 @@ BUILD_GID = 1000
 _ID_MAX = (1 << 32) - 2
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
+_PR_SET_PDEATHSIG = 1
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = (
     2, 4, 4096, 16384, 1 << 18)
@@ -232,6 +242,11 @@ def strip_privilege_bits(path) -> int:
     walk_tree(path, strip)
     return found
 
+
+#: Signals Python sets to SIG_IGN that the launcher gives back their
+#: default action before it execs the command (as subprocess's
+#: ``restore_signals`` does).
+_DEFAULT_SIGNALS = ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
 
 #: Where the lp_services package is imported from.
 _PACKAGE_PATH = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -412,19 +427,74 @@ def main(argv: list[str]) -> int:
         print("lp-sandbox: cannot run %s: not found" % command[0],
               file=sys.stderr)
         return 125
+    agent = os.getppid()
     try:
         ids = IdRange(int(argv[0]))
         fd = AS_ROOT if argv[1] == "root" else int(argv[1])
+        # Die with the agent (it spawned us; it is root, so it may).
+        _call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != agent:
+            return 125
         enter(ids, fd, argv[2:end])
+        # The command is the first process of a pid namespace of our own:
+        # when it dies the kernel kills everything inside, however deep.
+        _call("unshare", _CLONE_NEWPID)
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
     except (ValueError, OSError) as e:
         print("lp-sandbox: %s" % e, file=sys.stderr)
         return 125
+    if pid == 0:
+        os._exit(_exec_command(program, command, alive_r, alive_w))
+    os.close(alive_r)
+    return _wait(pid, keep=alive_w)
+
+
+def _exec_command(program: str, command: list[str], alive_r: int,
+                  alive_w: int) -> int:
+    """In the forked child (pid 1 of the new pid namespace): die with the
+    launcher, then exec the command."""
     try:
+        os.close(alive_w)
+        # The launcher (host root, or the namespace's root) may signal us;
+        # bubblewrap's own --die-with-parent may not reach the build: its
+        # outer process has dropped every capability and the build runs
+        # as another uid, so the kernel refuses that parent-death signal.
+        _call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if select.select([alive_r], [], [], 0)[0]:
+            return 125  # EOF: the launcher died before prctl
+        os.close(alive_r)
+        # Python ignores SIGPIPE and SIGXFSZ at start-up, and an ignored
+        # signal stays ignored across exec: give the build the defaults,
+        # or a writer into a closed pipe (``yes | head``) spins on EPIPE
+        # forever.
+        for name in _DEFAULT_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
         os.execv(program, command)
     except OSError as e:
         print("lp-sandbox: cannot run %s: %s" % (program, e),
               file=sys.stderr)
-        return 125
+    return 125
+
+
+def _wait(pid: int, keep: int) -> int:
+    """Wait for the command; its exit status (128+N for signal N).
+    ``keep`` stays open until the launcher ends (the child's sign that it
+    is alive)."""
+    for fd in range(3, 64):
+        if fd == keep:
+            continue
+        # The command's descriptors (status pipe, seccomp, namespace) are
+        # its own; the launcher only waits.
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
 
 
 def _which(name: str) -> str | None:

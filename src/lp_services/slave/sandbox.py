@@ -23,14 +23,15 @@ seccomp filter still applies).
 
 The process is started with ``reactor.spawnProcess`` through a tiny
 ``/bin/sh`` launcher that first writes its own pid into the build's
-cgroups and then execs the id-map launcher, which execs bubblewrap (so
-every descendant is counted from the start); without cgroups the launcher
+cgroups and then execs the id-map launcher, which runs bubblewrap as the
+first process of a pid namespace that dies with the launcher (so every
+descendant is counted from the start); without cgroups the launcher
 execs ``prlimit`` to set rlimits. Bubblewrap reports through
 ``--json-status-fd`` whether the command started and its exit code, so a
 sandbox that failed to start is told apart from a script that failed.
 
-Killing: SIGKILL to bubblewrap (``--die-with-parent`` then kills the pid
-namespace's init, which takes the whole namespace with it) and SIGKILL to
+Killing: SIGKILL to the launcher (its child, bubblewrap, dies with it
+and takes the launcher's pid namespace with it) and SIGKILL to
 every member of the cgroups until they are empty.
 """
 
