@@ -542,3 +542,41 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
         deb = file_store.path_for(files["lptest_1.0_all.deb"])
         self.assertEqual(b"!<arch>\n", deb.read_bytes()[:8])
         self.assertIn(b"dpkg-buildpackage", log)
+
+
+class CollectTests(unittest.TestCase):
+    """The binarypackage collector keeps within the build's quota, as the
+    script one does (the hostile-build issue's sparse result)."""
+
+    def test_sparse_deb_over_the_quota_is_skipped(self):
+        """A sparse 7 GiB '.deb' with 8 KiB inside is skipped at once and
+        marks the collection over_quota (PACKAGEFAIL: the build's doing);
+        the other results are kept; nothing of it enters the cache."""
+        import os
+
+        from lp_services.slave.binarypackage import _collect
+        from lp_services.slave.cache import FileCache
+        base = Path(self.mktemp()).resolve()
+        work = base / "work"
+        work.mkdir(parents=True)
+        with open(work / "big_1_amd64.deb", "wb") as f:
+            f.write(os.urandom(8192))
+            f.truncate(7 << 30)
+        (work / "hello_1_amd64.changes").write_bytes(b"Format: 1.8\n")
+        cache = FileCache(base / "cache", reactor, 8 << 30, 10)
+        found = _collect(work, cache, budget=64 << 20)
+        self.assertEqual(list(found.filemap), ["hello_1_amd64.changes"])
+        self.assertTrue(found.over_quota)
+        self.assertFalse(found.no_space)
+        self.assertEqual(len(found.added), 1)
+
+    def test_missing_work_directory_is_a_note(self):
+        """No build directory: no results, one note, nothing raised."""
+        from lp_services.slave.binarypackage import _collect
+        from lp_services.slave.cache import FileCache
+        base = Path(self.mktemp()).resolve()
+        base.mkdir(parents=True)
+        cache = FileCache(base / "cache", reactor, 8 << 30, 10)
+        found = _collect(base / "nothing", cache)
+        self.assertEqual((found.filemap, len(found.notes)), ({}, 1))
+        self.assertIn("no build directory", found.notes[0])

@@ -66,7 +66,7 @@ from lp_services.slave.idmap import BUILD_GID, BUILD_UID, IdRange
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import (
     BuildContext, BuildOutcome, SandboxedBuildManager)
-from lp_services.slave.results import DIR_FLAGS, collect_directory
+from lp_services.slave.results import DIR_FLAGS, Collected, collect_directory
 from lp_services.slave.sandbox import SECCOMP_FD, namespace_options
 from lp_services.slave.state import BuildStatus
 
@@ -575,11 +575,24 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             log.line("dpkg-buildpackage exited 0")
 
         log.header("collect")
-        filemap, added, notes = await self._thread(_collect, work, ctx.cache)
-        for note in notes:
+        found = await self._thread(_collect, work, ctx.cache,
+                                   ctx.work_quota or None)
+        for note in found.notes:
             log.line(note)
+        filemap, added = found.filemap, found.added
         for name, sha1 in sorted(filemap.items()):
             log.line("result %s %s" % (sha1, name))
+        if found.no_space:
+            # The agent's disk, not the build: give it back, keep nothing.
+            log.line("the agent's cache has no room for the results: "
+                     "giving the build back")
+            for sha1 in added:
+                ctx.cache.remove(sha1)
+            return BuildOutcome(BuildStatus.GIVENBACK)
+        if found.over_quota and status is BuildStatus.OK:
+            # The build's own doing (e.g. a sparse multi-GiB "package").
+            log.line("the results do not fit in the build's quota")
+            status = BuildStatus.PACKAGEFAIL
         if status is BuildStatus.OK and not any(
                 n.endswith(".deb") or n.endswith(".udeb") for n in filemap):
             log.line("the build made no .deb")
@@ -653,16 +666,20 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
                 pass
 
 
-def _collect(work, cache):
+def _collect(work, cache, budget=None) -> Collected:
     """Move result files into the cache (blocking); never follows a link
-    the build made. Returns (filemap, new sha1s, notes)."""
+    the build made. Results may take ``budget`` bytes together (apparent
+    size: the build's quota); a collection over it is marked
+    ``over_quota``, one the agent's cache cannot hold ``no_space``."""
     try:
         work_fd = os.open(work, DIR_FLAGS)
     except OSError as e:
-        return {}, set(), ["no build directory: %s" % e.strerror]
+        found = Collected()
+        found.notes.append("no build directory: %s" % e.strerror)
+        return found
     try:
-        found = collect_directory(
-            work_fd, cache, accept=lambda name: name.endswith(RESULT_SUFFIXES))
+        return collect_directory(
+            work_fd, cache, accept=lambda name: name.endswith(RESULT_SUFFIXES),
+            budget=budget, raise_no_space=False)
     finally:
         os.close(work_fd)
-    return found.filemap, found.added, found.notes
