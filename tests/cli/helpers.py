@@ -32,3 +32,22 @@ def run_in(cwd, *args, env):
     return subprocess.run(
         [sys.executable, "-m", "lp_services.cli.main", *args], cwd=str(cwd),
         env=env, capture_output=True, text=True, timeout=300)
+
+
+class SeededDatabaseMixin:
+    """For a DatabaseTestMixin test case: the class's database holds the
+    ops views' SEED (tests/database/test_views.py), and ``invoke``
+    runs a command against it."""
+
+    def setUp(self):
+        super().setUp()
+        from tests.database.test_views import SEED
+
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute(SEED)
+
+    def invoke(self, *args):
+        return CliRunner().invoke(
+            cli, ["--database", self.database_url, *args],
+            catch_exceptions=False)

@@ -7,6 +7,7 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.cli.main import cli
 from lp_services.testing.database import DatabaseTestMixin
+from tests.cli.helpers import SeededDatabaseMixin
 
 
 class ReportCommandTests(DatabaseTestMixin, TestCase):
@@ -61,16 +62,8 @@ class ReportCommandTests(DatabaseTestMixin, TestCase):
         self.assertIn("go with `report work`", result.output)
 
 
-class NarrowTerminalTests(DatabaseTestMixin, TestCase):
+class NarrowTerminalTests(SeededDatabaseMixin, DatabaseTestMixin, TestCase):
     """At 80 columns report tables keep words whole and fit the width."""
-
-    def setUp(self):
-        super().setUp()
-        from tests.database.test_views import SEED
-
-        conn = self.connect()
-        with conn, conn.cursor() as cur:
-            cur.execute(SEED)
 
     def render(self, name, width):
         import io
@@ -112,20 +105,8 @@ class NarrowTerminalTests(DatabaseTestMixin, TestCase):
         self.assertIn("date created", text)
 
 
-class DurationsChartTests(DatabaseTestMixin, TestCase):
+class DurationsChartTests(SeededDatabaseMixin, DatabaseTestMixin, TestCase):
     """report durations --chart: bars from ops_durations, in text."""
-
-    def setUp(self):
-        super().setUp()
-        from tests.database.test_views import SEED
-
-        conn = self.connect()
-        with conn, conn.cursor() as cur:
-            cur.execute(SEED)
-
-    def invoke(self, *args):
-        return CliRunner().invoke(cli, ["--database", self.database_url, *args],
-                                  catch_exceptions=False)
 
     def test_chart_lines(self):
         """One line per kind and type of ops_durations, its median and p90

@@ -7,21 +7,12 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.cli.main import cli
 from lp_services.testing.database import DatabaseTestMixin
+from tests.cli.helpers import SeededDatabaseMixin
 from tests.database.test_views import SEED
 
 
-class ShowCommandTests(DatabaseTestMixin, TestCase):
+class ShowCommandTests(SeededDatabaseMixin, DatabaseTestMixin, TestCase):
     """show prints builds and native jobs through one code path."""
-
-    def setUp(self):
-        super().setUp()
-        conn = self.connect()
-        with conn, conn.cursor() as cur:
-            cur.execute(SEED)
-
-    def invoke(self, *args):
-        return CliRunner().invoke(cli, ["--database", self.database_url, *args],
-                                  catch_exceptions=False)
 
     def test_native(self):
         """A native job prints its kind, type, status and error."""
