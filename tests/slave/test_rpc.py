@@ -437,3 +437,54 @@ class NoAuthTests(AgentTestCase):
         warnings = [e for e in self.events
                     if "authentication is OFF" in e.get("log_format", "")]
         self.assertEqual(len(warnings), 1)
+
+
+class TrustedNetworkTests(ProtocolTestCase):
+    """Requests from a trusted network need no credentials (Launchpad's
+    master sends none); every other address still needs the secret."""
+
+    def setUp(self):
+        self.config_overrides = {"trusted_networks": "127.0.0.2/32"}
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        return super().setUp()
+
+    @defer.inlineCallbacks
+    def request_from(self, source):
+        import xmlrpc.client
+        body = xmlrpc.client.dumps((1,), "echo").encode()
+        response = yield Agent(reactor, bindAddress=(source, 0)).request(
+            b"POST", self.running.rpc_url.encode(),
+            Headers({b"Content-Type": [b"text/xml"]}),
+            FileBodyProducer(BytesIO(body)))
+        content = yield readBody(response)
+        return response.code, content
+
+    @defer.inlineCallbacks
+    def test_trusted_address_needs_no_credentials(self):
+        """echo from 127.0.0.2 without credentials is answered, and the
+        log says the trusted network let it in."""
+        code, content = yield self.request_from("127.0.0.2")
+        self.assertEqual(code, 200, content)
+        self.assertIn(b"<int>1</int>", content)
+        said = [e for e in self.events
+                if "accepted by" in e.get("log_format", "")]
+        self.assertEqual([(e["host"], e["rule"]) for e in said],
+                         [("127.0.0.2", "trusted network 127.0.0.2/32")])
+
+    @defer.inlineCallbacks
+    def test_other_address_still_needs_the_secret(self):
+        """The same request from 127.0.0.1 gets 401; with the secret it is
+        answered."""
+        code, _ = yield self.request_from("127.0.0.1")
+        self.assertEqual(code, 401)
+        self.assertEqual((yield self.call("echo", 1)), [1])
+
+    def test_bad_network_is_a_config_error(self):
+        """A network that is not CIDR is refused at load, naming the key."""
+        from lp_services.slave.config import ConfigError, load_config
+        error = self.assertRaises(
+            ConfigError, load_config, None,
+            {"trusted_networks": ["10.0.0.0/33"], "secret": "s"})
+        self.assertIn("trusted_networks", str(error))

@@ -44,6 +44,25 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((config.name, config.port, config.secret),
                          ("opt-name", 4321, "s3cret"))
 
+    def test_trusted_network_is_repeatable(self):
+        """--trusted-network may be given several times; each is a network
+        of the config's trusted_networks; a bad one is a usage error."""
+        import ipaddress
+
+        from twisted.python import usage
+        (self.dir / "secret").write_text("s3cret\n")
+        base = ["--secret-file", str(self.dir / "secret"),
+                "--cache-dir", str(self.dir / "c"),
+                "--work-dir", str(self.dir / "w")]
+        options = Options()
+        options.parseOptions(base + ["--trusted-network", "10.1.0.0/16",
+                                     "--trusted-network", "fd00::/8"])
+        self.assertEqual(options.agent_config.trusted_networks,
+                         (ipaddress.ip_network("10.1.0.0/16"),
+                          ipaddress.ip_network("fd00::/8")))
+        self.assertRaises(usage.UsageError, Options().parseOptions,
+                          base + ["--trusted-network", "nonsense"])
+
     def test_no_secret_is_a_usage_error(self):
         """Without a secret or --no-auth the options are refused with one
         clear line."""

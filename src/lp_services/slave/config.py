@@ -2,6 +2,7 @@
 options (see docs/agent.md for every key)."""
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class AgentConfig:
     secret: str | None = field(default=None, repr=False)
     #: Accept unauthenticated requests (Launchpad's behaviour); warns.
     no_auth: bool = False
+    #: Source networks (CIDR) whose requests need no credentials, as in a
+    #: Launchpad farm where the master sends none; every other address
+    #: still needs the secret.
+    trusted_networks: tuple = ()
     #: Limits of one build.
     memory_limit: int = 4 << 30
     pids_limit: int = 4096
@@ -110,9 +115,22 @@ class AgentConfig:
             IdRange(self.id_range_base)
         except IdRangeError as e:
             raise ConfigError("id_range_base: %s" % e) from None
+        self.trusted_networks = _networks(self.trusted_networks)
         self.cache_dir = Path(self.cache_dir).resolve()
         self.work_dir = Path(self.work_dir).resolve()
         return self
+
+
+def _networks(value) -> tuple:
+    """``trusted_networks`` as ip_network objects, from a list or a
+    comma/space separated string of CIDRs."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError("bad value for trusted_networks: %r (%s)"
+                          % (value, e)) from None
 
 
 _SIZES = {"memory_limit", "max_file_size", "max_request_size", "max_log_size",

@@ -40,11 +40,22 @@ class Options(usage.Options):
         ["no-auth", None, "Accept unauthenticated requests (warns)."],
     ]
 
+    def __init__(self):
+        super().__init__()
+        self.trusted_networks = []
+
+    def opt_trusted_network(self, cidr):
+        """A source network (CIDR) whose requests need no credentials
+        (repeatable)."""
+        self.trusted_networks.append(cidr)
+
     def postOptions(self):
         overrides = {k.replace("-", "_"): v for k, v in self.items()
                      if k not in ("config", "no-auth")}
         if self["no-auth"]:
             overrides["no_auth"] = True
+        if self.trusted_networks:
+            overrides["trusted_networks"] = self.trusted_networks
         try:
             self.agent_config = load_config(self["config"], overrides)
         except ConfigError as e:

@@ -5,13 +5,15 @@
 
 Authentication wraps the whole tree: every request must carry
 ``Authorization: Basic base64(buildd:SECRET)`` or ``Authorization: Bearer
-SECRET`` (compared in constant time), or it gets 401 and reaches nothing.
-With ``no_auth`` the wrapper is left out (and the service warns).
+SECRET`` (compared in constant time), or come from one of ``trusted_networks``
+(Launchpad's master sends no credentials), or it gets 401 and reaches
+nothing. With ``no_auth`` the wrapper is left out (and the service warns).
 Request bodies larger than ``max_request_size`` get 413 before any parsing.
 """
 
 import base64
 import hmac
+import ipaddress
 import re
 
 from twisted.logger import Logger
@@ -38,14 +40,53 @@ class _Unauthorized(resource.Resource):
 
 
 class AuthWrapper(resource.Resource):
-    """Lets a request reach ``wrapped`` only with the secret."""
+    """Lets a request reach ``wrapped`` only with the secret, or from a
+    trusted network."""
 
-    def __init__(self, wrapped: resource.Resource, secret: str):
+    log = Logger()
+
+    def __init__(self, wrapped: resource.Resource, secret: str,
+                 trusted_networks=()):
         super().__init__()
         self.wrapped = wrapped
         self._secret = secret.encode("utf-8")
+        self._trusted = tuple(trusted_networks)
+        self._announced = set()  # (client, rule) pairs already logged
 
     def authorized(self, request) -> bool:
+        """Whether ``request`` carries the secret or comes from a trusted
+        network; which rule let a client in is logged once per client."""
+        if self._has_secret(request):
+            self._announce(request, "the secret")
+            return True
+        network = self._trusted_network(request)
+        if network is not None:
+            self._announce(request, "trusted network %s" % network)
+            return True
+        return False
+
+    def _trusted_network(self, request):
+        if not self._trusted:
+            return None
+        try:
+            address = ipaddress.ip_address(request.getClientAddress().host)
+        except (AttributeError, ValueError):
+            return None
+        if getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped
+        for network in self._trusted:
+            if address.version == network.version and address in network:
+                return network
+        return None
+
+    def _announce(self, request, rule):
+        host = getattr(request.getClientAddress(), "host", "?")
+        if (host, rule) not in self._announced:
+            self._announced.add((host, rule))
+            self.log.info("requests from {host} accepted by {rule}",
+                          host=host, rule=rule)
+
+    def _has_secret(self, request) -> bool:
         """Whether ``request`` carries the secret (Basic or Bearer)."""
         header = request.getHeader(b"authorization")
         if not header:
@@ -178,7 +219,7 @@ def build_site(config: AgentConfig, reactor=None, backend=None,
     root.putChild(b"rpc", AgentXMLRPC(agent))
     root.putChild(b"filecache", FileCacheResource(agent))
     if not config.no_auth:
-        root = AuthWrapper(root, config.secret)
+        root = AuthWrapper(root, config.secret, config.trusted_networks)
     else:
         Logger().warn("buildslave authentication is OFF (--no-auth): anyone "
                       "who can reach this port can run builds")
