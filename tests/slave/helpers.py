@@ -151,14 +151,16 @@ class ScriptBuildTestCase(AgentTestCase):
 
     @defer.inlineCallbacks
     def start_script(self, script: str, build_id: str = "s-1",
-                     extra: dict | None = None, chroot: str | None = None):
-        """Start a script build over XML-RPC; fire with the build dir."""
+                     extra: dict | None = None, chroot: str | None = None,
+                     args: dict | None = None):
+        """Start a script build over XML-RPC (``args`` added to its
+        arguments); fire with the build dir."""
         files = {"build.sh": self.seed(script.encode())}
         for name, data in (extra or {}).items():
             files[name] = self.seed(data)
         result = yield self.call("build", build_id, "script",
                                  chroot or self.chroot, files,
-                                 {"script": "build.sh"})
+                                 {"script": "build.sh", **(args or {})})
         self.assertEqual(result, ["BuilderStatus.BUILDING", build_id])
         return self.config.work_dir / build_id
 

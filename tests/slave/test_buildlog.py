@@ -118,3 +118,48 @@ class FullDiskTests(TestCase):
         self.assertIn(b"bytes of the log were lost: No space left on device",
                       data)
         self.assertTrue(data.endswith(b"[agent] after\n"), data[-200:])
+
+
+class ScrubTests(TestCase):
+    """A private archive's build log never holds credentials (as
+    launchpad-buildd scrubs archive_private builds)."""
+
+    def setUp(self):
+        self.path = Path(self.mktemp())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def test_userinfo_and_proxyauth_removed_even_split_across_writes(self):
+        """URL userinfo and ,proxyauth= tokens are removed from build
+        output (also when a URL arrives in pieces) and from agent lines;
+        the rest of each line stays."""
+        log = BuildLog(self.path, Clock(), 1 << 20, scrub=True)
+        log.write(b"Get:1 https://buildd:s3cr")
+        log.write(b"et@ppa.example/ubuntu main\n")
+        log.write(b"deb http://ppa.example/ubuntu,proxyauth=u:tok-123 x\n")
+        log.line("fetching http://user:pass@host/file")
+        log.write(b"no newline at the end: ftp://a:b@c/d")
+        log.close()
+        text = self.path.read_bytes()
+        for secret in (b"s3cret", b"tok-123", b"pass", b"a:b@"):
+            self.assertNotIn(secret, text)
+        self.assertIn(b"Get:1 https://ppa.example/ubuntu main\n", text)
+        self.assertIn(b"deb http://ppa.example/ubuntu x\n", text)
+        self.assertIn(b"[agent] fetching http://host/file\n", text)
+        self.assertIn(b"ftp://c/d", text)
+
+    def test_public_builds_are_not_scrubbed(self):
+        """Without scrub the log is the build's output as it came."""
+        log = BuildLog(self.path, Clock(), 1 << 20)
+        log.write(b"https://u:p@host/\n")
+        log.close()
+        self.assertEqual(self.path.read_bytes(), b"https://u:p@host/\n")
+
+    def test_a_line_without_end_is_written_at_the_hold_limit(self):
+        """A private build printing one endless line still reaches the log
+        (in SCRUB_HOLD pieces), scrubbed."""
+        from lp_services.slave.buildlog import SCRUB_HOLD
+        log = BuildLog(self.path, Clock(), 1 << 20, scrub=True)
+        log.write(b"x" * (SCRUB_HOLD + 10) + b" http://u:p@h/")
+        self.assertGreaterEqual(self.path.stat().st_size, SCRUB_HOLD)
+        log.close()
+        self.assertTrue(self.path.read_bytes().endswith(b" http://h/"))

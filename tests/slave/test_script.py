@@ -251,6 +251,30 @@ class HostileLogTests(ScriptBuildTestCase):
         self.assertLess(len(log), (64 << 10) + (2 << 20))
 
 
+class PrivateArchiveLogTests(ScriptBuildTestCase):
+    """archive_private builds: credentials never reach the log (tail or
+    stored), as launchpad-buildd scrubs them."""
+
+    @defer.inlineCallbacks
+    def test_credentials_scrubbed_from_tail_and_stored_log(self):
+        """A private build prints a URL with userinfo and a proxyauth
+        token: neither is in the stored log (which /filecache/buildlog
+        serves and status()'s logtail is read from, BuildLog.tail); a
+        public build's log keeps its text."""
+        script = ("echo 'Get:1 https://buildd:s3cret@ppa.example/x'\n"
+                  "echo 'deb http://ppa.example/y,proxyauth=u:tok-123 z'\n")
+        status, log, _ = yield self.run_script(
+            script, args={"archive_private": True})
+        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
+        self.assertNotIn(b"s3cret", log)
+        self.assertNotIn(b"tok-123", log)
+        self.assertIn(b"Get:1 https://ppa.example/x", log)
+        self.assertIn(b"deb http://ppa.example/y z", log)
+        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
+        _, public, _ = yield self.run_script(script, build_id="s-2")
+        self.assertIn(b"https://buildd:s3cret@ppa.example/x", public)
+
+
 class ChrootBombTests(ScriptBuildTestCase):
     """The attacker's chroots, sent through the protocol."""
 

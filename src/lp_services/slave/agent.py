@@ -290,8 +290,12 @@ class Agent:
         build_dir = self.config.work_dir / build_id
         try:
             build_dir.mkdir(mode=0o755)
+            # A private archive's credentials never reach the log (as
+            # launchpad-buildd scrubs archive_private builds' logs).
             log = BuildLog(build_dir / "buildlog", self.reactor,
-                           self.config.max_log_size)
+                           self.config.max_log_size,
+                           scrub=bool(isinstance(args, dict)
+                                      and args.get("archive_private")))
         except OSError as e:
             try:
                 remove_tree(build_dir)

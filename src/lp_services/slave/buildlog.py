@@ -18,6 +18,14 @@ lines (``final=True``: the result) :data:`FINAL_RESERVE` beyond that, so
 they are always there, whatever the build printed. The file never exceeds
 ``max_size + AGENT_RESERVE + FINAL_RESERVE`` bytes.
 
+Private archives (``scrub=True``, from the build's ``archive_private``
+argument, as launchpad-buildd does): credentials are removed from every
+line before it is written, so neither the log tail nor the stored log ever
+holds them: URL userinfo (``scheme://user:password@host`` becomes
+``scheme://host``) and ``,proxyauth=user:token`` suffixes. The build's
+output is then written a whole line at a time (a partial line is held
+until its end, or until :data:`SCRUB_HOLD` bytes).
+
 Errors: writing never raises. A write the disk refuses (``ENOSPC``, ``EIO``)
 is counted; the next write that succeeds is preceded by an agent line
 saying how many bytes were lost and why, so a full disk cannot wedge the
@@ -33,7 +41,7 @@ from twisted.logger import Logger
 from lp_services.clock import utcnow
 
 __all__ = ["AGENT_RESERVE", "BuildLog", "FINAL_RESERVE", "LOGTAIL_SIZE",
-           "MAX_LINE"]
+           "MAX_LINE", "scrub_credentials"]
 
 #: Bytes of the log's end that status() carries (the protocol's logtail).
 LOGTAIL_SIZE = 2048
@@ -50,6 +58,19 @@ _AT_LINE_START = re.compile(rb"(?<=[\r\n])(?=\[agent\]|=== )")
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
+#: A private build's partial output line is held at most this long.
+SCRUB_HOLD = 64 << 10
+# launchpad-buildd's patterns: userinfo with a password in a URL, and a
+# proxy token appended to an apt source line.
+_URL_USERINFO = re.compile(rb"://[^:@/\s]*:[^@/\s]+@")
+_PROXYAUTH = re.compile(rb",proxyauth=[^\s:]+:[A-Za-z0-9._~+/=-]+")
+
+
+def scrub_credentials(data: bytes) -> bytes:
+    """``data`` without URL userinfo or ``,proxyauth=`` tokens."""
+    return _PROXYAUTH.sub(b"", _URL_USERINFO.sub(b"://", data))
+
+
 def _could_be_marker(tail: bytes) -> bool:
     return any(m.startswith(tail) for m in _MARKERS)
 
@@ -59,8 +80,11 @@ class BuildLog:
 
     log = Logger()
 
-    def __init__(self, path: Path, clock, max_size: int):
+    def __init__(self, path: Path, clock, max_size: int,
+                 scrub: bool = False):
         self.path = Path(path)
+        self._scrub = scrub
+        self._unscrubbed = b""  # a private build's partial line
         self._clock = clock
         self._max_size = max_size
         self._size = 0
@@ -85,6 +109,10 @@ class BuildLog:
         docstring); past the size cap, drop it with one note."""
         if self._file is None or not data:
             return
+        if self._scrub:
+            data = self._scrubbed_lines(data)
+            if not data:
+                return
         data = self._escape(data)
         if not data:
             return
@@ -114,6 +142,10 @@ class BuildLog:
     def close(self) -> None:
         """Stop writing (the file stays until clean())."""
         if self._file is not None:
+            if self._unscrubbed:
+                rest, self._unscrubbed = self._unscrubbed, b""
+                self._scrub = False  # already held: write it scrubbed now
+                self.write(scrub_credentials(rest))
             if self._held:
                 self._put(self._held)
                 self._held = b""
@@ -131,6 +163,19 @@ class BuildLog:
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + "..."
         return text
+
+    def _scrubbed_lines(self, data: bytes) -> bytes:
+        """The complete lines of held + ``data``, scrubbed; the rest held
+        (a URL may be split across writes)."""
+        data = self._unscrubbed + data
+        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if last < 0 and len(data) < SCRUB_HOLD:
+            self._unscrubbed = data
+            return b""
+        if last < 0:
+            last = len(data) - 1
+        self._unscrubbed = data[last + 1:]
+        return scrub_credentials(data[:last + 1])
 
     def _escape(self, data: bytes) -> bytes:
         data = self._held + data
@@ -152,7 +197,18 @@ class BuildLog:
             self._put(self._held)  # a partial build line: ended below
             self._held = b""
             self._line_start = False
+        if self._unscrubbed:
+            # A private build's partial line: scrubbed and ended below.
+            rest, self._unscrubbed = self._unscrubbed, b""
+            self._put(self._escape(scrub_credentials(rest)))
+            self._line_start = False
+        if self._held:
+            self._put(self._held)
+            self._held = b""
+            self._line_start = False
         data = text.encode("utf-8", "replace")
+        if self._scrub:
+            data = scrub_credentials(data)
         if not self._line_start:
             data = b"\n" + data
         limit = self._max_size + AGENT_RESERVE
