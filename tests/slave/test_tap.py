@@ -93,6 +93,10 @@ class TwistdTests(TestCase):
     def setUp(self):
         self.dir = Path(tempfile.mkdtemp(prefix="lp-twistd-test-"))
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        # Runs first: a SIGKILLed daemon's work volume must not outlive
+        # the test (see the closing note: the restart leaves it mounted).
+        from lp_services.slave.volume import detach_mounts
+        self.addCleanup(detach_mounts, self.dir)
 
     def start_daemon(self, *extra):
         """Start twistd; return (process, port, log path)."""
