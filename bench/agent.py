@@ -148,18 +148,8 @@ def _main(reactor, builds):
             assert result.ok, result
         _line("sandbox run of /bin/true (cgroup %s)" % backend.cgroup_version,
               times)
-        running = yield start_agent(tmp / "agent")
+        running, chroot, sha1 = yield _seeded_agent(tmp / "agent")
         try:
-            tarball = busybox_chroot(fmt="gz")
-            chroot = hashlib.sha1(tarball.read_bytes()).hexdigest()
-            dest = running.agent.cache.path_for(chroot)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tarball, dest)
-            script = b"echo hello > out/hello\n"
-            sha1 = hashlib.sha1(script).hexdigest()
-            path = running.agent.cache.path_for(sha1)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(script)
             proxy = running.proxy()
             times = []
             for i in range(builds):

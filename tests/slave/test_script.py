@@ -295,6 +295,17 @@ class ChrootBombTests(ScriptBuildTestCase):
             self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
 
 
+@defer.inlineCallbacks
+def _cleans_and_builds_again(test):
+    """clean() answers IDLE and the next build runs OK with its result:
+    a full disk left nothing behind."""
+    test.assertEqual((yield test.call("clean")), "BuilderStatus.IDLE")
+    status, log, results = yield test.run_script(
+        "printf fine > out/r\n", build_id="s-2")
+    test.assertEqual(status["build_status"], "BuildStatus.OK", log)
+    test.assertEqual(results, {"r": b"fine"})
+
+
 class DiskFullTests(ScriptBuildTestCase):
     """A build that fills its disk, with the per-build quota."""
 
@@ -317,11 +328,7 @@ class DiskFullTests(ScriptBuildTestCase):
         self.assertIn(b"cat: 1", log)
         self.assertLessEqual(os.stat(build_dir / "work.img").st_blocks * 512,
                              32 << 20)
-        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
-        status, log, results = yield self.run_script(
-            "printf fine > out/r\n", build_id="s-2")
-        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
-        self.assertEqual(results, {"r": b"fine"})
+        yield _cleans_and_builds_again(self)
 
     @defer.inlineCallbacks
     def test_sparse_result(self):
@@ -410,11 +417,7 @@ class AgentDiskFullTests(ScriptBuildTestCase):
         self.assertEqual(shutil.disk_usage(build_dir).free, 0)
         self.assertIn(b"[agent] build s-1",
                       (build_dir / "buildlog").read_bytes())
-        self.assertEqual((yield self.call("clean")), "BuilderStatus.IDLE")
-        status, log, results = yield self.run_script(
-            "printf fine > out/r\n", build_id="s-2")
-        self.assertEqual(status["build_status"], "BuildStatus.OK", log)
-        self.assertEqual(results, {"r": b"fine"})
+        yield _cleans_and_builds_again(self)
 
     @defer.inlineCallbacks
     def test_abort_and_clean_on_a_full_disk(self):
