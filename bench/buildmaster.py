@@ -74,8 +74,8 @@ def bench_dispatch(builds: int, real_agent: bool = False):
 
     from lp_services.buildmaster import builders as B
     from lp_services.buildmaster import queue as Q
-    from lp_services.buildmaster.manager import (
-        BuilderManager, Farm, FarmConfig)
+    from lp_services.buildmaster.farm import Farm, FarmConfig
+    from lp_services.buildmaster.service import BuilderManager
     from lp_services.buildmaster.notify import NotifyListener
     from lp_services.buildmaster.testing import AgentModel, fake_agents_site
     from lp_services.buildmaster.web import build_site
@@ -233,8 +233,8 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
     from twisted.internet import reactor, task
 
     from lp_services.buildmaster import queue as Q
-    from lp_services.buildmaster.manager import (
-        BuilderManager, Farm, FarmConfig)
+    from lp_services.buildmaster.farm import Farm, FarmConfig
+    from lp_services.buildmaster.service import BuilderManager
     from lp_services.buildmaster.notify import NotifyListener
     from lp_services.clock import utcnow
     from lp_services.database.connection import connect

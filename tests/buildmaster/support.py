@@ -5,7 +5,8 @@ from pathlib import Path
 
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
-from lp_services.buildmaster.manager import BuilderScanner, Farm, FarmConfig
+from lp_services.buildmaster.farm import Farm, FarmConfig
+from lp_services.buildmaster.scanner import BuilderScanner
 from lp_services.buildmaster.testing import SyncTransactor
 from lp_services.clock import utcnow
 from lp_services.database.sql import raw_cursor
@@ -113,7 +114,7 @@ class InProcessMaster:
     def __init__(self, testcase, database_url, identity, **config):
         from twisted.internet import reactor
 
-        from lp_services.buildmaster.manager import BuilderManager
+        from lp_services.buildmaster.service import BuilderManager
         from lp_services.buildmaster.web import build_site
 
         self.testcase, self.database_url = testcase, database_url

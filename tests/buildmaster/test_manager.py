@@ -1,4 +1,4 @@
-"""Tests of the scanner (lp_services.buildmaster.manager) with task.Clock,
+"""Tests of the scanner (lp_services.buildmaster.scanner) with task.Clock,
 fake agents and real PostgreSQL."""
 
 import hashlib
@@ -10,7 +10,9 @@ from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.agent import AgentError
 from lp_services.buildmaster.blame import SCAN_FAILURE_THRESHOLD
-from lp_services.buildmaster.manager import BuilderManager, BuilderScanner, Farm
+from lp_services.buildmaster.farm import Farm
+from lp_services.buildmaster.scanner import BuilderScanner
+from lp_services.buildmaster.service import BuilderManager
 from lp_services.buildmaster.testing import (
     AbortingAgent,
     BrokenAgent,
@@ -378,7 +380,7 @@ class CancelTests(ScannerTestBase):
         """abort() once; CANCELLED when the agent reports ABORTED."""
         agent, scanner, job = self.dispatched()
         self.sql(Q.cancel_build, job, self.now())
-        self.successResultOf(scanner._reload())
+        self.successResultOf(scanner.reload())
         self.scan(scanner)
         self.assertEqual(agent.model.state, "ABORTING")
         self.scan(scanner)
@@ -396,7 +398,7 @@ class CancelTests(ScannerTestBase):
         after cancel_timeout, and the builder is dirty."""
         agent, scanner, job = self.dispatched()
         self.sql(Q.cancel_build, job, self.now())
-        self.successResultOf(scanner._reload())
+        self.successResultOf(scanner.reload())
         self.scan(scanner)
         self.clock.advance(self.farm.config.cancel_timeout - 1)
         self.scan(scanner)

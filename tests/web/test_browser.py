@@ -114,8 +114,8 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
         """Agent, file store, builder manager, NOTIFY listener and the
         status site: the buildmaster's services, in-process."""
         from lp_services.buildmaster import builders as B
-        from lp_services.buildmaster.manager import (
-            BuilderManager, Farm, FarmConfig)
+        from lp_services.buildmaster.farm import Farm, FarmConfig
+        from lp_services.buildmaster.service import BuilderManager
         from lp_services.buildmaster.notify import NotifyListener
         from lp_services.database.sql import raw_cursor
         from lp_services.filestore.store import FileStore

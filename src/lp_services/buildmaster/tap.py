@@ -20,7 +20,8 @@ from twisted.application import service, strports
 from twisted.internet import defer
 from twisted.python import usage
 
-from lp_services.buildmaster import manager as M
+from lp_services.buildmaster import farm as F
+from lp_services.buildmaster.service import BuilderManager
 
 __all__ = ["Options", "makeService"]
 
@@ -44,14 +45,14 @@ class Options(usage.Options):
         ["identity", None, None,
          "Lease holder name of this buildmaster (default "
          "buildmaster@<hostname>); keep it stable across restarts."],
-        ["interval", None, str(M.SCAN_INTERVAL), "Seconds between scans."],
-        ["cancel-timeout", None, str(M.CANCEL_TIMEOUT),
+        ["interval", None, str(F.SCAN_INTERVAL), "Seconds between scans."],
+        ["cancel-timeout", None, str(F.CANCEL_TIMEOUT),
          "Seconds after abort before a cancellation is forced."],
-        ["reset-timeout", None, str(M.RESET_TIMEOUT),
+        ["reset-timeout", None, str(F.RESET_TIMEOUT),
          "Seconds a virtual builder's reset command may run."],
-        ["echo-timeout", None, str(M.ECHO_TIMEOUT),
+        ["echo-timeout", None, str(F.ECHO_TIMEOUT),
          "Seconds to wait for a reset builder to answer."],
-        ["lease", None, str(int(M.LEASE.total_seconds())),
+        ["lease", None, str(int(F.LEASE.total_seconds())),
          "Seconds of a running build's lease."],
         ["threads", None, "4", "Database threads."],
     ]
@@ -138,7 +139,7 @@ def makeService(options, reactor=None):
     files_url = options["files-url"] or "http://%s:%d" % (
         socket.getfqdn(), _port_number(options["port"]))
     identity = options["identity"] or "buildmaster@%s" % socket.gethostname()
-    config = M.FarmConfig(
+    config = F.FarmConfig(
         identity=identity, files_url=files_url,
         interval=float(options["interval"]),
         lease=timedelta(seconds=float(options["lease"])),
@@ -148,11 +149,11 @@ def makeService(options, reactor=None):
     transactor = Transactor(url, reactor=reactor,
                             max_threads=options["threads"])
     home = options["home"] or os.environ.get("LP_HOME")
-    farm = M.Farm(transactor, reactor, default_file_store(home), config,
+    farm = F.Farm(transactor, reactor, default_file_store(home), config,
                   reactor=reactor)
     top = SequentialMultiService()
     TransactorService(transactor).setServiceParent(top)
-    manager = M.BuilderManager(farm)
+    manager = BuilderManager(farm)
     strports.service(options["port"], build_site(farm, manager),
                      reactor=reactor).setServiceParent(top)
     manager.setServiceParent(top)

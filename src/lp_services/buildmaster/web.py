@@ -42,9 +42,9 @@ class _Build(resource.Resource):
 
     def render_GET(self, request):
         from lp_services.buildmaster import queue as Q
-        from lp_services.buildmaster.manager import _txn
+        from lp_services.buildmaster.farm import transaction
 
-        d = self.farm.transactor.run(_txn(Q.show_build, self.job_id,
+        d = self.farm.transactor.run(transaction(Q.show_build, self.job_id,
                                           self.farm.now()))
 
         def done(info):

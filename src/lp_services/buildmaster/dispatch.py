@@ -1,0 +1,108 @@
+"""Dispatch: claim the best candidate for an idle, clean builder, send it
+the chroot and source files, and start the build (the first row of the
+scanner's decision table, :mod:`.scanner`)."""
+
+from lp_services.buildmaster import builders as B
+from lp_services.buildmaster import queue as Q
+from lp_services.buildmaster.agent import AgentError
+from lp_services.buildmaster.blame import BUILDER_FAILURE_THRESHOLD
+from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
+
+__all__ = [
+    "dispatch",
+    "dispatch_failed",
+    "finish_without_chroot",
+    "start_build",
+]
+
+
+async def dispatch(scanner, v, agent):
+    pending = scanner.farm.pending
+    if not any((p, v.virtualized) in pending for p in v.processors):
+        return
+    config = scanner.farm.config
+    now = scanner.farm.now()
+
+    def claim(cursor):
+        import psycopg2.errors
+
+        cursor.execute("SAVEPOINT claim")
+        try:
+            found = Q.claim_build(
+                cursor, builder_id=v.id, processors=list(v.processors),
+                virtualized=v.virtualized, resources=list(v.resources),
+                now=now, holder=config.identity, lease=config.lease)
+        except psycopg2.errors.UniqueViolation:
+            # Another buildmaster gave this builder a build first.
+            cursor.execute("ROLLBACK TO SAVEPOINT claim")
+            return None
+        if found is not None:
+            B.set_clean_status(cursor, v.id, BuilderCleanStatus.DIRTY,
+                               now)
+        return found
+    found = await scanner.commit(claim)
+    if found is None:
+        return
+    if found.chroot_sha1 is None:
+        await scanner.commit(finish_without_chroot, found, v.id,
+                             scanner.farm.now())
+        return
+    scanner.log.info("{name}: dispatching build {job}", name=scanner.name,
+                     job=found.job_id)
+    try:
+        await start_build(scanner, v, agent, found)
+    except Exception as error:
+        await dispatch_failed(scanner, v, found, error)
+    else:
+        scanner.last_state = "BUILDING"
+        if found.queued_at is not None:
+            from lp_services.metrics import record_dispatch_latency
+
+            waited = scanner.farm.now() - found.queued_at
+            record_dispatch_latency(max(0.0, waited.total_seconds()))
+
+
+def finish_without_chroot(cursor, found, builder_id, now):
+    """The claimed build has no chroot for its series: CHROOTWAIT, and the
+    builder, given nothing, is clean again."""
+    Q.finish_build(cursor, found.job_id, found.cookie, now,
+                   BuildStatus.CHROOTWAIT,
+                   last_error="no chroot for %s series %s"
+                   % (found.processor, found.series))
+    B.set_clean_status(cursor, builder_id, BuilderCleanStatus.CLEAN, now)
+
+
+async def start_build(scanner, v, agent, found):
+    secret = v.secret or ""
+    sha1s = [found.chroot_sha1] + sorted(set(found.filemap.values()))
+    for sha1 in sha1s:
+        present, info = await agent.ensurepresent(
+            sha1, scanner.farm.file_url(sha1), "buildd", secret)
+        if not present:
+            raise AgentError("ensurepresent(%s) failed: %s" % (sha1, info))
+    args = {"arch_tag": found.processor, "series": found.series,
+            "fast_cleanup": found.virtualized,
+            "build_url": scanner.farm.build_url(found.job_id)}
+    args.update(found.build_args)
+    answer, info = await agent.build(found.cookie, found.build_type,
+                                     found.chroot_sha1,
+                                     dict(found.filemap), args)
+    if answer != "BuilderStatus.BUILDING":
+        raise AgentError("build() answered %s: %s" % (answer, info))
+
+
+async def dispatch_failed(scanner, v, found, error):
+    """The agent failed during dispatch: the build goes back to
+    WAITING and the builder takes the failure."""
+    scanner.log.warn("{name}: dispatch of {job} failed: {error}",
+                     name=scanner.name, job=found.job_id, error=str(error))
+    now = scanner.farm.now()
+
+    def undo(cursor):
+        Q.reset_build(cursor, found.job_id, found.cookie, now,
+                      "dispatch failed: %s" % error)
+        count, _ = B.count_failure(cursor, v.id, None)
+        if count >= BUILDER_FAILURE_THRESHOLD:
+            B.builder_failed(cursor, v.id, "dispatch failed %d times; "
+                             "last: %s" % (count, error))
+    await scanner.commit(undo)

@@ -1,0 +1,149 @@
+"""The builder manager: the twistd service that keeps one scanner per
+active builder, refreshes their vitals and the pending work, flushes
+logtails, and wakes scanners on notifications."""
+
+import zlib
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from lp_services.buildmaster import builders as B
+from lp_services.buildmaster import queue as Q
+from lp_services.buildmaster.enums import BuildStatus
+from lp_services.buildmaster.farm import Farm, database_lost, transaction
+from lp_services.buildmaster.scanner import BuilderScanner
+
+__all__ = ["BuilderManager", "WAKE_PER_NOTIFICATION"]
+
+#: Idle scanners woken per "queued" notification (the rest pick work up
+#: at their next scan); bounds the claims a burst of requests causes.
+WAKE_PER_NOTIFICATION = 2
+
+
+class BuilderManager(Service):
+    """Keeps one scanner per active builder, refreshes their vitals and
+    the pending-work set every interval in two statements, flushes
+    logtails, and wakes scanners on notifications."""
+
+    log = Logger()
+
+    def __init__(self, farm: Farm):
+        self.farm = farm
+        self.scanners: dict[str, BuilderScanner] = {}
+        self._refresh_loop = None
+        self._logtail_loop = None
+        self.refreshes = 0
+
+    def startService(self):
+        super().startService()
+        clock = self.farm.clock
+        self._refresh_loop = task.LoopingCall(self.refresh)
+        self._refresh_loop.clock = clock
+        self._refresh_loop.start(self.farm.config.interval, now=True).addErrback(
+            lambda f: self.log.failure("builder refresher died", f))
+        self._logtail_loop = task.LoopingCall(self._flush_logtails)
+        self._logtail_loop.clock = clock
+        self._logtail_loop.start(self.farm.config.logtail_interval,
+                                 now=False).addErrback(
+            lambda f: self.log.failure("logtail writer died", f))
+
+    async def _stop(self):
+        for loop in (self._refresh_loop, self._logtail_loop):
+            if loop is not None and loop.running:
+                loop.stop()
+        await defer.DeferredList([s.stop() for s in self.scanners.values()])
+        await self._flush_logtails()
+
+    def stopService(self):
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _flush_logtails(self):
+        try:
+            await self.farm.logtails.flush()
+        except Exception:
+            self.log.failure("writing logtails failed")
+
+    def refresh(self):
+        """Re-read every builder's vitals and the pending work; start and
+        stop scanners to match. Never fails."""
+        return defer.Deferred.fromCoroutine(self._refresh())
+
+    async def _refresh(self):
+        generations = {n: s.generation for n, s in self.scanners.items()}
+
+        now = self.farm.now()
+
+        def read(cursor):
+            Q.fail_orphaned_builds(cursor, now)
+            return B.load_vitals(cursor), B.pending_work(cursor)
+        try:
+            vitals, pending = await self.farm.transactor.run(transaction(read))
+        except Exception as error:
+            if not database_lost(error):
+                self.log.failure("refreshing builders failed")
+            return
+        self.refreshes += 1
+        self.farm.pending = set(pending)
+        seen = set()
+        interval = self.farm.config.interval
+        for v in vitals:
+            seen.add(v.name)
+            scanner = self.scanners.get(v.name)
+            if scanner is None:
+                scanner = BuilderScanner(self.farm, v)
+                self.scanners[v.name] = scanner
+                if self.running:
+                    # Spread scans over the interval: 1,000 builders must
+                    # not all be asked at the same instant.
+                    offset = (zlib.crc32(v.name.encode()) % 1000) / 1000.0
+                    scanner.start(offset * interval)
+            elif scanner.generation == generations.get(v.name):
+                scanner.vitals = v
+        for name in list(self.scanners):
+            if name not in seen:
+                self.scanners.pop(name).stop()
+
+    def scanner_by_id(self, builder_id: int):
+        for scanner in self.scanners.values():
+            if scanner.vitals is not None and scanner.vitals.id == builder_id:
+                return scanner
+        return None
+
+    def notified(self, payload: str):
+        """Act on a NOTIFY payload of :data:`queue.NOTIFY_CHANNEL`."""
+        words = payload.split()
+        if not words:
+            return
+        try:
+            if words[0] == "queued" and len(words) == 3:
+                key = (int(words[1]), words[2] == "1")
+                self.farm.pending.add(key)
+                woken = 0
+                for scanner in self.scanners.values():
+                    if woken >= WAKE_PER_NOTIFICATION:
+                        break
+                    if scanner.idle_for(*key):
+                        # A scan in progress may have looked for work
+                        # before this build was committed: scan() then
+                        # queues one more scan right after it.
+                        scanner.scan()
+                        woken += 1
+            elif words[0] == "freed" and len(words) == 2:
+                scanner = self.scanner_by_id(int(words[1]))
+                if scanner is not None:
+                    scanner.scan()
+            elif words[0] == "cancel" and len(words) >= 2:
+                self.refresh().addCallback(lambda _: self._scan_all_busy())
+            elif words[0] == "builders":
+                self.refresh()
+        except ValueError:
+            self.log.warn("ignoring notification {payload!r}", payload=payload)
+
+    def _scan_all_busy(self):
+        for scanner in self.scanners.values():
+            v = scanner.vitals
+            if v is not None and v.build is not None and (
+                    v.build.status == BuildStatus.CANCELLING):
+                scanner.scan()
