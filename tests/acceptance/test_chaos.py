@@ -191,11 +191,9 @@ class ChaosTests(TestCase):
         from storm.store import Store
 
         from lp_services.database.connection import storm_uri
-        from lp_services.database.models import load_models
         from lp_services.database.sql import raw_cursor
         import lp_services.testing.chaos  # noqa: F401  registers the type
 
-        load_models()
         store = Store(create_database(storm_uri(url)))
         files = FileStore(home / "files")
         cursor = raw_cursor(store)

@@ -115,12 +115,10 @@ class ReconnectionTests(TestCase):
 
         from lp_services.buildmaster.builders import add_builder
         from lp_services.database.connection import storm_uri
-        from lp_services.database.models import load_models
         from lp_services.database.sql import raw_cursor
         from lp_services.filestore.store import FileStore
         from lp_services.slave.busybox_chroot import busybox_chroot
 
-        load_models()
         store = Store(create_database(storm_uri(url)))
         try:
             files = FileStore(home / "files")

@@ -11,7 +11,7 @@ from lp_services.database.transactor import (
     Transactor,
     default_backoff,
 )
-from lp_services.job.model import Job
+from lp_services.filestore.model import LibraryFile
 from lp_services.testing.database import DatabaseTestMixin
 
 
@@ -34,11 +34,8 @@ class TransactorTests(DatabaseTestMixin, TestCase):
             return cur.fetchone()[0]
 
     def add_job(self, store, job_type="noop"):
-        job = Job()
-        job.job_type = job_type
-        store.add(job)
-        store.flush()
-        return job.id
+        return store.execute("INSERT INTO job (job_type) VALUES (?)"
+                             " RETURNING id", (job_type,)).get_one()[0]
 
     async def test_commits_on_success(self):
         """A function that returns has its transaction committed."""
@@ -60,10 +57,11 @@ class TransactorTests(DatabaseTestMixin, TestCase):
     async def test_refuses_storm_objects(self):
         """Returning a Storm object (even nested) fails and rolls back."""
         def leak(store):
-            job = Job()
-            job.job_type = "noop"
-            store.add(job)
-            return {"jobs": [job]}
+            self.add_job(store)
+            record = LibraryFile()
+            record.sha1, record.size, record.filename = "a" * 40, 1, "x"
+            store.add(record)
+            return {"jobs": [record]}
 
         with self.assertRaises(StormObjectLeak) as caught:
             await self.transactor.run(leak)
@@ -105,6 +103,59 @@ class TransactorTests(DatabaseTestMixin, TestCase):
         await self.transactor.run(killed_once)
         self.assertEqual(len(calls), 2)
         self.assertEqual(self.count_jobs(), 1)
+
+    async def test_retries_connection_lost_under_a_raw_cursor(self):
+        """A connection killed between transactions and first used through
+        raw_cursor (psycopg2's error, not Storm's) is retried on a new
+        connection."""
+        from lp_services.database.sql import raw_cursor
+
+        def pid(store):
+            return store.execute("SELECT pg_backend_pid()").get_one()[0]
+        first = await self.transactor.run(pid)
+        admin = psycopg2.connect(self.database_url)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (first,))
+        admin.close()
+        calls = []
+
+        def raw(store):
+            calls.append(1)
+            cursor = raw_cursor(store)
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+        second = await self.transactor.run(raw)
+        self.assertEqual(len(calls), 2)
+        self.assertNotEqual(second, first)
+
+    def test_raw_cursor_costs_no_extra_statement(self):
+        """raw_cursor on a connected Store sends nothing through Storm
+        (Storm's tracer API sees every statement Storm runs)."""
+        from storm.tracer import install_tracer, remove_tracer_type
+
+        from lp_services.database.sql import raw_cursor
+
+        seen = []
+
+        class Tracer:
+            def connection_raw_execute(self, connection, raw_cursor,
+                                       statement, params):
+                seen.append(statement)
+
+        def run(store):
+            store.execute("SELECT 1")
+            seen.clear()
+            install_tracer(Tracer())
+            try:
+                for _ in range(3):
+                    cursor = raw_cursor(store)
+                    cursor.execute("SELECT 2")
+            finally:
+                remove_tracer_type(Tracer)
+            return cursor.fetchone()[0]
+        self.assertEqual(self.transactor.run_blocking(run), 2)
+        self.assertEqual(seen, [])
 
     async def test_retries_are_bounded(self):
         """After max_retries the retryable error propagates."""

@@ -11,7 +11,6 @@ from storm.store import Store
 from twisted.trial.unittest import TestCase
 
 from lp_services.database.connection import storm_uri
-from lp_services.database.models import load_models
 from lp_services.filestore.store import FileStore, InvalidFileName, check_filename
 from lp_services.testing.database import DatabaseTestMixin
 
@@ -39,7 +38,6 @@ class FileStoreTests(DatabaseTestMixin, TestCase):
         self.root = Path(tempfile.mkdtemp(prefix="lp-files-"))
         self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
         self.files = FileStore(self.root)
-        load_models()
         self.store = Store(create_database(storm_uri(self.database_url)))
         self.addCleanup(self.store.close)
 

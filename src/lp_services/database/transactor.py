@@ -38,10 +38,9 @@ def default_backoff(attempt: int) -> float:
 def is_retryable(error: BaseException) -> bool:
     """Whether running the whole transaction again may succeed."""
     import psycopg2.extensions
-    from storm.exceptions import DisconnectionError
 
-    return isinstance(error, (DisconnectionError,
-                              psycopg2.extensions.TransactionRollbackError))
+    return _is_disconnection(error) or isinstance(
+        error, psycopg2.extensions.TransactionRollbackError)
 
 
 _transaction = threading.local()
@@ -61,9 +60,27 @@ def after_commit(callback: Callable[[], None]) -> None:
 
 
 def _is_disconnection(error: BaseException) -> bool:
+    """Whether ``error`` is the connection lost: Storm's DisconnectionError,
+    or psycopg2's from a raw cursor (``database.sql.raw_cursor``; Storm
+    learns of it at the rollback and reconnects next time). An error
+    without a SQLSTATE never came from the server's SQL; class 08 is a
+    connection exception, 57P01-03 a server shutting down."""
+    import psycopg2
+    import psycopg2.extensions
     from storm.exceptions import DisconnectionError
 
-    return isinstance(error, DisconnectionError)
+    if isinstance(error, DisconnectionError):
+        return True
+    if isinstance(error, psycopg2.InterfaceError):
+        return True  # "connection already closed"
+    if isinstance(error, psycopg2.OperationalError) and not isinstance(
+            error, (psycopg2.extensions.TransactionRollbackError,
+                    psycopg2.extensions.QueryCanceledError)):
+        code = getattr(error, "pgcode", None)
+        if not isinstance(code, str):
+            return True
+        return code.startswith("08") or code in ("57P01", "57P02", "57P03")
+    return False
 
 
 def _check_plain(value, path="result"):
@@ -221,9 +238,7 @@ class Transactor:
             from storm.store import Store
 
             from lp_services.database.connection import storm_uri
-            from lp_services.database.models import load_models
 
-            load_models()
             if self._database is None:
                 self._database = create_database(storm_uri(self.url))
             store = Store(self._database)
