@@ -132,7 +132,7 @@ def bench_dispatch(builds: int, real_agent: bool = False):
         running = None
         if real_agent:
             from lp_services.slave.busybox_chroot import busybox_chroot
-            from lp_services.slave.state import BuilderStatus
+            from lp_services.protocol.states import BuilderStatus
             from lp_services.slave.testing import TEST_SECRET, start_agent
 
             running = await start_agent(
@@ -199,6 +199,7 @@ AGENTS_SERVER = r"""
 import sys, json
 from twisted.internet import reactor
 from lp_services.buildmaster.testing import AgentModel, fake_agents_site
+from lp_services.protocol.states import BuilderStatus
 n, building = int(sys.argv[1]), int(sys.argv[2])
 
 
@@ -208,7 +209,7 @@ class Growing(AgentModel):
     lines = 0
 
     def status(self):
-        if self.state == "BUILDING":
+        if self.state == BuilderStatus.BUILDING:
             self.lines += 1
             self.logtail = "".join("line %d of the build log\n" % j for j in
                                    range(self.lines, self.lines + 60))
@@ -219,7 +220,7 @@ models = {}
 for i in range(n):
     m = Growing()
     if i < building:
-        m.state, m.build_id = "BUILDING", "cookie-%d" % i
+        m.state, m.build_id = BuilderStatus.BUILDING, "cookie-%d" % i
         m.logtail = "step %d of a long build\n" % i * 20
     models["a%d" % i] = m
 port = reactor.listenTCP(0, fake_agents_site(models), interface="127.0.0.1",

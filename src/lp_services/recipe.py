@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lp_services.job.registry import JobType, UserError, job_types
+from lp_services.protocol.names import is_sha1
 from lp_services.sources import SourceFetcher, SourceRefused, SourceUnreachable
 
 __all__ = [
@@ -66,7 +67,6 @@ MAX_SCRIPT_SIZE = 1 << 20
 
 _URGENCIES = ("low", "medium", "high", "emergency")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+._-]{0,99}$")
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 # Result patterns become shell case patterns: no quoting characters.
 _PATTERN = re.compile(r"^[A-Za-z0-9._+*?\[\]-]{1,100}$")
 _FIELDS = {"name", "processor", "series", "urgency", "virtualized", "script",
@@ -126,7 +126,7 @@ def _field(data, name, kind, required=True, default=None):
 
 def parse_recipe(data) -> Recipe:
     """Check a decoded recipe; raise RecipeError naming what is wrong."""
-    from lp_services.filestore.store import InvalidFileName, check_filename
+    from lp_services.protocol.names import InvalidFileName, check_filename
 
     if not isinstance(data, dict):
         raise RecipeError("a recipe must be a table of fields")
@@ -169,7 +169,7 @@ def parse_recipe(data) -> Recipe:
         if not isinstance(url, str) or not re.match(r"^https?://", url):
             raise RecipeError("recipe field '%s.url' must be an http(s) URL"
                               % where)
-        if not isinstance(sha1, str) or not _SHA1.match(sha1):
+        if not is_sha1(sha1):
             raise RecipeError("recipe field '%s.sha1' must be 40 lower-case "
                               "hex digits" % where)
         filename = raw.get("filename") or url.rstrip("/").rsplit("/", 1)[-1]

@@ -113,7 +113,7 @@ class AgentContract:
     async def test_idle_status(self):
         """An idle agent says IDLE and no build."""
         status = await self.make_idle().status()
-        self.assertEqual((status.state, status.build_id), ("IDLE", None))
+        self.assertEqual((status.state.short, status.build_id), ("IDLE", None))
 
     async def test_unknown_sum(self):
         """build() with a chroot not in the cache answers UNKNOWNSUM."""
@@ -145,13 +145,13 @@ class AgentContract:
         answer, info = await self.start_build(agent)
         self.assertEqual(answer, "BuilderStatus.BUILDING")
         status = await agent.status()
-        self.assertEqual((status.state, status.build_id),
+        self.assertEqual((status.state.short, status.build_id),
                          ("BUILDING", "cookie-1"))
         with self.assertRaises(AgentError):
             await agent.build("cookie-2", "script", "1" * 40, {}, {})
         await self.drive_to_waiting(agent)
         status = await agent.status()
-        self.assertEqual((status.state, status.result, status.build_id),
+        self.assertEqual((status.state.short, status.result.short, status.build_id),
                          ("WAITING", "OK", "cookie-1"))
         self.assertEqual(status.filemap, {"hi": sha1(RESULT)})
         out = io.BytesIO()
@@ -161,7 +161,7 @@ class AgentContract:
         await agent.fetch_file("buildlog", log)
         self.assertTrue(log.getvalue())
         self.assertEqual(await agent.clean(), "BuilderStatus.IDLE")
-        self.assertEqual((await agent.status()).state, "IDLE")
+        self.assertEqual((await agent.status()).state.short, "IDLE")
 
     async def test_abort(self):
         """abort() while BUILDING answers ABORTING; the build ends
@@ -171,7 +171,7 @@ class AgentContract:
         self.assertEqual(await agent.abort(), "BuilderStatus.ABORTING")
         await self.drive_aborted(agent)
         status = await agent.status()
-        self.assertEqual((status.state, status.result), ("WAITING", "ABORTED"))
+        self.assertEqual((status.state.short, status.result.short), ("WAITING", "ABORTED"))
 
 
 class InProcessFakeTests(AgentContract, TestCase):
@@ -196,7 +196,8 @@ class InProcessFakeTests(AgentContract, TestCase):
             "ABORTING": AbortingAgent()}
         for state, fake in states.items():
             self.assertTrue(verifyObject(IAgentClient, fake))
-            self.assertEqual(self.successResultOf(fake.status()).state, state)
+            self.assertEqual(self.successResultOf(fake.status()).state.short,
+                             state)
         broken = BrokenAgent()
         self.assertTrue(verifyObject(IAgentClient, broken))
         self.failureResultOf(broken.status(), AgentError)
@@ -275,7 +276,7 @@ class RealAgentTests(AgentContract, TestCase):
         return busybox_chroot(fmt="gz").read_bytes()
 
     async def drive_to_waiting(self, agent):
-        from lp_services.slave.state import BuilderStatus
+        from lp_services.protocol.states import BuilderStatus
 
         await self.running.agent.wait_for(BuilderStatus.WAITING)
 

@@ -159,7 +159,7 @@ class EndToEndTests(IntegrationBase):
         real agent and the build ends CANCELLED; the agent is IDLE."""
         farm, manager, file_store = await self.start_stack()
         job = self.request(file_store, seconds=60)
-        from lp_services.slave.state import BuilderStatus
+        from lp_services.protocol.states import BuilderStatus
 
         await self.running.agent.wait_for(BuilderStatus.BUILDING)
         self.assertEqual(self.blocking(Q.cancel_build, job, utcnow(reactor)),
@@ -218,7 +218,7 @@ class TwistdRestartTests(IntegrationBase):
         url = "http://127.0.0.1:%d" % port
         first = self.start_twistd(home, port, url)
         job = self.request(file_store, seconds=4)
-        from lp_services.slave.state import BuilderStatus
+        from lp_services.protocol.states import BuilderStatus
 
         await self.running.agent.wait_for(BuilderStatus.BUILDING)
         info = self.show(job)

@@ -11,6 +11,7 @@ from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.agent import AgentError
 from lp_services.buildmaster.blame import SCAN_FAILURE_THRESHOLD
 from lp_services.buildmaster.farm import Farm
+from lp_services.protocol.states import BuilderStatus
 from lp_services.buildmaster.scanner import BuilderScanner
 from lp_services.buildmaster.service import BuilderManager
 from lp_services.buildmaster.testing import (
@@ -61,7 +62,7 @@ class DispatchTests(ScannerTestBase):
         self.assertEqual((method, cookie, build_type, chroot_sha1, filemap),
                          ("build", row["cookie"], "script", chroot, {}))
         self.assertEqual(args["arch_tag"], "amd64")
-        self.assertEqual(agent.model.state, "BUILDING")
+        self.assertEqual(agent.model.state, BuilderStatus.BUILDING)
         self.assertEqual(self.builder_row()["clean_status"], "DIRTY")
 
     def test_dispatch_sends_files(self):
@@ -225,7 +226,7 @@ class CollectTests(ScannerTestBase):
         self.assertEqual(self.file_store.path_for(sha1(b"out")).read_bytes(),
                          b"out")
         self.assertEqual(row["log"]["sha1"], sha1(b"a build log\n"))
-        self.assertEqual(agent.model.state, "IDLE")
+        self.assertEqual(agent.model.state, BuilderStatus.IDLE)
         self.assertEqual(self.builder_row()["clean_status"], "CLEAN")
         self.assertEqual(self.builder_row()["current_build"], None)
 
@@ -258,7 +259,7 @@ class CollectTests(ScannerTestBase):
         row = self.build_row(job)
         self.assertEqual((row["job_status"], row["status"]),
                          ("WAITING", "NEEDSBUILD"))
-        self.assertEqual(agent.model.state, "IDLE")
+        self.assertEqual(agent.model.state, BuilderStatus.IDLE)
         self.assertEqual(self.builder_row()["failure_count"], 0)
 
     def test_builderfail_is_blamed(self):
@@ -270,7 +271,7 @@ class CollectTests(ScannerTestBase):
                          ("WAITING", 1))
         self.assertEqual(self.builder_row()["failure_count"], 1)
         self.scan(scanner)  # the leftover WAITING agent is cleaned
-        self.assertEqual(agent.model.state, "IDLE")
+        self.assertEqual(agent.model.state, BuilderStatus.IDLE)
 
     def test_bad_hash_refused(self):
         """A result whose content does not match its sha1 is not stored;
@@ -349,12 +350,12 @@ class FailureTests(ScannerTestBase):
         self.assertEqual((row["job_status"], row["builder"]),
                          ("WAITING", None))
         self.assertIn("lost", row["last_error"])
-        self.assertEqual(agent.model.state, "ABORTING")
+        self.assertEqual(agent.model.state, BuilderStatus.ABORTING)
 
     def test_idle_agent_with_build_resets(self):
         """An IDLE agent while the database says it builds: reset."""
         agent, scanner, job = self.dispatched()
-        agent.model.state = "IDLE"
+        agent.model.state = BuilderStatus.IDLE
         self.scan(scanner)
         self.assertEqual(self.build_row(job)["job_status"], "WAITING")
 
@@ -366,8 +367,8 @@ class FailureTests(ScannerTestBase):
         self.add_builder("y", agent=AbortingAgent(build_id="old"))
         for name in "wxy":
             self.scan(self.scanner(name))
-        self.assertEqual(self.agents["w"].model.state, "IDLE")
-        self.assertEqual(self.agents["x"].model.state, "ABORTING")
+        self.assertEqual(self.agents["w"].model.state, BuilderStatus.IDLE)
+        self.assertEqual(self.agents["x"].model.state, BuilderStatus.ABORTING)
         self.assertEqual([c[0] for c in self.agents["y"].model.calls],
                          ["status"])
         self.assertEqual(self.sql(B.list_builders)[2]["failure_count"], 0)
@@ -382,7 +383,7 @@ class CancelTests(ScannerTestBase):
         self.sql(Q.cancel_build, job, self.now())
         self.successResultOf(scanner.reload())
         self.scan(scanner)
-        self.assertEqual(agent.model.state, "ABORTING")
+        self.assertEqual(agent.model.state, BuilderStatus.ABORTING)
         self.scan(scanner)
         self.assertEqual(
             [c[0] for c in agent.model.calls].count("abort"), 1)
@@ -391,7 +392,7 @@ class CancelTests(ScannerTestBase):
         row = self.build_row(job)
         self.assertEqual((row["job_status"], row["status"]),
                          ("FAILED", "CANCELLED"))
-        self.assertEqual(agent.model.state, "IDLE")
+        self.assertEqual(agent.model.state, BuilderStatus.IDLE)
 
     def test_cancel_forced_after_timeout(self):
         """An agent that never finishes aborting: CANCELLED is forced
@@ -517,7 +518,7 @@ class ManagerTests(ScannerTestBase):
         manager.scanners["b1"] = scanner
         self.sql(Q.cancel_build, job, self.now())
         manager.notified("cancel %d 1" % job)
-        self.assertEqual(agent.model.state, "ABORTING")
+        self.assertEqual(agent.model.state, BuilderStatus.ABORTING)
 
     def test_refresh_does_not_clobber_newer_vitals(self):
         """Vitals read before a scanner's own later change are not applied

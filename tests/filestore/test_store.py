@@ -11,7 +11,8 @@ from storm.store import Store
 from twisted.trial.unittest import TestCase
 
 from lp_services.database.connection import storm_uri
-from lp_services.filestore.store import FileStore, InvalidFileName, check_filename
+from lp_services.protocol.names import InvalidFileName, check_filename
+from lp_services.filestore.store import FileStore
 from lp_services.testing.database import DatabaseTestMixin
 
 

@@ -24,7 +24,7 @@ from lp_services.slave.binarypackage import (
 )
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManagerFactory
-from lp_services.slave.state import BuildStatus
+from lp_services.protocol.states import BuildStatus
 from lp_services.testing.tiers import slow
 
 
@@ -458,7 +458,7 @@ class AgentBinaryPackageTests(AgentTestCase):
         """info() lists binarypackage; a build whose .dsc does not match
         its tarball ends PACKAGEFAIL in the verify step, the chroot never
         unpacked, and clean() makes the agent IDLE again."""
-        from lp_services.slave.state import BuilderStatus
+        from lp_services.protocol.states import BuilderStatus
         info = yield self.call("info")
         self.assertIn("binarypackage", info[2])
         good = b"the real tarball"

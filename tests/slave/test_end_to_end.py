@@ -5,7 +5,7 @@ import hashlib
 
 from twisted.internet import defer
 
-from lp_services.slave.state import BuilderStatus
+from lp_services.protocol.states import BuilderStatus
 
 from tests.slave.helpers import (
     AgentTestCase, busybox_tarball, sandbox_unavailable, serve_directory,

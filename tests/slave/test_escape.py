@@ -23,7 +23,7 @@ from lp_services.slave.binarypackage import dep_install_command
 from lp_services.slave.chroot import unpack
 from lp_services.slave.idmap import BUILD_UID, IdRange, shift_tree
 from lp_services.slave.sandbox import SECCOMP_FD
-from lp_services.slave.state import BuilderStatus
+from lp_services.protocol.states import BuilderStatus
 
 from tests.slave.helpers import (
     ScriptBuildTestCase, busybox_tarball, processes_matching,

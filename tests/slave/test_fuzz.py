@@ -11,8 +11,8 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.threads import blockingCallFromThread
 
 from lp_services.slave.manager import BuildOutcome, ManagerRegistry
-from lp_services.slave.state import BuilderStatus, BuildStatus
-from lp_services.slave.wire import wire_text
+from lp_services.protocol.states import BuilderStatus, BuildStatus
+from lp_services.protocol.wire import wire_text
 from lp_services.testing.tiers import slow
 
 from tests.slave.helpers import AgentTestCase

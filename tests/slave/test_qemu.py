@@ -22,7 +22,7 @@ from lp_services.slave.qemu import (
     parse_query_kvm,
     qemu_argv,
 )
-from lp_services.slave.state import BuilderStatus
+from lp_services.protocol.states import BuilderStatus
 from lp_services.slave.vmimage import GuestImage, prepare_image
 from lp_services.testing.tiers import slow
 

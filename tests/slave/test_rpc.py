@@ -12,7 +12,7 @@ from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
 from lp_services.slave.manager import BuildOutcome
-from lp_services.slave.state import BuilderStatus, BuildStatus
+from lp_services.protocol.states import BuilderStatus, BuildStatus
 
 from tests.slave.helpers import AgentTestCase
 from tests.slave.hold import HoldBuildManager, hold_registry

@@ -19,7 +19,7 @@ from lp_services.slave.chroot import unpack
 from lp_services.slave.interfaces import IBackend, ISandbox
 
 from lp_services.slave.sandbox import SANDBOX_UID, SandboxBackend, bwrap_argv
-from lp_services.slave.state import BuilderStatus
+from lp_services.protocol.states import BuilderStatus
 
 from tests.slave.helpers import (
     ScriptBuildTestCase, busybox_tarball, processes_matching,

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest
 from lp_services.slave.cgroup import Limits
 from lp_services.slave.sandbox import SandboxBackend
 from lp_services.slave.script import DEPWAIT_EXIT_CODE
-from lp_services.slave.state import BuilderStatus
+from lp_services.protocol.states import BuilderStatus
 from lp_services.slave.volume import create_volume
 
 from tests.slave.bombs import long_name_bomb, zero_bomb

@@ -2,8 +2,8 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lp_services.slave.state import (
-    BuilderStatus, BuildStatus, InvalidTransition, StateMachine, TRANSITIONS)
+from lp_services.protocol.states import BuilderStatus, BuildStatus
+from lp_services.slave.state import InvalidTransition, StateMachine, TRANSITIONS
 
 LEGAL = {
     (BuilderStatus.IDLE, BuilderStatus.BUILDING),

@@ -1,4 +1,4 @@
-"""Tests of what may cross the wire (lp_services.slave.wire)."""
+"""Tests of what may cross the wire (lp_services.protocol.wire)."""
 
 import xmlrpc.client
 
@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from lp_services.slave.wire import wire_name, wire_text, wire_value
+from lp_services.protocol.wire import wire_name, wire_text, wire_value
 
 # Any str Python can hold, lone surrogates (non-UTF-8 file names) included
 # (Hypothesis leaves them out of characters(): added by hand).

@@ -24,6 +24,7 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from lp_services.buildmaster.interfaces import IAgentClient
+from lp_services.protocol import states as wire
 
 __all__ = [
     "AgentClient",
@@ -35,15 +36,10 @@ __all__ = [
     "parse_status",
 ]
 
-#: Builder states an agent may report.
-BUILDER_STATES = frozenset({
-    "BuilderStatus.IDLE", "BuilderStatus.BUILDING", "BuilderStatus.WAITING",
-    "BuilderStatus.ABORTING"})
-#: Results a WAITING agent may report.
-BUILD_RESULTS = frozenset({
-    "BuildStatus.OK", "BuildStatus.PACKAGEFAIL", "BuildStatus.DEPFAIL",
-    "BuildStatus.CHROOTFAIL", "BuildStatus.BUILDERFAIL",
-    "BuildStatus.GIVENBACK", "BuildStatus.ABORTED"})
+#: Builder states an agent may report (wire strings).
+BUILDER_STATES = frozenset(s.value for s in wire.BuilderStatus)
+#: Results a WAITING agent may report (wire strings).
+BUILD_RESULTS = frozenset(r.value for r in wire.BuildStatus)
 
 #: Seconds an ordinary call may take. Launchpad uses 30-40 s: long enough
 #: for a loaded agent, short enough that a hung one is noticed within a
@@ -79,14 +75,14 @@ class AgentStatus:
     version: str | None = None
 
     @property
-    def state(self) -> str:
+    def state(self) -> wire.BuilderStatus:
         """IDLE, BUILDING, WAITING or ABORTING."""
-        return self.builder_status.split(".", 1)[1]
+        return wire.BuilderStatus(self.builder_status)
 
     @property
-    def result(self) -> str | None:
+    def result(self) -> wire.BuildStatus | None:
         """OK, PACKAGEFAIL, ... when WAITING."""
-        return self.build_status.split(".", 1)[1] if self.build_status else None
+        return wire.BuildStatus(self.build_status) if self.build_status else None
 
 
 def _text(value, what):
@@ -105,15 +101,15 @@ def parse_status(answer) -> AgentStatus:
     """Check a ``status()`` answer; raise AgentError if it is garbage."""
     if not isinstance(answer, dict):
         raise AgentError("status() answered %r, not a dict" % (answer,))
-    state = answer.get("builder_status")
+    state = answer.get(wire.KEY_BUILDER_STATUS)
     if state not in BUILDER_STATES:
         raise AgentError("unknown builder_status %r" % (state,))
-    build_id = _text(answer.get("build_id"), "build_id")
-    result = answer.get("build_status")
-    filemap = answer.get("filemap") or {}
-    if state != "BuilderStatus.IDLE" and not build_id:
+    build_id = _text(answer.get(wire.KEY_BUILD_ID), "build_id")
+    result = answer.get(wire.KEY_BUILD_STATUS)
+    filemap = answer.get(wire.KEY_FILEMAP) or {}
+    if state != wire.BuilderStatus.IDLE.value and not build_id:
         raise AgentError("%s without a build_id" % state)
-    if state == "BuilderStatus.WAITING":
+    if state == wire.BuilderStatus.WAITING.value:
         if result not in BUILD_RESULTS:
             raise AgentError("unknown build_status %r" % (result,))
         if not isinstance(filemap, dict) or not all(
@@ -122,12 +118,14 @@ def parse_status(answer) -> AgentStatus:
             raise AgentError("filemap is not a {name: sha1} dict")
     else:
         result, filemap = None, {}
-    dependencies = answer.get("dependencies")
+    dependencies = answer.get(wire.KEY_DEPENDENCIES)
     return AgentStatus(
         builder_status=state, build_id=build_id, build_status=result,
-        logtail=_text(answer.get("logtail"), "logtail"), filemap=filemap,
+        logtail=_text(answer.get(wire.KEY_LOGTAIL), "logtail"),
+        filemap=filemap,
         dependencies=_text(dependencies, "dependencies") or None,
-        version=_text(answer.get("builder_version"), "builder_version"))
+        version=_text(answer.get(wire.KEY_BUILDER_VERSION),
+                      "builder_version"))
 
 
 class _QuietQueryFactory(xmlrpc.QueryFactory):

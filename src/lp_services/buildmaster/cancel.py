@@ -5,6 +5,7 @@ from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import collect as C
 from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
+from lp_services.protocol import states as wire
 
 __all__ = ["reset_lost_build", "scan_cancelling"]
 
@@ -13,7 +14,7 @@ async def reset_lost_build(scanner, v, agent, status):
     build = v.build
     now = scanner.farm.now()
     scanner.log.warn("{name}: build {job} lost (agent: {state} {id})",
-                     name=scanner.name, job=build.job_id, state=status.state,
+                     name=scanner.name, job=build.job_id, state=status.state.short,
                      id=status.build_id)
 
     def handle(cursor):
@@ -24,20 +25,20 @@ async def reset_lost_build(scanner, v, agent, status):
         else:
             Q.reset_build(cursor, build.job_id, build.cookie, now,
                           "build lost: agent reports %s %s"
-                          % (status.state, status.build_id or ""))
+                          % (status.state.short, status.build_id or ""))
         B.set_clean_status(cursor, v.id, BuilderCleanStatus.DIRTY, now)
     await scanner.commit(handle)
     scanner.cancel_deadline = None
-    if status.state == "BUILDING":
+    if status.state == wire.BuilderStatus.BUILDING:
         await agent.abort()
-    elif status.state == "WAITING":
+    elif status.state == wire.BuilderStatus.WAITING:
         await C.clean_agent(scanner, agent)
 
 
 async def scan_cancelling(scanner, v, agent, status):
     build = v.build
     seconds = scanner.farm.clock.seconds()
-    if status.state == "WAITING":
+    if status.state == wire.BuilderStatus.WAITING:
         await scanner.commit(Q.finish_build, build.job_id, build.cookie,
                              scanner.farm.now(), BuildStatus.CANCELLED,
                              last_error="cancelled")
@@ -48,7 +49,7 @@ async def scan_cancelling(scanner, v, agent, status):
         return
     if scanner.cancel_deadline is None:
         scanner.cancel_deadline = seconds + scanner.farm.config.cancel_timeout
-        if status.state == "BUILDING":
+        if status.state == wire.BuilderStatus.BUILDING:
             await agent.abort()
         return
     if seconds < scanner.cancel_deadline:

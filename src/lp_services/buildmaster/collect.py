@@ -3,7 +3,6 @@ checked, stored, and the build finished with the status its result maps
 to; then the agent is cleaned."""
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.agent import AgentError
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
 from lp_services.buildmaster.farm import ScanError
-from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.protocol import states as wire
+from lp_services.protocol.names import InvalidFileName, check_filename, is_sha1
 
 __all__ = [
     "RESULTS",
@@ -23,13 +23,12 @@ __all__ = [
 ]
 
 
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 #: The agent's build results and the build status each ends in.
 RESULTS = {
-    "OK": BuildStatus.FULLYBUILT,
-    "PACKAGEFAIL": BuildStatus.FAILEDTOBUILD,
-    "DEPFAIL": BuildStatus.MANUALDEPWAIT,
-    "CHROOTFAIL": BuildStatus.CHROOTWAIT,
+    wire.BuildStatus.OK: BuildStatus.FULLYBUILT,
+    wire.BuildStatus.PACKAGEFAIL: BuildStatus.FAILEDTOBUILD,
+    wire.BuildStatus.DEPFAIL: BuildStatus.MANUALDEPWAIT,
+    wire.BuildStatus.CHROOTFAIL: BuildStatus.CHROOTWAIT,
 }
 
 
@@ -37,15 +36,15 @@ async def collect(scanner, v, agent, status):
     build = v.build
     result = status.result
     now = scanner.farm.now()
-    if result == "GIVENBACK":
+    if result == wire.BuildStatus.GIVENBACK:
         await scanner.commit(Q.reset_build, build.job_id, build.cookie, now,
                              "given back by the builder")
         await clean_agent(scanner, agent)
         return
     if result not in RESULTS:
         raise ScanError("builder reported %s for build %d"
-                        % (result, build.job_id))
-    if result == "OK":
+                        % (result.short, build.job_id))
+    if result == wire.BuildStatus.OK:
         await scanner.commit(Q.mark_gathering, build.job_id, build.cookie)
     fetched = await fetch_results(scanner, v, agent, status)
     try:
@@ -73,7 +72,7 @@ async def fetch_results(scanner, v, agent, status):
         except InvalidFileName as error:
             raise ScanError("agent returned an unsafe result file name: "
                             "%s" % error) from None
-        if not _SHA1.match(sha1):
+        if not is_sha1(sha1):
             raise ScanError("agent returned a bad sha1 %r for %r"
                             % (sha1, name))
         wanted.append((name, sha1))
@@ -129,7 +128,7 @@ async def clean_agent(scanner, agent):
     """Clean the agent; a non-virtual builder is then CLEAN (a virtual
     one stays DIRTY until it is reset)."""
     await agent.clean()
-    scanner.last_state = "IDLE"
+    scanner.last_state = wire.BuilderStatus.IDLE
     v = scanner.vitals
     if v is not None and not v.virtualized and v.build is None:
         await scanner.commit(B.set_clean_status, v.id,

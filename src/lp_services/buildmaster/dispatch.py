@@ -7,6 +7,7 @@ from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.agent import AgentError
 from lp_services.buildmaster.blame import BUILDER_FAILURE_THRESHOLD
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
+from lp_services.protocol import states as wire
 
 __all__ = [
     "dispatch",
@@ -54,7 +55,7 @@ async def dispatch(scanner, v, agent):
     except Exception as error:
         await dispatch_failed(scanner, v, found, error)
     else:
-        scanner.last_state = "BUILDING"
+        scanner.last_state = wire.BuilderStatus.BUILDING
         if found.queued_at is not None:
             from lp_services.metrics import record_dispatch_latency
 
@@ -87,7 +88,7 @@ async def start_build(scanner, v, agent, found):
     answer, info = await agent.build(found.cookie, found.build_type,
                                      found.chroot_sha1,
                                      dict(found.filemap), args)
-    if answer != "BuilderStatus.BUILDING":
+    if answer != wire.BuilderStatus.BUILDING.value:
         raise AgentError("build() answered %s: %s" % (answer, info))
 
 

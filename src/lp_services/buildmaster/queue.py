@@ -165,7 +165,7 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
     except ValueError as error:
         raise BuildRequestError(str(error)) from None
     filemap = dict(filemap or {})
-    from lp_services.filestore.store import InvalidFileName, check_filename
+    from lp_services.protocol.names import InvalidFileName, check_filename
 
     for name in filemap:
         try:

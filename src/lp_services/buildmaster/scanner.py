@@ -43,6 +43,7 @@ from lp_services.buildmaster.blame import (
 )
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
 from lp_services.buildmaster.farm import Farm, database_lost
+from lp_services.protocol import states as wire
 
 __all__ = ["BuilderScanner"]
 
@@ -61,7 +62,7 @@ class BuilderScanner:
         self.generation = 0
         self.scan_failures = 0
         self.cancel_deadline = None
-        #: The agent's state at the last scan (IDLE, BUILDING, ...).
+        #: The agent's state at the last scan (a wire.BuilderStatus).
         self.last_state = None
         self._loop = None
         self._delayed = None
@@ -136,7 +137,7 @@ class BuilderScanner:
         return (v is not None and v.build is None and v.builderok
                 and not v.manual and v.virtualized == virtualized
                 and processor in v.processors
-                and self.last_state in (None, "IDLE")
+                and self.last_state in (None, wire.BuilderStatus.IDLE)
                 and (v.clean_status == BuilderCleanStatus.CLEAN
                      or not v.virtualized))
 
@@ -227,23 +228,23 @@ class BuilderScanner:
             await cancel.scan_cancelling(self, v, agent, status)
             return
         self.cancel_deadline = None
-        if status.state == "BUILDING":
+        if status.state == wire.BuilderStatus.BUILDING:
             self.farm.logtails.put(v.build.job_id, v.build.cookie,
                                    status.logtail)
-        elif status.state == "WAITING":
+        elif status.state == wire.BuilderStatus.WAITING:
             await collect.collect(self, v, agent, status)
 
     async def _scan_without_build(self, v, agent, status):
-        if status.state != "IDLE":
+        if status.state != wire.BuilderStatus.IDLE:
             await self.reload()
             v = self.vitals
             if v is None or v.build is not None:
                 return
-            if status.state == "WAITING":
+            if status.state == wire.BuilderStatus.WAITING:
                 self.log.info("{name}: cleaning a build it no longer holds",
                               name=self.name)
                 await agent.clean()
-            elif status.state == "BUILDING":
+            elif status.state == wire.BuilderStatus.BUILDING:
                 self.log.info("{name}: aborting unknown build {id}",
                               name=self.name, id=status.build_id)
                 await agent.abort()

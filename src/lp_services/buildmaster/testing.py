@@ -18,6 +18,19 @@ from zope.interface import implementer
 
 from lp_services.buildmaster.agent import AgentError, FileFetchError
 from lp_services.buildmaster.interfaces import IAgentClient
+from lp_services.protocol.states import (
+    KEY_BUILD_ID,
+    KEY_BUILD_STATUS,
+    KEY_BUILDER_STATUS,
+    KEY_BUILDER_VERSION,
+    KEY_DEPENDENCIES,
+    KEY_FILEMAP,
+    KEY_LOGTAIL,
+    UNKNOWNBUILDER,
+    UNKNOWNSUM,
+    BuilderStatus,
+    BuildStatus,
+)
 
 __all__ = [
     "AbortingAgent",
@@ -52,7 +65,7 @@ class AgentModel:
     """
 
     def __init__(self, arch_tag="amd64", build_types=("script",)):
-        self.state = "IDLE"
+        self.state = BuilderStatus.IDLE
         self.arch_tag = arch_tag
         self.build_types = list(build_types)
         self.build_id = None
@@ -80,21 +93,21 @@ class AgentModel:
 
     def status(self):
         self._record("status")
-        answer = {"builder_status": "BuilderStatus." + self.state,
-                  "builder_version": "fake-1"}
-        if self.state == "BUILDING":
-            answer["build_id"] = self.build_id
-            answer["logtail"] = Binary(
+        answer = {KEY_BUILDER_STATUS: self.state.value,
+                  KEY_BUILDER_VERSION: "fake-1"}
+        if self.state == BuilderStatus.BUILDING:
+            answer[KEY_BUILD_ID] = self.build_id
+            answer[KEY_LOGTAIL] = Binary(
                 self.logtail.encode("utf-8"))
-        elif self.state == "WAITING":
-            answer["build_id"] = self.build_id
-            answer["build_status"] = "BuildStatus." + self.result
+        elif self.state == BuilderStatus.WAITING:
+            answer[KEY_BUILD_ID] = self.build_id
+            answer[KEY_BUILD_STATUS] = BuildStatus[self.result].value
             if self.result in ("OK", "PACKAGEFAIL", "DEPFAIL"):
-                answer["filemap"] = dict(self.filemap)
+                answer[KEY_FILEMAP] = dict(self.filemap)
             if self.result == "DEPFAIL":
-                answer["dependencies"] = self.dependencies or ""
-        elif self.state == "ABORTING":
-            answer["build_id"] = self.build_id
+                answer[KEY_DEPENDENCIES] = self.dependencies or ""
+        elif self.state == BuilderStatus.ABORTING:
+            answer[KEY_BUILD_ID] = self.build_id
         return answer
 
     def ensurepresent(self, sha1, url, username, password):
@@ -113,43 +126,46 @@ class AgentModel:
                      args)
         if not build_id:
             raise AgentFault("a build needs a build_id")
-        if self.state != "IDLE":
-            raise AgentFault("the agent is %s, not IDLE" % self.state)
+        if self.state != BuilderStatus.IDLE:
+            raise AgentFault("the agent is %s, not IDLE" % self.state.short)
         if build_type not in self.build_types:
-            return ["BuilderStatus.UNKNOWNBUILDER",
+            return [UNKNOWNBUILDER,
                     "unknown build type %s" % build_type]
         for sha1 in [chroot_sha1] + list(filemap.values()):
             if sha1 not in self.cache:
-                return ["BuilderStatus.UNKNOWNSUM", sha1]
-        self.state, self.build_id = "BUILDING", build_id
+                return [UNKNOWNSUM, sha1]
+        self.state, self.build_id = BuilderStatus.BUILDING, build_id
         self.build_args = dict(args)
         self.logtail = "building %s\n" % build_id
-        return ["BuilderStatus.BUILDING", build_id]
+        return [BuilderStatus.BUILDING.value, build_id]
 
     def abort(self):
         self._record("abort")
-        if self.state == "ABORTING":
-            return "BuilderStatus.ABORTING"
-        if self.state != "BUILDING":
-            raise AgentFault("nothing to abort: the agent is %s" % self.state)
-        self.state = "ABORTING"
-        return "BuilderStatus.ABORTING"
+        if self.state == BuilderStatus.ABORTING:
+            return BuilderStatus.ABORTING.value
+        if self.state != BuilderStatus.BUILDING:
+            raise AgentFault("nothing to abort: the agent is %s"
+                             % self.state.short)
+        self.state = BuilderStatus.ABORTING
+        return BuilderStatus.ABORTING.value
 
     def clean(self):
         self._record("clean")
-        if self.state != "WAITING":
-            raise AgentFault("nothing to clean: the agent is %s" % self.state)
-        self.state, self.build_id, self.result = "IDLE", None, None
+        if self.state != BuilderStatus.WAITING:
+            raise AgentFault("nothing to clean: the agent is %s"
+                             % self.state.short)
+        self.state, self.build_id, self.result = BuilderStatus.IDLE, None, None
         self.filemap, self.log, self.logtail = {}, b"", ""
-        return "BuilderStatus.IDLE"
+        return BuilderStatus.IDLE.value
 
     # -- driving the fake ---------------------------------------------------
     def finish(self, result="OK", files=None, log=b"a build log\n",
                dependencies=None):
         """End the current build with ``result``; ``files`` maps result
         names to contents (or to (sha1, contents) to lie about a hash)."""
-        assert self.state in ("BUILDING", "ABORTING"), self.state
-        self.state, self.result, self.log = "WAITING", result, log
+        assert self.state in (BuilderStatus.BUILDING,
+                              BuilderStatus.ABORTING), self.state
+        self.state, self.result, self.log = BuilderStatus.WAITING, result, log
         self.dependencies = dependencies
         self.filemap = {}
         for name, content in (files or {}).items():
@@ -234,7 +250,8 @@ def BuildingAgent(build_id="fake-cookie", logtail="still building\n",
                   **kwargs) -> FakeAgent:
     """An agent in the middle of build ``build_id``."""
     model = AgentModel(**kwargs)
-    model.state, model.build_id, model.logtail = "BUILDING", build_id, logtail
+    model.state, model.build_id = BuilderStatus.BUILDING, build_id
+    model.logtail = logtail
     return FakeAgent(model)
 
 
@@ -243,7 +260,7 @@ def WaitingAgent(result="OK", build_id="fake-cookie", files=None,
                  **kwargs) -> FakeAgent:
     """An agent whose build ``build_id`` ended with ``result``."""
     model = AgentModel(**kwargs)
-    model.state, model.build_id = "BUILDING", build_id
+    model.state, model.build_id = BuilderStatus.BUILDING, build_id
     model.finish(result, files, log, dependencies)
     return FakeAgent(model)
 
@@ -251,7 +268,7 @@ def WaitingAgent(result="OK", build_id="fake-cookie", files=None,
 def AbortingAgent(build_id="fake-cookie", **kwargs) -> FakeAgent:
     """An agent told to abort build ``build_id`` that has not yet died."""
     model = AgentModel(**kwargs)
-    model.state, model.build_id = "ABORTING", build_id
+    model.state, model.build_id = BuilderStatus.ABORTING, build_id
     return FakeAgent(model)
 
 

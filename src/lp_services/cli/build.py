@@ -70,8 +70,8 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
             component, as_json):
     """Queue a build; print its id."""
     from lp_services.buildmaster.queue import check_request, request_build
-    from lp_services.filestore.store import (
-        InvalidFileName, check_filename, default_file_store)
+    from lp_services.protocol.names import InvalidFileName, check_filename
+    from lp_services.filestore.store import default_file_store
 
     if build_type == "script" and script is None:
         raise click.ClickException("a script build needs --script FILE")

@@ -10,27 +10,21 @@ The store is blocking: Twisted code calls it from the transactor's threads.
 
 import hashlib
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from lp_services.protocol.names import check_filename, content_path
 
 __all__ = [
     "ContentMismatch",
     "ContentTooLarge",
     "FileRecord",
     "FileStore",
-    "InvalidFileName",
-    "check_filename",
     "default_file_store",
 ]
 
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _CHUNK = 1 << 20
-
-
-class InvalidFileName(ValueError):
-    """A file name that could escape a directory or is otherwise unsafe."""
 
 
 class ContentMismatch(ValueError):
@@ -39,21 +33,6 @@ class ContentMismatch(ValueError):
 
 class ContentTooLarge(ValueError):
     """Stored content larger than allowed."""
-
-
-def check_filename(name: str) -> str:
-    """Return ``name`` if it is a safe single path component, else raise.
-
-    Refused: empty, ``.``/``..``, any ``/``, NUL or control character, more
-    than 255 bytes. These match the CHECK on ``library_file.filename``.
-    """
-    if not isinstance(name, str) or name in ("", ".", ".."):
-        raise InvalidFileName("unsafe file name: %r" % (name,))
-    if "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise InvalidFileName("unsafe file name: %r" % (name,))
-    if len(name.encode("utf-8", "surrogatepass")) > 255:
-        raise InvalidFileName("file name longer than 255 bytes: %r..." % name[:40])
-    return name
 
 
 @dataclass(frozen=True)
@@ -75,9 +54,7 @@ class FileStore:
 
     def path_for(self, sha1: str) -> Path:
         """Where the content with this sha1 lives (whether or not it exists)."""
-        if not _SHA1.match(sha1 or ""):
-            raise ValueError("not a sha1: %r" % (sha1,))
-        return self.root / sha1[:2] / sha1
+        return content_path(self.root, sha1)
 
     def has(self, sha1: str) -> bool:
         """Whether the content with this sha1 is on disk."""

@@ -27,11 +27,10 @@ from twisted.web import http, resource, static
 
 from lp_services.filestore.ranges import (
     RangeNotSatisfiable, plan_ranges, range_header)
-from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.protocol.names import InvalidFileName, check_filename, is_sha1
 
 __all__ = ["DOWNLOAD_HEADERS", "FileStoreResource", "content_disposition"]
 
-_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 # What a plain `filename=` may hold; anything else becomes "_" there (the
 # exact name travels in `filename*`).
 _PLAIN = re.compile(r"[^A-Za-z0-9._+-]")
@@ -130,7 +129,7 @@ class FileStoreResource(resource.Resource):
 
     def getChild(self, name, request):
         sha1 = name.decode("ascii", "replace")
-        if not _SHA1.match(sha1):
+        if not is_sha1(sha1):
             return _Missing(404, "not a sha1")
         path = self.file_store.path_for(sha1)
         if not path.is_file():

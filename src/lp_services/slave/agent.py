@@ -14,7 +14,7 @@ from pathlib import Path
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.protocol.names import InvalidFileName, check_filename
 from lp_services.slave.buildlog import BuildLog
 from lp_services.slave.cache import FileCache
 from lp_services.slave.cgroup import Limits
@@ -23,10 +23,17 @@ from lp_services.slave.errors import (
     AgentDiskError, BadArguments, BadBuildId, BadFileName, BadSha1, NotClean,
     WrongState)
 from lp_services.slave.manager import BuildContext, BuildOutcome, ManagerRegistry
-from lp_services.slave.state import BuilderStatus, BuildStatus, StateMachine
+from lp_services.protocol.states import (
+    UNKNOWNBUILDER,
+    UNKNOWNSUM,
+    BuilderStatus,
+    BuildStatus,
+)
+from lp_services.slave.state import StateMachine
 from lp_services.slave.tree import remove_tree
 from lp_services.slave.volume import VolumeError, detach_mounts
-from lp_services.slave.wire import wire_text, wire_value
+from lp_services.protocol.names import is_sha1
+from lp_services.protocol.wire import wire_text, wire_value
 
 __all__ = [
     "Agent",
@@ -39,7 +46,6 @@ __all__ = [
 PROTOCOL_VERSION = "1.0"
 BUILDER_VERSION = "lp-services-buildslave 0.1.0"
 
-_SHA1 = re.compile(r"\A[0-9a-f]{40}\Z")
 #: Build ids become directory names: safe characters, bounded length.
 _BUILD_ID = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._+:-]{0,199}\Z")
 _MAX_URL = 8192
@@ -125,7 +131,7 @@ def _sweep(work_dir: Path) -> list[str]:
 
 def check_sha1(value, what: str = "sha1") -> str:
     """``value`` if it is 40 lower-case hex digits, else BadSha1."""
-    if not isinstance(value, str) or not _SHA1.match(value):
+    if not isinstance(value, str) or not is_sha1(value):
         raise BadSha1("%s is not 40 lower-case hex digits: %.60r"
                       % (what, value))
     return value
@@ -198,7 +204,7 @@ class Agent:
 
     def status(self) -> dict:
         """The protocol's status dict (``logtail`` as bytes); every string
-        in it can be sent (see lp_services.slave.wire)."""
+        in it can be sent (see lp_services.protocol.wire)."""
         state = self.state
         result = {"builder_status": state.value,
                   "builder_version": BUILDER_VERSION}
@@ -270,7 +276,7 @@ class Agent:
 
         manager_cls = self.registry.get(build_type)
         if manager_cls is None:
-            return ["BuilderStatus.UNKNOWNBUILDER",
+            return [UNKNOWNBUILDER,
                     "unknown build type %.100r (known: %s)"
                     % (build_type, ", ".join(self.registry.names()))]
         manager_cls.validate_args(args)
@@ -279,11 +285,11 @@ class Agent:
                 raise BadArguments("args name %r, which is not in the filemap"
                                    % name)
         if not self.cache.has(chroot_sha1):
-            return ["BuilderStatus.UNKNOWNSUM",
+            return [UNKNOWNSUM,
                     "chroot %s is not in the cache" % chroot_sha1]
         for name, sha1 in sorted(filemap.items()):
             if not self.cache.has(sha1):
-                return ["BuilderStatus.UNKNOWNSUM",
+                return [UNKNOWNSUM,
                         "%s (%s) is not in the cache" % (name, sha1)]
 
         self._check_clean()

@@ -58,7 +58,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
-from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.protocol.names import InvalidFileName, check_filename
 from lp_services.slave import idmap, seccomp
 from lp_services.slave.chroot import resolve_in_root
 from lp_services.slave.errors import BadArguments
@@ -68,7 +68,7 @@ from lp_services.slave.manager import (
     BuildContext, BuildOutcome, SandboxedBuildManager)
 from lp_services.slave.results import DIR_FLAGS, Collected, collect_directory
 from lp_services.slave.sandbox import SECCOMP_FD, namespace_options
-from lp_services.slave.state import BuildStatus
+from lp_services.protocol.states import BuildStatus
 
 __all__ = [
     "BinaryPackageBuildManager",

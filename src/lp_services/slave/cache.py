@@ -21,7 +21,7 @@ from twisted.web.client import (
     Agent, HTTPConnectionPool, PotentialDataLoss, RedirectAgent, ResponseDone)
 from twisted.web.http_headers import Headers
 
-from lp_services.filestore.store import FileStore
+from lp_services.protocol.names import content_path
 
 __all__ = ["DownloadFailed", "FileCache", "INFO_CACHE", "INFO_DOWNLOAD",
            "INFO_NO_URL"]
@@ -81,7 +81,6 @@ class FileCache:
                  download_timeout: float):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._store = FileStore(self.root)
         self._reactor = reactor
         self._max_file_size = max_file_size
         self._download_timeout = download_timeout
@@ -92,11 +91,11 @@ class FileCache:
 
     def path_for(self, sha1: str) -> Path:
         """Where the content ``sha1`` lives (ValueError if not a sha1)."""
-        return self._store.path_for(sha1)
+        return content_path(self.root, sha1)
 
     def has(self, sha1: str) -> bool:
         """Whether ``sha1`` is in the cache."""
-        return self._store.has(sha1)
+        return self.path_for(sha1).exists()
 
     def remove(self, sha1: str) -> None:
         """Forget ``sha1`` (no error if it is not there)."""

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyClass
 from lp_services.slave.buildlog import BuildLog
 from lp_services.slave.chroot import UnsafeArchive, resolve_in_root, unpack
 from lp_services.slave.interfaces import IBuildManager
-from lp_services.slave.state import BuildStatus
+from lp_services.protocol.states import BuildStatus
 from lp_services.slave.volume import VolumeError, create_volume
 
 __all__ = ["BuildContext", "BuildOutcome", "ManagerRegistry",

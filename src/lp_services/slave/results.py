@@ -1,8 +1,8 @@
 """Collecting a build's result files into the cache, safely.
 
 A build controls its output directory, so nothing there is trusted: names
-are checked (:func:`lp_services.filestore.store.check_filename`, and
-:func:`lp_services.slave.wire.wire_name`: only valid UTF-8 without control
+are checked (:func:`lp_services.protocol.names.check_filename`, and
+:func:`lp_services.protocol.wire.wire_name`: only valid UTF-8 without control
 characters goes on the wire; others are skipped with a note), files are
 opened relative to the directory with ``O_NOFOLLOW`` (a link the build
 planted is never followed), only regular files are taken, and at most
@@ -26,8 +26,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from lp_services.filestore.store import InvalidFileName, check_filename
-from lp_services.slave.wire import wire_name
+from lp_services.protocol.names import InvalidFileName, check_filename
+from lp_services.protocol.wire import wire_name
 
 __all__ = ["DIR_FLAGS", "MAX_RESULTS", "Collected", "NoSpace",
            "collect_directory"]

@@ -32,12 +32,12 @@ import os
 from twisted.logger import Logger
 from zope.interface import implementer, provider
 
-from lp_services.filestore.store import InvalidFileName, check_filename
+from lp_services.protocol.names import InvalidFileName, check_filename
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManager, IBuildManagerFactory
 from lp_services.slave.manager import BuildOutcome, SandboxedBuildManager
 from lp_services.slave.results import DIR_FLAGS, Collected, collect_directory
-from lp_services.slave.state import BuildStatus
+from lp_services.protocol.states import BuildStatus
 
 __all__ = ["DEPWAIT_EXIT_CODE", "DEPWAIT_FILE", "ScriptBuildManager"]
 

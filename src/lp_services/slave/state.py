@@ -1,39 +1,13 @@
-"""The agent's states, build results and the one transition table.
+"""The agent's one transition table between the protocol's builder states
+(:mod:`lp_services.protocol.states`)."""
 
-The strings are the protocol's (see docs/protocol.md): the master compares
-them literally, so they are the enum values.
-"""
-
-import enum
+from lp_services.protocol.states import BuilderStatus
 
 __all__ = [
-    "BuildStatus",
-    "BuilderStatus",
     "InvalidTransition",
     "StateMachine",
     "TRANSITIONS",
 ]
-
-
-class BuilderStatus(enum.Enum):
-    """What the agent is doing (``status()["builder_status"]``)."""
-
-    IDLE = "BuilderStatus.IDLE"
-    BUILDING = "BuilderStatus.BUILDING"
-    WAITING = "BuilderStatus.WAITING"
-    ABORTING = "BuilderStatus.ABORTING"
-
-
-class BuildStatus(enum.Enum):
-    """How a build ended (``status()["build_status"]`` in WAITING)."""
-
-    OK = "BuildStatus.OK"
-    PACKAGEFAIL = "BuildStatus.PACKAGEFAIL"
-    DEPFAIL = "BuildStatus.DEPFAIL"
-    CHROOTFAIL = "BuildStatus.CHROOTFAIL"
-    BUILDERFAIL = "BuildStatus.BUILDERFAIL"
-    GIVENBACK = "BuildStatus.GIVENBACK"
-    ABORTED = "BuildStatus.ABORTED"
 
 
 #: Every legal edge. Anything else raises :class:`InvalidTransition`.

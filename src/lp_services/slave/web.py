@@ -14,18 +14,17 @@ Request bodies larger than ``max_request_size`` get 413 before any parsing.
 import base64
 import hmac
 import ipaddress
-import re
 
 from twisted.logger import Logger
 from twisted.web import resource, server, static
 
 from lp_services.slave.agent import Agent
 from lp_services.slave.config import AgentConfig
+from lp_services.protocol.names import is_sha1
 from lp_services.slave.rpc import AgentXMLRPC
 
 __all__ = ["AgentSite", "AuthWrapper", "build_site"]
 
-_SHA1 = re.compile(rb"\A[0-9a-f]{40}\Z")
 BASIC_USER = b"buildd"
 
 
@@ -160,7 +159,7 @@ class FileCacheResource(resource.Resource):
             if path is None:
                 return resource.NoResource("no build log")
             return _Snapshot(path, b"text/plain; charset=utf-8")
-        if _SHA1.match(name):
+        if is_sha1(name):
             path = self.agent.cache.path_for(name.decode("ascii"))
             if path.is_file():
                 return _Snapshot(path, b"application/octet-stream")
