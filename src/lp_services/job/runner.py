@@ -35,24 +35,17 @@ import psycopg2.extras
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.python import failure
-from txpostgres import txpostgres
 
 from lp_services import metrics
 from lp_services.clock import utcnow
 from lp_services.config import redact_url
+from lp_services.database.listener import Listener, reconnect_delay
 from lp_services.job import queries
 from lp_services.job.pool import WorkerPool
 
-__all__ = ["JobRunner", "default_holder", "reconnect_delay"]
+__all__ = ["JobRunner", "default_holder"]
 
 log = Logger()
-
-
-def reconnect_delay(attempt: int) -> float:
-    """Seconds before reconnection attempt ``attempt`` (1-based): 0.1 s
-    doubling to 5 s — quick after a blip, gentle during an outage."""
-    return min(0.1 * 2 ** (attempt - 1), 5.0)
 
 
 def default_holder() -> str:
@@ -66,37 +59,6 @@ class NotConnected(Exception):
 
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError,
                       NotConnected)
-
-
-class _Connection(txpostgres.Connection):
-    """A txpostgres connection that reports losing its server."""
-
-    def __init__(self, reactor, on_lost):
-        cooperator = task.Cooperator(
-            scheduler=lambda f: reactor.callLater(0, f))
-        super().__init__(reactor=reactor, cooperator=cooperator)
-        self.on_lost = on_lost
-        self.closing = False
-
-    def doRead(self):
-        # A server that went away makes psycopg2's poll() raise here; report
-        # it as the lost connection it is (one clear log line from the
-        # runner) rather than as an unhandled error in the reactor.
-        try:
-            super().doRead()
-        except psycopg2.Error as error:
-            self.reactor.removeReader(self)
-            self.connectionLost(failure.Failure(error))
-        except ValueError:
-            # txpostgres re-adds a connection whose socket libpq already
-            # closed (fd -1) after a failed connection attempt; the attempt
-            # itself has failed through its Deferred.
-            pass
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        if not self.closing:
-            self.on_lost(self, reason.value)
 
 
 @dataclass
@@ -201,9 +163,12 @@ class JobRunner(Service):
                                env={"LP_DATABASE_URL": database_url},
                                clock=self.clock, reactor=reactor,
                                on_idle=self.wake, depth=depth)
-        self._conn = None
-        self._connecting = None
-        self._closed = False
+        self._listener = Listener(
+            database_url, [queries.NOTIFY_CHANNEL], self._notified,
+            reactor=reactor, clock=self.clock, retry_policy=reconnect_policy,
+            prepare=defer.inlineCallbacks(self._prepare),
+            on_connected=self._connected, on_lost=self._lost,
+            name="jobrunner")
         self._claiming = False
         self._running: dict[int, _Running] = {}
         self._complete: list[int] = []
@@ -217,7 +182,6 @@ class JobRunner(Service):
         self._heartbeat_due = False
         self._cycle_waiters: list[defer.Deferred] = []
         self._drain_waiters: list[defer.Deferred] = []
-        self._connect_waiters: list[defer.Deferred] = []
         self._poll = task.LoopingCall(self._poll_due)
         self._poll.clock = self.clock
         self._heartbeat = task.LoopingCall(self._heartbeat_tick)
@@ -226,6 +190,11 @@ class JobRunner(Service):
         #: Counters for logs, tests and benchmarks.
         self.stats = {"claimed": 0, "completed": 0, "retried": 0,
                       "failed": 0, "handed_back": 0, "lost": 0}
+
+    @property
+    def _conn(self):
+        """The live database connection, or None while it is down."""
+        return self._listener.connection
 
     # -- service -------------------------------------------------------
 
@@ -236,7 +205,7 @@ class JobRunner(Service):
                  types=", ".join(self._type_names),
                  db=redact_url(self.database_url))
         self._claiming = True
-        d = defer.gatherResults([self.pool.start(), self._reconnect()],
+        d = defer.gatherResults([self.pool.start(), self._listener.start()],
                                 consumeErrors=True)
 
         def up(_):
@@ -272,12 +241,8 @@ class JobRunner(Service):
         if self._heartbeat.running:
             self._heartbeat.stop()
         yield self._final_flush()
-        self._closed = True
+        self._listener.stop()
         yield self.pool.stop()
-        if self._conn is not None:
-            self._conn.closing = True
-            self._conn.close()
-            self._conn = None
         log.info("jobrunner {holder} stopped: {stats}", holder=self.holder,
                  stats=self.stats)
 
@@ -348,7 +313,7 @@ class JobRunner(Service):
 
         def failed(f):
             if f.check(*_CONNECTION_ERRORS):
-                self._lost(conn, f.value)
+                self._listener.lost(conn, f.value)
             return f
 
         return d.addErrback(failed)
@@ -590,78 +555,26 @@ class JobRunner(Service):
 
     # -- the connection ------------------------------------------------
 
-    def _lost(self, conn, reason):
-        if conn is not self._conn:
-            return
-        self._conn = None
-        conn.closing = True
-        try:
-            conn.close()
-        except Exception:
-            pass
+    def _prepare(self, conn):
+        """Ready a new connection: job data arrives as JSON text (the
+        children get it as the server sent it: decoding and re-encoding
+        it here would cost the runner for nothing), statements prepared."""
+        psycopg2.extras.register_default_jsonb(
+            conn._connection, loads=lambda text: text)
+        yield conn.runOperation(queries.PLAN_CACHE_MODE)
+        for prepared in queries.PREPARED.values():
+            yield conn.runOperation(prepared.prepare)
+
+    def _connected(self):
+        if self.running:
+            self.wake(maintenance=True)
+
+    def _lost(self, reason):
         log.warn("jobrunner {holder} lost its database connection ({reason});"
                  " {n} running jobs continue, outcomes are kept until it is "
                  "back; reconnecting with back-off", holder=self.holder,
                  reason=str(reason).strip().splitlines()[0] if str(reason)
                  else type(reason).__name__, n=len(self._running))
-        self._reconnect()
-
-    def _reconnect(self):
-        if self._connecting is None:
-            self._connecting = self._connect_loop()
-        return self._connecting
-
-    @defer.inlineCallbacks
-    def _connect_loop(self):
-        attempt = 0
-        began = self.clock.seconds()
-        try:
-            while not self._closed:
-                conn = _Connection(self.reactor, self._lost)
-                try:
-                    yield conn.connect(self.database_url)
-                    # Job data goes to the children as the JSON text the
-                    # server sent: decoding and re-encoding it here would
-                    # cost the runner for nothing.
-                    psycopg2.extras.register_default_jsonb(
-                        conn._connection, loads=lambda text: text)
-                    yield conn.runOperation("LISTEN %s" % queries.NOTIFY_CHANNEL)
-                    yield conn.runOperation(queries.PLAN_CACHE_MODE)
-                    for prepared in queries.PREPARED.values():
-                        yield conn.runOperation(prepared.prepare)
-                except Exception as error:
-                    conn.closing = True
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
-                    attempt += 1
-                    delay = self.reconnect_policy(attempt)
-                    if attempt == 1 or attempt % 20 == 0:
-                        log.warn("jobrunner cannot reach the database at {db} "
-                                 "({error}); retrying in {delay:.1f} s",
-                                 db=redact_url(self.database_url),
-                                 error=str(error).strip().splitlines()[0]
-                                 if str(error).strip() else repr(error),
-                                 delay=delay)
-                    yield task.deferLater(self.clock, delay, lambda: None)
-                    continue
-                conn.addNotifyObserver(self._notified)
-                self._conn = conn
-                if attempt:
-                    log.warn("jobrunner reconnected to the database after "
-                             "{s:.1f} s ({n} attempts)",
-                             s=self.clock.seconds() - began, n=attempt + 1)
-                else:
-                    log.info("jobrunner connected to the database")
-                waiters, self._connect_waiters = self._connect_waiters, []
-                for waiter in waiters:
-                    waiter.callback(None)
-                if self.running:
-                    self.wake(maintenance=True)
-                return
-        finally:
-            self._connecting = None
 
     def _notified(self, notify):
         if self._claiming and (not notify.payload
@@ -675,14 +588,7 @@ class JobRunner(Service):
         if not pending:
             return
         if self._conn is None:
-            d = defer.Deferred()
-            self._connect_waiters.append(d)
-            timer = self.clock.callLater(
-                10.0, lambda: d.called or d.callback(None))
-            self._reconnect()
-            yield d
-            if timer.active():
-                timer.cancel()
+            yield self._listener.when_connected(timeout=10.0)
         yield self._wait_cycle()
         try:
             yield self._flush()
