@@ -310,7 +310,10 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
                 farm.agent_for(scanner.vitals).status = status
             before = resource.getrusage(resource.RUSAGE_SELF)
             wall0 = time.perf_counter()
-            s0, r0 = Q.statements.count, runs[0]
+            from lp_services.testing.statements import StatementCounter
+
+            statements = StatementCounter().install()
+            r0 = runs[0]
             c = connect(url)
             with c.cursor() as cur:
                 cur.execute("SELECT xact_commit FROM pg_stat_database"
@@ -335,12 +338,13 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
                 "cpu_share_of_one_core": round(cpu / wall, 3),
                 "status_calls_per_cycle": round(status_calls[0] / cycles),
                 "sql_statements_per_cycle": round(
-                    (Q.statements.count - s0) / cycles, 1),
+                    statements.count / cycles, 1),
                 "transactions_per_cycle": round((runs[0] - r0) / cycles, 1),
                 "server_commits_per_cycle": round((x1 - x0) / cycles, 1),
                 "scan_failures": sum(s.scan_failures
                                      for s in manager.scanners.values()),
             })
+            statements.uninstall()
             listener.stopService()
             await manager.stopService()
 
@@ -357,7 +361,8 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
 # -- (c) -----------------------------------------------------------------
 
 def bench_candidate_query(rows: int, repeat: int):
-    from lp_services.buildmaster.queue import CLAIM_SQL, new_cookie
+    from lp_services.buildmaster.queries import CLAIM as CLAIM_SQL
+    from lp_services.buildmaster.queue import new_cookie
     from lp_services.database.connection import connect
 
     url = new_database()

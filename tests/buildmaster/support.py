@@ -86,6 +86,14 @@ class FarmMixin(DatabaseTestMixin):
         kwargs.setdefault("now", self.now())
         return self.sql(Q.request_build, processor=processor, **kwargs)
 
+    def count_statements(self):
+        """A StatementCounter counting from now to the end of the test."""
+        from lp_services.testing.statements import StatementCounter
+
+        counter = StatementCounter().install()
+        self.addCleanup(counter.uninstall)
+        return counter
+
     def scanner(self, name="b1"):
         vitals = self.sql(B.load_vitals, name)[0]
         self.farm.pending = set(self.sql(B.pending_work))

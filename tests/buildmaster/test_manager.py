@@ -85,9 +85,9 @@ class DispatchTests(ScannerTestBase):
         scanner = self.scanner()
         self.scan(scanner)
         self.assertEqual(self.builder_row()["version"], "fake-1")
-        before = Q.statements.count
+        statements = self.count_statements()
         self.successResultOf(scanner.scan())
-        self.assertEqual(Q.statements.count, before)
+        self.assertEqual(statements.count, 0)
 
     def test_no_work_no_claim(self):
         """An idle builder with nothing queued sends no claim."""
@@ -95,9 +95,9 @@ class DispatchTests(ScannerTestBase):
         self.add_builder(agent=agent)
         scanner = self.scanner()
         self.scan(scanner)  # the first scan finds the builder clean
-        before = Q.statements.count
+        statements = self.count_statements()
         self.successResultOf(scanner.scan())
-        self.assertEqual(Q.statements.count, before)
+        self.assertEqual(statements.count, 0)
         self.assertEqual([c[0] for c in agent.model.calls], ["status"] * 2)
 
     def test_manual_and_disabled_builders_get_nothing(self):
@@ -179,9 +179,9 @@ class BuildingTests(ScannerTestBase):
         self.assertEqual(len(self.farm.logtails), 1)
         self.assertIsNone(self.build_row(job)["logtail"])
         self.clock.advance(60)
-        before = Q.statements.count
+        statements = self.count_statements()
         self.successResultOf(self.farm.logtails.flush())
-        self.assertEqual(Q.statements.count - before, 1)
+        self.assertEqual(statements.count, 1)
         row = self.build_row(job)
         self.assertEqual(row["logtail"], "line 42\n")
         self.assertEqual(row["lease_expires"],

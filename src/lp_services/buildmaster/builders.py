@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
-from lp_services.buildmaster.queue import NOTIFY_CHANNEL, _execute, cursor_of
+from lp_services.buildmaster import queries as BQ
+from lp_services.buildmaster.queue import NOTIFY_CHANNEL, cursor_of
 from lp_services.job.status import JobStatus
 
 __all__ = [
@@ -64,26 +65,6 @@ class BuilderVitals:
     version: str | None = None
 
 
-_VITALS_SQL = """
-SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
-       b.failure_count, b.clean_status, b.reset_command, b.secret,
-       b.resources, b.failnotes,
-       ARRAY(SELECT bp.processor FROM builder_processor bp
-             WHERE bp.builder = b.id ORDER BY bp.processor),
-       ARRAY(SELECT p.name FROM builder_processor bp
-             JOIN processor p ON p.id = bp.processor
-             WHERE bp.builder = b.id ORDER BY bp.processor),
-       q.job, q.build_cookie, q.build_type, f.status, j.status,
-       f.failure_count, b.version
-FROM builder b
-LEFT JOIN build_queue q ON q.builder = b.id
-LEFT JOIN build_farm_job f ON f.job = q.job
-LEFT JOIN job j ON j.id = q.job
-WHERE b.active AND (%(name)s::text IS NULL OR b.name = %(name)s)
-ORDER BY b.name
-"""
-
-
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
@@ -101,7 +82,7 @@ def _vitals(row) -> BuilderVitals:
 def load_vitals(store_or_cursor, name: str | None = None) -> list[BuilderVitals]:
     """Vitals of every active builder (or of the one named), one statement."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, _VITALS_SQL, {"name": name})
+    cursor.execute(BQ.VITALS, {"name": name})
     return [_vitals(row) for row in cursor.fetchall()]
 
 
@@ -109,15 +90,7 @@ def pending_work(store_or_cursor) -> frozenset[tuple[int, bool]]:
     """The (processor, virtualized) pairs some active builder serves that
     have builds not on a builder: one index probe per pair."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        SELECT k.processor, k.virtualized
-        FROM (SELECT DISTINCT bp.processor, b.virtualized
-              FROM builder b JOIN builder_processor bp ON bp.builder = b.id
-              WHERE b.active) AS k
-        WHERE EXISTS (SELECT 1 FROM build_queue q
-                      WHERE q.builder IS NULL AND q.processor = k.processor
-                        AND q.virtualized = k.virtualized)
-        """)
+    cursor.execute(BQ.PENDING_WORK)
     return frozenset((p, v) for p, v in cursor.fetchall())
 
 
@@ -126,15 +99,9 @@ def set_clean_status(store_or_cursor, builder_id: int,
                      expected: BuilderCleanStatus | None = None) -> bool:
     """Set a builder's clean status (only from ``expected`` when given)."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        UPDATE builder SET clean_status = %(status)s,
-               date_clean_status_changed = %(now)s
-        WHERE id = %(id)s
-          AND (%(expected)s::smallint IS NULL
-               OR clean_status = %(expected)s::smallint)
-        RETURNING id
-        """, {"status": int(status), "now": now, "id": builder_id,
-              "expected": None if expected is None else int(expected)})
+    cursor.execute(BQ.SET_CLEAN_STATUS, {
+        "status": int(status), "now": now, "id": builder_id,
+        "expected": None if expected is None else int(expected)})
     return cursor.fetchone() is not None
 
 
@@ -143,39 +110,26 @@ def count_failure(store_or_cursor, builder_id: int,
     """Count one failure against the builder and its build (if any);
     return the new (builder failure count, build failure count)."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        WITH b AS (UPDATE builder SET failure_count = failure_count + 1
-                   WHERE id = %(builder)s RETURNING failure_count),
-             f AS (UPDATE build_farm_job SET failure_count = failure_count + 1
-                   WHERE job = %(job)s RETURNING failure_count)
-        SELECT (SELECT failure_count FROM b),
-               COALESCE((SELECT failure_count FROM f), 0)
-        """, {"builder": builder_id, "job": job_id})
+    cursor.execute(BQ.COUNT_FAILURE, {"builder": builder_id, "job": job_id})
     return tuple(cursor.fetchone())
 
 
 def record_version(store_or_cursor, builder_id: int, version: str) -> None:
     """Remember the agent version a builder reported."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, "UPDATE builder SET version = %(v)s WHERE id = %(id)s",
-             {"v": version[:200], "id": builder_id})
+    cursor.execute(BQ.RECORD_VERSION, {"v": version[:200], "id": builder_id})
 
 
 def reset_failure_count(store_or_cursor, builder_id: int) -> None:
     """A builder did its job: forget its past failures."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, "UPDATE builder SET failure_count = 0"
-                     " WHERE id = %(id)s AND failure_count <> 0",
-             {"id": builder_id})
+    cursor.execute(BQ.RESET_FAILURE_COUNT, {"id": builder_id})
 
 
 def builder_failed(store_or_cursor, builder_id: int, notes: str) -> None:
     """Disable a builder that failed too often (``builderok`` false)."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, "UPDATE builder SET builderok = false, failnotes = %(n)s,"
-                     " disabled_by_operator = false,"
-                     " date_state_changed = now()"
-                     " WHERE id = %(id)s", {"n": notes, "id": builder_id})
+    cursor.execute(BQ.BUILDER_FAILED, {"n": notes, "id": builder_id})
 
 
 def add_builder(store_or_cursor, *, name: str, url: str,
@@ -193,7 +147,8 @@ def add_builder(store_or_cursor, *, name: str, url: str,
                            "digits, '.', '_' and '-')" % name)
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BuilderError("invalid agent URL %r (want http://HOST:PORT)" % url)
+        raise BuilderError(
+            "invalid agent URL %r (want http://HOST:PORT)" % url)
     if not processors:
         raise BuilderError("a builder needs at least one --processor")
     for proc in processors:
@@ -201,27 +156,17 @@ def add_builder(store_or_cursor, *, name: str, url: str,
             raise BuilderError("invalid processor name %r" % proc)
     if virtualized and not reset_command:
         raise BuilderError("a virtualized builder needs --reset-command")
-    _execute(cursor, "SELECT 1 FROM builder WHERE name = %(n)s", {"n": name})
+    cursor.execute(BQ.BUILDER_EXISTS, {"n": name})
     if cursor.fetchone():
         raise BuilderError("a builder named %r already exists" % name)
-    _execute(cursor, """
-        INSERT INTO processor (name) SELECT unnest(%(procs)s::text[])
-        ON CONFLICT (name) DO NOTHING;
-        INSERT INTO builder (name, url, virtualized, manual, reset_command,
-                             secret, resources)
-        VALUES (%(name)s, %(url)s, %(virt)s, %(manual)s, %(reset)s,
-                %(secret)s, %(resources)s)
-        RETURNING id
-        """, {"procs": list(processors), "name": name, "url": url,
-              "virt": virtualized, "manual": manual, "reset": reset_command,
-              "secret": secret, "resources": list(resources)})
+    cursor.execute(BQ.ADD_BUILDER, {
+        "procs": list(processors), "name": name, "url": url,
+        "virt": virtualized, "manual": manual, "reset": reset_command,
+        "secret": secret, "resources": list(resources)})
     builder_id = cursor.fetchone()[0]
-    _execute(cursor, """
-        INSERT INTO builder_processor (builder, processor)
-        SELECT %(id)s, id FROM processor WHERE name = ANY(%(procs)s);
-        SELECT pg_notify(%(channel)s, 'builders')
-        """, {"id": builder_id, "procs": list(processors),
-              "channel": NOTIFY_CHANNEL})
+    cursor.execute(BQ.LINK_PROCESSORS, {
+        "id": builder_id, "procs": list(processors),
+        "channel": NOTIFY_CHANNEL})
     return builder_id
 
 
@@ -230,38 +175,20 @@ def set_builder_mode(store_or_cursor, name: str, mode: str,
     """``enable`` (ok, automatic, failures forgotten), ``disable`` (not ok,
     with fail notes) or ``manual`` (never dispatched to automatically)."""
     cursor = cursor_of(store_or_cursor)
-    sql = {
-        "enable": "builderok = true, manual = false, failure_count = 0,"
-                  " failnotes = NULL, disabled_by_operator = false",
-        "disable": "builderok = false, failnotes = %(reason)s,"
-                   " disabled_by_operator = true",
-        "manual": "manual = true, failnotes = COALESCE(%(reason)s, failnotes)",
-    }[mode] + ", date_state_changed = now()"
-    _execute(cursor, "UPDATE builder SET " + sql +
-             " WHERE name = %(name)s RETURNING id",
-             {"name": name, "reason": reason or "disabled by an operator"
-              if mode == "disable" else reason})
+    if mode not in BQ.SET_BUILDER_MODE:
+        raise BuilderError("unknown builder mode %r" % (mode,))
+    cursor.execute(BQ.SET_BUILDER_MODE[mode],
+                   {"name": name, "reason": reason or "disabled by an operator"
+                    if mode == "disable" else reason})
     if cursor.fetchone() is None:
         raise BuilderError("unknown builder %r" % name)
-    _execute(cursor, "SELECT pg_notify(%(channel)s, 'builders')",
-             {"channel": NOTIFY_CHANNEL})
+    cursor.execute(BQ.NOTIFY_BUILDERS, {"channel": NOTIFY_CHANNEL})
 
 
 def list_builders(store_or_cursor) -> list[dict]:
     """Every builder with its state and current build, as plain values."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        SELECT b.name, b.url, b.virtualized, b.manual, b.active, b.builderok,
-               b.failnotes, b.failure_count, b.clean_status, b.resources,
-               b.version, b.disabled_by_operator,
-               ARRAY(SELECT p.name FROM builder_processor bp
-                     JOIN processor p ON p.id = bp.processor
-                     WHERE bp.builder = b.id ORDER BY p.name),
-               q.job, f.status
-        FROM builder b
-        LEFT JOIN build_queue q ON q.builder = b.id
-        LEFT JOIN build_farm_job f ON f.job = q.job
-        ORDER BY b.name""")
+    cursor.execute(BQ.LIST_BUILDERS)
     result = []
     for (name, url, virt, manual, active, ok, notes, failures, clean,
          resources, version, by_operator, procs, job,

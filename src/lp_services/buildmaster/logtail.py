@@ -4,7 +4,7 @@ written for all builders in one statement per flush."""
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from lp_services.buildmaster import queue as Q
+from lp_services.buildmaster import queries as BQ
 
 __all__ = ["LogtailBuffer"]
 
@@ -55,24 +55,10 @@ class LogtailBuffer:
         jobs = list(batch)
 
         def write(cursor):
-            Q._execute(cursor, """
-                WITH t AS (
-                    SELECT * FROM unnest(%(jobs)s::bigint[],
-                                         %(cookies)s::text[],
-                                         %(tails)s::text[])
-                        AS t(job, cookie, tail)),
-                q AS (
-                    UPDATE build_queue SET logtail = t.tail
-                    FROM t
-                    WHERE build_queue.job = t.job
-                      AND build_queue.build_cookie = t.cookie
-                    RETURNING build_queue.job)
-                UPDATE job SET lease_expires = %(lease)s,
-                               lease_holder = %(holder)s
-                FROM q WHERE job.id = q.job AND job.status = 1
-                """, {"jobs": jobs, "cookies": [batch[j][0] for j in jobs],
-                      "tails": [batch[j][1] for j in jobs],
-                      "lease": lease_expires, "holder": config.identity})
+            cursor.execute(BQ.WRITE_LOGTAILS, {
+                "jobs": jobs, "cookies": [batch[j][0] for j in jobs],
+                "tails": [batch[j][1] for j in jobs], "lease": lease_expires,
+                "holder": config.identity})
             return cursor.rowcount
         self.flushes += 1
         from lp_services.buildmaster.farm import transaction

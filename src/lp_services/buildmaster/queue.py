@@ -5,7 +5,7 @@ Every function takes a psycopg2 cursor inside the caller's transaction (or
 a Storm Store, whose connection is used through
 :func:`lp_services.database.sql.raw_cursor`), so that other code can queue a
 build inside its own transaction and the buildmaster can do several things
-in one. Nothing here commits.
+in one. Nothing here commits. The SQL is named in :mod:`.queries`.
 
 Job status changes are guarded statements (``WHERE status = <legal
 source>`` or :func:`lp_services.job.transition.transition_job`); build
@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from lp_services.buildmaster import queries as BQ
 from lp_services.buildmaster.enums import BuildStatus
 from lp_services.buildmaster.scoring import (
     ScoreInputs,
@@ -35,7 +36,6 @@ __all__ = [
     "BuildRequestError",
     "Claim",
     "NOTIFY_CHANNEL",
-    "StatementCounter",
     "cancel_build",
     "check_request",
     "claim_build",
@@ -73,22 +73,6 @@ class BuildNotFound(LookupError):
     """No build has that id."""
 
 
-class StatementCounter:
-    """Counts the SQL statements the buildmaster sends (for benchmarks)."""
-
-    def __init__(self):
-        self.count = 0
-
-    def execute(self, cursor, sql, params=None):
-        self.count += 1
-        cursor.execute(sql, params)
-
-
-#: The process-wide counter every statement of this module goes through.
-statements = StatementCounter()
-_execute = statements.execute
-
-
 def cursor_of(store_or_cursor):
     """A psycopg2 cursor from a cursor or a Storm Store."""
     if hasattr(store_or_cursor, "fetchone"):
@@ -122,10 +106,8 @@ def check_request(store_or_cursor, *, build_type: str, processor: str,
         base_score(ScoreInputs(build_type, urgency))
     except ValueError as error:
         raise BuildRequestError(str(error)) from None
-    _execute(cursor, """
-        SELECT (SELECT id FROM processor WHERE name = %(processor)s),
-               (SELECT count(*) FROM job WHERE id = %(prerequisite)s)
-        """, {"processor": processor, "prerequisite": prerequisite})
+    cursor.execute(BQ.CHECK_REQUEST, {
+        "processor": processor, "prerequisite": prerequisite})
     processor_id, found = cursor.fetchone()
     if processor_id is None:
         raise BuildRequestError("unknown processor %r" % processor)
@@ -172,13 +154,9 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
             check_filename(name)
         except InvalidFileName as error:
             raise BuildRequestError(str(error)) from None
-    _execute(cursor, """
-        SELECT (SELECT id FROM processor WHERE name = %(processor)s),
-               (SELECT count(*) FROM job WHERE id = %(prerequisite)s),
-               (SELECT count(DISTINCT sha1) FROM library_file
-                 WHERE sha1 = ANY(%(sha1s)s))
-        """, {"processor": processor, "prerequisite": prerequisite,
-              "sha1s": sorted(set(filemap.values()))})
+    cursor.execute(BQ.REQUEST_LOOKUPS, {
+        "processor": processor, "prerequisite": prerequisite,
+        "sha1s": sorted(set(filemap.values()))})
     processor_id, prerequisite_found, files_found = cursor.fetchone()
     if processor_id is None:
         raise BuildRequestError("unknown processor %r" % processor)
@@ -201,43 +179,15 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
             json_data[key] = value
     if archive_relative:
         json_data["archive_relative"] = archive_relative
-    _execute(cursor, """
-        WITH new_job AS (
-            INSERT INTO job (job_type, status, requester, reason,
-                             date_created, scheduled_start, max_retries,
-                             json_data, prerequisite)
-            VALUES (%(job_type)s, 0, %(requester)s, %(reason)s, %(now)s,
-                    %(scheduled_start)s, %(max_retries)s, %(json_data)s,
-                    %(prerequisite)s)
-            RETURNING id),
-        farm AS (
-            INSERT INTO build_farm_job (job, build_type, processor,
-                                        virtualized, series, status)
-            SELECT id, %(build_type)s, %(processor)s, %(virtualized)s,
-                   %(series)s, 0 FROM new_job
-            RETURNING job),
-        queued AS (
-            INSERT INTO build_queue (job, build_farm_job, build_type,
-                processor, virtualized, lastscore, estimated_duration,
-                build_args, filemap, required_resources)
-            SELECT job, job, %(build_type)s, %(processor)s, %(virtualized)s,
-                   %(lastscore)s, %(estimated_duration)s, %(build_args)s,
-                   %(filemap)s, %(resources)s FROM farm
-            RETURNING job)
-        SELECT job, pg_notify(%(channel)s,
-                              'queued ' || %(processor)s || ' '
-                              || %(virtualized)s::int)
-        FROM queued
-        """, {
-            "job_type": BUILD_JOB_TYPE, "requester": requester,
-            "reason": reason, "now": now,
-            "scheduled_start": scheduled_start or now,
-            "max_retries": max_retries, "json_data": json.dumps(json_data),
-            "prerequisite": prerequisite, "build_type": build_type,
-            "processor": processor_id, "virtualized": virtualized,
-            "series": series, "lastscore": sort_key(base, now),
-            "estimated_duration": estimated_duration,
-            "build_args": json.dumps(build_args or {}),
+    cursor.execute(BQ.REQUEST_BUILD, {
+        "job_type": BUILD_JOB_TYPE, "requester": requester, "reason": reason,
+        "now": now, "scheduled_start": scheduled_start or now,
+        "max_retries": max_retries, "json_data": json.dumps(json_data),
+        "prerequisite": prerequisite, "build_type": build_type,
+        "processor": processor_id, "virtualized": virtualized,
+        "series": series, "lastscore": sort_key(base, now),
+        "estimated_duration": estimated_duration,
+        "build_args": json.dumps(build_args or {}),
             "filemap": json.dumps(filemap),
             "resources": list(required_resources or []),
             "channel": NOTIFY_CHANNEL})
@@ -263,80 +213,6 @@ class Claim:
     queued_at: datetime | None = None
 
 
-# The candidate query and claim, in one statement (see docs/buildmaster.md).
-# Per processor of the builder, a LATERAL index scan of
-# build_queue__candidate__idx in (lastscore DESC, job) order takes the first
-# row that is eligible and not locked by another claimer; the best of those
-# (at most one per processor) is claimed: job RUNNING under this master's
-# lease, builder and a fresh cookie on the queue row, BUILDING on the farm
-# job. The unique index on build_queue.builder rejects a second build for
-# one builder even if two masters raced.
-CLAIM_SQL = """
-WITH candidate AS (
-    SELECT c.job
-    FROM unnest(%(processors)s::int[]) AS p(id)
-    CROSS JOIN LATERAL (
-        SELECT bq.job, bq.lastscore
-        FROM build_queue bq
-        JOIN job j ON j.id = bq.job
-        WHERE bq.builder IS NULL
-          AND bq.processor = p.id
-          AND bq.virtualized = %(virtualized)s
-          AND j.status = 0
-          AND j.scheduled_start <= %(now)s
-          AND bq.required_resources <@ %(resources)s::text[]
-          AND (j.prerequisite IS NULL OR EXISTS (
-                SELECT 1 FROM job pj
-                WHERE pj.id = j.prerequisite AND pj.status = 2))
-        ORDER BY bq.lastscore DESC, bq.job
-        LIMIT 1
-        FOR NO KEY UPDATE OF bq, j SKIP LOCKED
-    ) c
-    ORDER BY c.lastscore DESC, c.job
-    LIMIT 1
-),
-claimed_job AS (
-    UPDATE job
-    SET status = 1, date_started = %(now)s, lease_holder = %(holder)s,
-        lease_expires = %(lease_expires)s,
-        attempt_count = job.attempt_count + 1
-    FROM candidate
-    WHERE job.id = candidate.job AND job.status = 0
-    RETURNING job.id, greatest(job.date_created, job.scheduled_start)
-                      AS queued_at
-),
-claimed AS (
-    UPDATE build_queue
-    SET builder = %(builder)s, build_cookie = %(cookie)s,
-        date_dispatched = %(now)s, logtail = NULL
-    FROM claimed_job
-    WHERE build_queue.job = claimed_job.id
-    RETURNING build_queue.job, build_queue.build_type,
-              build_queue.processor, build_queue.virtualized,
-              build_queue.build_args, build_queue.filemap
-),
-farm AS (
-    UPDATE build_farm_job
-    SET status = 6, builder = %(builder)s, date_started = %(now)s,
-        date_first_dispatched =
-            COALESCE(build_farm_job.date_first_dispatched, %(now)s)
-    FROM claimed
-    WHERE build_farm_job.job = claimed.job
-    RETURNING build_farm_job.job, build_farm_job.series
-)
-SELECT claimed.job, claimed.build_type, pr.name, farm.series,
-       claimed.build_args, claimed.filemap, lf.sha1, claimed.virtualized,
-       claimed_job.queued_at
-FROM claimed
-JOIN claimed_job ON claimed_job.id = claimed.job
-JOIN farm ON farm.job = claimed.job
-JOIN processor pr ON pr.id = claimed.processor
-LEFT JOIN chroot ch ON ch.processor = claimed.processor
-                   AND ch.series = farm.series
-LEFT JOIN library_file lf ON lf.id = ch.library_file
-"""
-
-
 def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
                 virtualized: bool, resources: list[str], now: datetime,
                 holder: str, lease: timedelta) -> Claim | None:
@@ -348,11 +224,10 @@ def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
     """
     cursor = cursor_of(store_or_cursor)
     cookie = new_cookie()
-    _execute(cursor, CLAIM_SQL, {
+    cursor.execute(BQ.CLAIM, {
         "processors": list(processors), "virtualized": virtualized,
         "resources": list(resources), "now": now, "holder": holder,
-        "lease_expires": now + lease, "builder": builder_id,
-        "cookie": cookie})
+        "lease_expires": now + lease, "builder": builder_id, "cookie": cookie})
     row = cursor.fetchone()
     if row is None:
         return None
@@ -365,13 +240,7 @@ def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
 
 def _release_queue_row(cursor, job_id, cookie):
     """Detach a build from its builder if the cookie still matches."""
-    _execute(cursor, """
-        UPDATE build_queue
-        SET builder = NULL, build_cookie = NULL, date_dispatched = NULL,
-            logtail = NULL
-        WHERE job = %(job)s AND build_cookie = %(cookie)s
-        RETURNING processor, virtualized
-        """, {"job": job_id, "cookie": cookie})
+    cursor.execute(BQ.RELEASE_QUEUE_ROW, {"job": job_id, "cookie": cookie})
     return cursor.fetchone()
 
 
@@ -388,25 +257,19 @@ def reset_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
     if released is None:
         return None
     processor_id, virtualized = released
-    _execute(cursor, "SELECT attempt_count, max_retries FROM job"
-                     " WHERE id = %(job)s", {"job": job_id})
+    cursor.execute(BQ.JOB_ATTEMPTS, {"job": job_id})
     attempts, max_retries = cursor.fetchone()
     if attempts > max_retries:
         _finish(cursor, job_id, now, BuildStatus.FAILEDTOBUILD,
                 JobStatus.FAILED,
                 last_error="%s; gave up after %d attempts" % (error, attempts))
         return "failed"
-    statements.count += 1
     transition_job(cursor, job_id, JobStatus.WAITING, now,
                    scheduled_start=now + retry_delay(attempts),
                    lease_holder=None, lease_expires=None, last_error=error)
-    _execute(cursor, """
-        UPDATE build_farm_job SET status = 0, builder = NULL
-        WHERE job = %(job)s;
-        SELECT pg_notify(%(channel)s, 'queued ' || %(processor)s || ' '
-                         || %(virtualized)s::int)
-        """, {"job": job_id, "channel": NOTIFY_CHANNEL,
-              "processor": processor_id, "virtualized": virtualized})
+    cursor.execute(BQ.REQUEUE_FARM_JOB, {
+        "job": job_id, "channel": NOTIFY_CHANNEL, "processor": processor_id,
+        "virtualized": virtualized})
     from lp_services.database.transactor import after_commit
     from lp_services.metrics import record_retry
 
@@ -417,12 +280,7 @@ def reset_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
 def mark_gathering(store_or_cursor, job_id: int, cookie: str) -> bool:
     """Mark a build GATHERING while its results are fetched."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        UPDATE build_farm_job SET status = 11
-        WHERE job = %(job)s AND status = 6 AND EXISTS (
-            SELECT 1 FROM build_queue
-            WHERE job = %(job)s AND build_cookie = %(cookie)s)
-        RETURNING job""", {"job": job_id, "cookie": cookie})
+    cursor.execute(BQ.MARK_GATHERING, {"job": job_id, "cookie": cookie})
     return cursor.fetchone() is not None
 
 
@@ -430,25 +288,15 @@ def _finish(cursor, job_id, now, build_status, job_status, *, log_id=None,
             dependencies=None, last_error=None, files=()):
     """End a build whose queue row is already dealt with."""
     _count_result(build_status)
-    statements.count += 1
     transition_job(cursor, job_id, job_status, now, lease_holder=None,
                    lease_expires=None, last_error=last_error)
-    _execute(cursor, """
-        UPDATE build_farm_job
-        SET status = %(status)s, date_finished = %(now)s,
-            log = COALESCE(%(log)s, log),
-            dependencies = COALESCE(%(dependencies)s, dependencies)
-        WHERE job = %(job)s;
-        DELETE FROM build_queue WHERE job = %(job)s;
-        """, {"status": int(build_status), "now": now, "log": log_id,
-              "dependencies": dependencies, "job": job_id})
+    cursor.execute(BQ.FINISH_FARM_JOB, {
+        "status": int(build_status), "now": now, "log": log_id,
+        "dependencies": dependencies, "job": job_id})
     if files:
-        _execute(cursor, """
-            INSERT INTO build_file (build, library_file, filename)
-            SELECT %(job)s, f.id, f.name
-            FROM unnest(%(ids)s::bigint[], %(names)s::text[]) AS f(id, name)
-            """, {"job": job_id, "ids": [f[1] for f in files],
-                  "names": [f[0] for f in files]})
+        cursor.execute(BQ.ADD_BUILD_FILES, {
+            "job": job_id, "ids": [f[1] for f in files],
+            "names": [f[0] for f in files]})
 
 
 def _count_result(build_status) -> None:
@@ -473,10 +321,7 @@ def finish_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
         longer holds ``cookie``.
     """
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        SELECT builder FROM build_queue
-        WHERE job = %(job)s AND build_cookie = %(cookie)s FOR UPDATE
-        """, {"job": job_id, "cookie": cookie})
+    cursor.execute(BQ.LOCK_DISPATCHED, {"job": job_id, "cookie": cookie})
     row = cursor.fetchone()
     if row is None:
         return None
@@ -484,17 +329,13 @@ def finish_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
                   else JobStatus.FAILED)
     _finish(cursor, job_id, now, build_status, job_status, log_id=log_id,
             dependencies=dependencies, last_error=last_error, files=files)
-    _execute(cursor, "SELECT pg_notify(%(channel)s, 'freed ' || %(builder)s)",
-             {"channel": NOTIFY_CHANNEL, "builder": row[0]})
+    cursor.execute(BQ.NOTIFY_FREED, {
+        "channel": NOTIFY_CHANNEL, "builder": row[0]})
     return row[0]
 
 
 def _lock_build(cursor, job_id):
-    _execute(cursor, """
-        SELECT j.status, f.status FROM job j
-        JOIN build_farm_job f ON f.job = j.id
-        WHERE j.id = %(job)s FOR UPDATE OF j
-        """, {"job": job_id})
+    cursor.execute(BQ.LOCK_BUILD, {"job": job_id})
     row = cursor.fetchone()
     if row is None:
         raise BuildNotFound("no build with id %s" % job_id)
@@ -511,8 +352,7 @@ def cancel_build(store_or_cursor, job_id: int, now: datetime) -> BuildStatus:
     """
     cursor = cursor_of(store_or_cursor)
     job_status, build_status = _lock_build(cursor, job_id)
-    _execute(cursor, "SELECT builder FROM build_queue WHERE job = %(job)s"
-                     " FOR UPDATE", {"job": job_id})
+    cursor.execute(BQ.LOCK_QUEUE_ROW, {"job": job_id})
     row = cursor.fetchone()
     if row is None:
         raise BuildRequestError("build %s has already finished (%s)"
@@ -523,10 +363,8 @@ def cancel_build(store_or_cursor, job_id: int, now: datetime) -> BuildStatus:
         _finish(cursor, job_id, now, BuildStatus.CANCELLED, JobStatus.FAILED,
                 last_error="cancelled")
         return BuildStatus.CANCELLED
-    _execute(cursor, """
-        UPDATE build_farm_job SET status = 9 WHERE job = %(job)s;
-        SELECT pg_notify(%(channel)s, 'cancel ' || %(job)s)
-        """, {"job": job_id, "channel": NOTIFY_CHANNEL})
+    cursor.execute(BQ.MARK_CANCELLING, {
+        "job": job_id, "channel": NOTIFY_CHANNEL})
     return BuildStatus.CANCELLING
 
 
@@ -535,23 +373,8 @@ def fail_orphaned_builds(store_or_cursor, now: datetime) -> int:
     start); return how many. One statement; a chain fails one link per
     call (the buildmaster calls it every refresh)."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        WITH orphans AS (
-            UPDATE job SET status = 3, date_finished = %(now)s,
-                last_error = left('prerequisite job ' || p.id || ' failed'
-                                  || coalesce(': ' || p.last_error, ''),
-                                  2000)
-            FROM job p
-            WHERE job.prerequisite = p.id AND p.status = 3
-              AND job.status = 0 AND job.job_type = %(type)s
-            RETURNING job.id),
-        farm AS (
-            UPDATE build_farm_job SET status = 2, date_finished = %(now)s
-            FROM orphans WHERE build_farm_job.job = orphans.id
-            RETURNING build_farm_job.job)
-        DELETE FROM build_queue USING farm
-        WHERE build_queue.job = farm.job
-        """, {"now": now, "type": BUILD_JOB_TYPE})
+    cursor.execute(BQ.FAIL_ORPHANED_BUILDS, {
+        "now": now, "types": [BUILD_JOB_TYPE]})
     return cursor.rowcount
 
 
@@ -564,10 +387,8 @@ def rescore_build(store_or_cursor, job_id: int, score: int,
     """
     cursor = cursor_of(store_or_cursor)
     _lock_build(cursor, job_id)
-    _execute(cursor, """
-        UPDATE build_queue SET lastscore = %(key)s, manual = true
-        WHERE job = %(job)s AND builder IS NULL RETURNING job
-        """, {"key": sort_key_for_score(score, now), "job": job_id})
+    cursor.execute(
+        BQ.RESCORE, {"key": sort_key_for_score(score, now), "job": job_id})
     if cursor.fetchone() is None:
         raise BuildRequestError(
             "build %s is not waiting; only a waiting build can be rescored"
@@ -577,25 +398,7 @@ def rescore_build(store_or_cursor, job_id: int, score: int,
 def show_build(store_or_cursor, job_id: int, now: datetime) -> dict:
     """Everything about one build, as plain values."""
     cursor = cursor_of(store_or_cursor)
-    _execute(cursor, """
-        SELECT j.id, j.status, j.requester, j.reason, j.date_created,
-               j.scheduled_start, j.date_started, j.date_finished,
-               j.attempt_count, j.max_retries, j.last_error, j.prerequisite,
-               j.lease_holder, j.lease_expires, j.json_data,
-               f.build_type, p.name, f.virtualized, f.series, f.status,
-               b.name, f.date_first_dispatched, f.date_finished,
-               lf.sha1, lf.filename, f.dependencies, f.failure_count,
-               q.lastscore, q.manual, q.build_cookie, q.logtail,
-               q.build_args, q.filemap, q.required_resources, qb.name
-        FROM job j
-        JOIN build_farm_job f ON f.job = j.id
-        JOIN processor p ON p.id = f.processor
-        LEFT JOIN builder b ON b.id = f.builder
-        LEFT JOIN library_file lf ON lf.id = f.log
-        LEFT JOIN build_queue q ON q.job = j.id
-        LEFT JOIN builder qb ON qb.id = q.builder
-        WHERE j.id = %(job)s
-        """, {"job": job_id})
+    cursor.execute(BQ.SHOW_BUILD, {"job": job_id})
     row = cursor.fetchone()
     if row is None:
         raise BuildNotFound("no build with id %s" % job_id)
@@ -605,10 +408,7 @@ def show_build(store_or_cursor, job_id: int, now: datetime) -> dict:
      first_dispatched, bfinished, log_sha1, log_name, dependencies,
      failures, lastscore, manual, cookie, logtail, args, filemap, resources,
      queue_builder) = row
-    _execute(cursor, """
-        SELECT bf.filename, lf.sha1, lf.size FROM build_file bf
-        JOIN library_file lf ON lf.id = bf.library_file
-        WHERE bf.build = %(job)s ORDER BY bf.filename""", {"job": job_id})
+    cursor.execute(BQ.SHOW_BUILD_FILES, {"job": job_id})
     files = [{"filename": n, "sha1": s.strip(), "size": z}
              for n, s, z in cursor.fetchall()]
     return {
