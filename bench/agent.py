@@ -29,7 +29,7 @@ from lp_services.slave.cgroup import Limits
 from lp_services.slave.chroot import unpack
 from lp_services.slave.sandbox import SandboxBackend
 from lp_services.protocol.states import BuilderStatus
-from lp_services.slave.testing import make_test_config, start_agent
+from lp_services.testing.agents import make_test_config, start_agent
 from lp_services.slave.tree import remove_tree
 
 

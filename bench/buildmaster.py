@@ -77,7 +77,7 @@ def bench_dispatch(builds: int, real_agent: bool = False):
     from lp_services.buildmaster.farm import Farm, FarmConfig
     from lp_services.buildmaster.service import BuilderManager
     from lp_services.buildmaster.notify import NotifyListener
-    from lp_services.buildmaster.testing import AgentModel, fake_agents_site
+    from lp_services.testing.fakeagents import AgentModel, fake_agents_site
     from lp_services.buildmaster.web import build_site
     from lp_services.clock import utcnow
     from lp_services.database.sql import raw_cursor
@@ -133,7 +133,7 @@ def bench_dispatch(builds: int, real_agent: bool = False):
         if real_agent:
             from lp_services.slave.busybox_chroot import busybox_chroot
             from lp_services.protocol.states import BuilderStatus
-            from lp_services.slave.testing import TEST_SECRET, start_agent
+            from lp_services.testing.agents import TEST_SECRET, start_agent
 
             running = await start_agent(
                 Path(tempfile.mkdtemp(prefix="bench-agent-")))
@@ -198,7 +198,7 @@ def bench_dispatch(builds: int, real_agent: bool = False):
 AGENTS_SERVER = r"""
 import sys, json
 from twisted.internet import reactor
-from lp_services.buildmaster.testing import AgentModel, fake_agents_site
+from lp_services.testing.fakeagents import AgentModel, fake_agents_site
 from lp_services.protocol.states import BuilderStatus
 n, building = int(sys.argv[1]), int(sys.argv[2])
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from status_pages import SEED  # noqa: E402
 
-from lp_services.reports import fetch_report  # noqa: E402
+from lp_services.ops.reports import fetch_report  # noqa: E402
 from lp_services.testing.database import create_test_database  # noqa: E402
 
 

@@ -79,7 +79,7 @@ class Scratch:
 
 async def one_run(database_url, backend_name, backend, source):
     """One build on a fresh database, master and agent: its step times."""
-    from lp_services.slave.testing import TEST_SECRET, start_agent
+    from lp_services.testing.agents import TEST_SECRET, start_agent
     from tests.slave.corpus_support import farm_build, step_times
 
     scratch = Scratch(database_url)

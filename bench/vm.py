@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from lp_services.slave.busybox_chroot import busybox_chroot  # noqa: E402
 from lp_services.slave.qemu import QemuBackend, QemuConfig  # noqa: E402
 from lp_services.slave.state import BuilderStatus  # noqa: E402
-from lp_services.slave.testing import start_agent  # noqa: E402
+from lp_services.testing.agents import start_agent  # noqa: E402
 from lp_services.slave.vmimage import prepare_image  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Tests of lp_services.chroots and ``lp-services chroot build``."""
+"""Tests of lp_services.images.chroots and ``lp-services chroot build``."""
 
 import hashlib
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from twisted.trial import unittest
 
-from lp_services.chroots import (
+from lp_services.images.chroots import (
     ChrootError,
     build_chroot,
     cache_root,
@@ -107,7 +107,7 @@ class CacheTests(unittest.SynchronousTestCase):
         amd64 from http://m points."""
         directory = self.dir / "chroots"
         directory.mkdir()
-        import lp_services.chroots as chroots
+        import lp_services.images.chroots as chroots
         key = hashlib.sha1(f"{chroots._LAYOUT} http://m ".encode()) \
             .hexdigest()[:8]
         path = directory / f"bookworm-minbase-amd64-{key}.tar.zst"
@@ -170,7 +170,7 @@ class RegisterTests(DatabaseTestMixin, unittest.TestCase):
 
         cache = Path(self.mktemp())
         (cache / "chroots").mkdir(parents=True)
-        import lp_services.chroots as chroots
+        import lp_services.images.chroots as chroots
         key = hashlib.sha1(f"{chroots._LAYOUT} http://m ".encode()) \
             .hexdigest()[:8]
         (cache / "chroots" / f"bookworm-buildd-amd64-{key}.tar.zst") \

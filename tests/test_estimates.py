@@ -1,10 +1,10 @@
-"""Tests of duration and start-time estimates (lp_services.estimates)."""
+"""Tests of duration and start-time estimates (lp_services.buildmaster.estimates)."""
 
 from datetime import timedelta
 
 from twisted.trial.unittest import TestCase
 
-from lp_services.estimates import DEFAULT_DURATION, estimate_duration, expected_start
+from lp_services.buildmaster.estimates import DEFAULT_DURATION, estimate_duration, expected_start
 from lp_services.testing.database import DatabaseTestMixin
 from tests.database.test_views import SEED
 

@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from lp_services import metrics as M
+from lp_services.ops import gauges as G
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
 
@@ -33,7 +34,7 @@ def exported() -> tuple[set, set]:
     """(sample names, label names) this code can export: the process
     registry's families and the ops gauges'."""
     names, labels = set(), {"le", "quantile"}
-    gauges = list(M.OpsGauges(transactor=None, clock=Clock()).collect())
+    gauges = list(G.OpsGauges(transactor=None, clock=Clock()).collect())
     for family in list(M.REGISTRY.collect()) + gauges:
         for suffix in _SUFFIXES[family.type]:
             names.add(family.name + suffix)

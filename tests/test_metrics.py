@@ -12,6 +12,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.test.requesthelper import DummyRequest
 
 from lp_services import metrics as M
+from lp_services.ops import gauges as G
 from lp_services.database.transactor import Transactor
 from lp_services.testing.database import DatabaseTestMixin
 from tests.database.test_views import SEED
@@ -117,7 +118,7 @@ class OpsGaugesUnitTests(SynchronousTestCase):
 
     def test_collect_before_refresh(self):
         """Before any read: no queue rows, every builder state at 0."""
-        values = self.values(M.OpsGauges(FakeTransactor(ROWS), Clock()))
+        values = self.values(G.OpsGauges(FakeTransactor(ROWS), Clock()))
         self.assertEqual(values[("lp_builders", (("state", "idle"),))], 0)
         self.assertFalse([k for k in values if k[0] == "lp_queue_waiting_builds"])
 
@@ -125,7 +126,7 @@ class OpsGaugesUnitTests(SynchronousTestCase):
         """A refresh within the interval reuses the last read."""
         clock = Clock()
         transactor = FakeTransactor(ROWS)
-        gauges = M.OpsGauges(transactor, clock, interval=10)
+        gauges = G.OpsGauges(transactor, clock, interval=10)
         self.successResultOf(gauges.refresh())
         clock.advance(5)
         self.successResultOf(gauges.refresh())
@@ -146,7 +147,7 @@ class OpsGaugesUnitTests(SynchronousTestCase):
         """Scrapes arriving during a read wait for it instead of starting
         another."""
         transactor = FakeTransactor("defer")
-        gauges = M.OpsGauges(transactor, Clock())
+        gauges = G.OpsGauges(transactor, Clock())
         first, second = gauges.refresh(), gauges.refresh()
         self.assertNoResult(first)
         self.assertEqual(transactor.calls, 1)
@@ -159,7 +160,7 @@ class OpsGaugesUnitTests(SynchronousTestCase):
         and the previous figures stay."""
         transactor = FakeTransactor(ROWS)
         clock = Clock()
-        gauges = M.OpsGauges(transactor, clock, interval=1)
+        gauges = G.OpsGauges(transactor, clock, interval=1)
         self.successResultOf(gauges.refresh())
         transactor.result = RuntimeError("database away")
         clock.advance(2)
@@ -245,7 +246,7 @@ class MetricsSiteTests(DatabaseTestMixin, TestCase):
         transactor = Transactor(self.database_url, reactor=reactor)
         transactor.start()
         self.addCleanup(transactor.stop)
-        gauges = M.OpsGauges(transactor, reactor)
+        gauges = G.OpsGauges(transactor, reactor)
         port = reactor.listenTCP(0, M.make_metrics_site(
             [M.REGISTRY, gauges], refresh=gauges.refresh), interface="127.0.0.1")
         self.addCleanup(port.stopListening)

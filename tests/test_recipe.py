@@ -1,4 +1,4 @@
-"""Tests of recipe parsing and checking (lp_services.recipe)."""
+"""Tests of recipe parsing and checking (lp_services.recipes.recipe)."""
 
 import json
 import os
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from lp_services.recipe import (
+from lp_services.recipes.recipe import (
     RecipeError,
     load_recipe_file,
     parse_recipe,
@@ -85,7 +85,7 @@ class ParseRecipeTests(TestCase):
         """
         import subprocess
 
-        from lp_services.recipe import build_script
+        from lp_services.recipes.recipe import build_script
 
         work = Path(self.mktemp()).resolve()
         (work / "out").mkdir(parents=True)
@@ -105,7 +105,7 @@ class ParseRecipeTests(TestCase):
         """A failing recipe script fails the build with its own status."""
         import subprocess
 
-        from lp_services.recipe import build_script
+        from lp_services.recipes.recipe import build_script
 
         work = Path(self.mktemp()).resolve()
         work.mkdir()
@@ -198,7 +198,7 @@ class ScriptFileConfinementTests(TestCase):
         """What was opened is checked too: a path that passed the first
         check but opens a file outside (a link swapped in between) is
         refused."""
-        from lp_services import recipe
+        from lp_services.recipes import recipe
 
         (self.folder / "evil.sh").symlink_to(self.secret)
         checked = []
@@ -218,7 +218,7 @@ class ScriptFileConfinementTests(TestCase):
     def test_not_regular_or_too_large_refused(self):
         """Folders, FIFOs, non-UTF-8 and oversized files are refused with
         a message (a FIFO does not hang the command)."""
-        from lp_services.recipe import MAX_SCRIPT_SIZE
+        from lp_services.recipes.recipe import MAX_SCRIPT_SIZE
 
         os.mkfifo(self.folder / "fifo")
         self.assertRefused("sub", "not a regular file")

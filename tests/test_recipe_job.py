@@ -19,9 +19,9 @@ from lp_services.job.enqueue import enqueue
 from lp_services.job.registry import job_types
 from lp_services.job.runner import JobRunner
 from lp_services.job.status import JobStatus
-from lp_services.recipe import RECIPE_JOB_TYPE
+from lp_services.recipes.recipe import RECIPE_JOB_TYPE
 from lp_services.testing.database import DatabaseTestMixin
-from lp_services.work import describe_work
+from lp_services.ops.work import describe_work
 from tests.job.support import job_row, wait_for
 
 SOURCE = b"the source of a recipe\n"
@@ -40,7 +40,7 @@ class _Counting(Resource):
 
 
 class RecipeJobTests(DatabaseTestMixin, TestCase):
-    """Recipe jobs through a runner whose children load lp_services.recipe."""
+    """Recipe jobs through a runner whose children load lp_services.recipes.recipe."""
 
     timeout = 120
 
@@ -75,7 +75,7 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
             job_id = enqueue(cur, RECIPE_JOB_TYPE, data, max_retries=max_retries)
         runner = JobRunner(self.database_url, [job_types.get(RECIPE_JOB_TYPE)],
                            holder="recipe-test", concurrency=1,
-                           modules=("lp_services.recipe",), poll_interval=0.2,
+                           modules=("lp_services.recipes.recipe",), poll_interval=0.2,
                            grace=0.0)
         runner.startService()
         try:

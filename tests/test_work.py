@@ -1,11 +1,11 @@
-"""Tests of describe_work (lp_services.work): one code path, both kinds."""
+"""Tests of describe_work (lp_services.ops.work): one code path, both kinds."""
 
 from datetime import timedelta
 
 from twisted.trial.unittest import TestCase
 
 from lp_services.testing.database import DatabaseTestMixin
-from lp_services.work import UnknownWork, describe_work
+from lp_services.ops.work import UnknownWork, describe_work
 from tests.database.test_views import SEED
 
 EXTRA = """

@@ -6,11 +6,9 @@ small ``record_*`` functions, which never touch the database and never
 raise for a label they have not seen before.
 
 Gauges that describe the farm as a whole (queue depth per processor,
-builder states) are not kept up to date by the daemons: an
-:class:`OpsGauges` collector reads them from the ops views
-(``lp_services.reports``) through the transactor when ``/metrics`` is
-scraped, at most once per :data:`OPS_REFRESH_INTERVAL`, so the figures on
-``/metrics``, on the status pages and in ``lp-services report`` agree.
+builder states) are not kept up to date by the daemons: the
+:class:`lp_services.ops.gauges.OpsGauges` collector reads them from the
+ops views when ``/metrics`` is scraped.
 
 ``/metrics`` is served by :class:`MetricsResource` (mounted by the status
 site, see ``lp_services.web.site``) or, on a job runner, by the small site
@@ -21,7 +19,6 @@ import math
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -37,8 +34,6 @@ __all__ = [
     "JOB_OUTCOMES",
     "LEASE_EXPIRIES",
     "MetricsResource",
-    "OPS_REFRESH_INTERVAL",
-    "OpsGauges",
     "REGISTRY",
     "RETRIES",
     "SCAN_DURATION",
@@ -124,7 +119,8 @@ RETRIES = Counter(
     ["type"], registry=REGISTRY)
 
 
-def _seconds(value) -> float:
+def seconds_of(value) -> float:
+    """A duration (timedelta or number) in seconds."""
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
@@ -138,12 +134,12 @@ def _name(value) -> str:
 def record_dispatch_latency(seconds) -> None:
     """A build was dispatched ``seconds`` (float or timedelta) after it
     became dispatchable. Negative values (clock skew) count as 0."""
-    DISPATCH_LATENCY.observe(max(0.0, _seconds(seconds)))
+    DISPATCH_LATENCY.observe(max(0.0, seconds_of(seconds)))
 
 
 def record_scan_duration(seconds) -> None:
     """One scanner cycle of one builder took ``seconds``."""
-    SCAN_DURATION.observe(max(0.0, _seconds(seconds)))
+    SCAN_DURATION.observe(max(0.0, seconds_of(seconds)))
 
 
 def record_build_result(status) -> None:
@@ -165,7 +161,7 @@ def record_job_outcome(job_type: str, outcome: str, duration=None) -> None:
     JOB_OUTCOMES.labels(type=job_type, outcome=outcome).inc()
     if duration is not None:
         JOB_DURATION.labels(type=job_type, outcome=outcome).observe(
-            max(0.0, _seconds(duration)))
+            max(0.0, seconds_of(duration)))
 
 
 def record_lease_expiry(job_type: str) -> None:
@@ -176,124 +172,6 @@ def record_lease_expiry(job_type: str) -> None:
 def record_retry(job_type: str) -> None:
     """A failed attempt of a ``job_type`` job was scheduled again."""
     RETRIES.labels(type=job_type).inc()
-
-
-#: How stale the ops gauges may be: scrapes within this many seconds of a
-#: refresh reuse it, so many scrapers (or a dashboard's refresh) cost at
-#: most one round of ops queries per interval. Prometheus scrapes every
-#: 15-60 s, so 10 s never serves a scrape its predecessor's figures.
-OPS_REFRESH_INTERVAL = 10.0
-
-
-def _read_ops(store):
-    from lp_services.database.sql import raw_cursor
-    from lp_services.reports import fetch_report
-
-    cursor = raw_cursor(store)
-    _, queue = fetch_report(cursor, "queue")
-    _, builders = fetch_report(cursor, "builders")
-    return ([{k: r[k] for k in ("processor", "virtualized", "waiting_builds",
-                                "building", "oldest_wait",
-                                "estimated_time_to_clear")} for r in queue],
-            [r["state"] for r in builders])
-
-
-class OpsGauges:
-    """A collector of farm-wide gauges read from the ops views.
-
-    :meth:`refresh` (a Deferred; run it before a scrape) reads
-    ``ops_queue`` and ``ops_builders`` through the transactor;
-    :meth:`collect` yields the last figures read and never blocks.
-
-    :param transactor: a started ``Transactor``.
-    :param clock: an IReactorTime (its ``seconds()`` spaces refreshes).
-    :param interval: see :data:`OPS_REFRESH_INTERVAL`.
-    """
-
-    def __init__(self, transactor, clock, interval: float = OPS_REFRESH_INTERVAL):
-        self._transactor = transactor
-        self._clock = clock
-        self._interval = interval
-        self._queue = []
-        self._states = []
-        self._refreshed_at = None
-        self._waiters = None
-        self.errors = 0
-
-    def refresh(self):
-        """Read the ops views unless read less than ``interval`` ago.
-
-        Concurrent callers share one read. A failed read is logged and
-        counted; the previous figures stay. The Deferred never fails.
-        """
-        from twisted.internet.defer import Deferred, succeed
-
-        now = self._clock.seconds()
-        if (self._refreshed_at is not None
-                and now - self._refreshed_at < self._interval):
-            return succeed(None)
-        waiter = Deferred()
-        if self._waiters is not None:
-            self._waiters.append(waiter)
-            return waiter
-        self._waiters = [waiter]
-        d = self._transactor.run(_read_ops)
-        d.addCallbacks(self._store, self._failed)
-        d.addBoth(self._notify)
-        return waiter
-
-    def _store(self, result):
-        self._queue, self._states = result
-        self._refreshed_at = self._clock.seconds()
-
-    def _failed(self, failure):
-        self.errors += 1
-        _log.failure("reading the ops views for /metrics failed", failure)
-
-    def _notify(self, _):
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def collect(self):
-        """See ``prometheus_client.registry.Collector``."""
-        labels = ["processor", "virtualized"]
-        waiting = GaugeMetricFamily(
-            "lp_queue_waiting_builds",
-            "Builds waiting for a builder (ops_queue.waiting_builds).", labels=labels)
-        building = GaugeMetricFamily(
-            "lp_queue_building_builds",
-            "Builds on a builder now (ops_queue.building).", labels=labels)
-        oldest = GaugeMetricFamily(
-            "lp_queue_oldest_wait_seconds",
-            "How long the oldest waiting build has waited (0 when none waits).",
-            labels=labels)
-        clear = GaugeMetricFamily(
-            "lp_queue_estimated_seconds_to_clear",
-            "Estimated time to clear the queue (ops_queue); +Inf when builds "
-            "wait and no builder can take them.", labels=labels)
-        for row in self._queue:
-            values = [row["processor"], "true" if row["virtualized"] else "false"]
-            waiting.add_metric(values, row["waiting_builds"])
-            building.add_metric(values, row["building"])
-            oldest.add_metric(values, _seconds(row["oldest_wait"] or 0))
-            ttc = row["estimated_time_to_clear"]
-            clear.add_metric(values, math.inf if ttc is None else _seconds(ttc))
-        yield waiting
-        yield building
-        yield oldest
-        yield clear
-        states = GaugeMetricFamily(
-            "lp_builders", "Builders by state (ops_builders.state).",
-            labels=["state"])
-        for state in BUILDER_STATES:
-            states.add_metric([state], self._states.count(state))
-        yield states
-        errors = GaugeMetricFamily(
-            "lp_ops_refresh_errors",
-            "Failed reads of the ops views for these gauges since start.")
-        errors.add_metric([], self.errors)
-        yield errors
 
 
 class _Union:
@@ -313,7 +191,7 @@ class MetricsResource(Resource):
     :param registries: collectors (registries) to expose, default
         ``[REGISTRY]``.
     :param refresh: a callable returning a Deferred, run before each
-        scrape (``OpsGauges.refresh``), or None.
+        scrape (``lp_services.ops.gauges.OpsGauges.refresh``), or None.
 
     Honours ``Accept`` (Prometheus text or OpenMetrics).
     """

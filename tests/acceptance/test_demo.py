@@ -86,7 +86,7 @@ class StopRecordedTests(TestCase):
         one running the recorded command is stopped."""
         import json
 
-        from lp_services.demo import stop_recorded
+        from lp_services.cli.demo_farm import stop_recorded
 
         home = Path(self.mktemp()).resolve()
         (home / "demo").mkdir(parents=True)

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.database.embedded import EmbeddedServer
 from lp_services.database.schema import upgrade
-from lp_services.demo import Daemon, free_port
+from lp_services.cli.demo_farm import Daemon, free_port
 from lp_services.testing.tiers import slow
 
 DOWNTIME = 30.0

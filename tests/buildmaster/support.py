@@ -7,7 +7,7 @@ from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.farm import Farm, FarmConfig
 from lp_services.buildmaster.scanner import BuilderScanner
-from lp_services.buildmaster.testing import SyncTransactor
+from lp_services.testing.fakeagents import SyncTransactor
 from lp_services.clock import utcnow
 from lp_services.database.sql import raw_cursor
 from lp_services.database.transactor import Transactor

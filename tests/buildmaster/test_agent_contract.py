@@ -19,9 +19,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web import server
 from zope.interface.verify import verifyObject
 
-from lp_services.buildmaster.agent import AgentClient, AgentError
+from lp_services.buildmaster.agentclient import AgentClient, AgentError
 from lp_services.buildmaster.interfaces import IAgentClient
-from lp_services.buildmaster.testing import (
+from lp_services.testing.fakeagents import (
     AbortingAgent,
     AgentModel,
     BrokenAgent,
@@ -255,7 +255,7 @@ class RealAgentTests(AgentContract, TestCase):
     skip = sandbox_unavailable()
 
     async def asyncSetUp(self):
-        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.testing.agents import TEST_SECRET, start_agent
 
         tmp = Path(tempfile.mkdtemp(prefix="bm-real-agent-"))
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)

@@ -56,7 +56,7 @@ class IntegrationBase(DatabaseTestMixin, TestCase):
     skip = sandbox_unavailable()
 
     async def start_agent(self):
-        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.testing.agents import TEST_SECRET, start_agent
 
         tmp = Path(tempfile.mkdtemp(prefix="bm-int-agent-"))
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)

@@ -8,13 +8,13 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
-from lp_services.buildmaster.agent import AgentError
+from lp_services.buildmaster.agentclient import AgentError
 from lp_services.buildmaster.blame import SCAN_FAILURE_THRESHOLD
 from lp_services.buildmaster.farm import Farm
 from lp_services.protocol.states import BuilderStatus
 from lp_services.buildmaster.scanner import BuilderScanner
 from lp_services.buildmaster.service import BuilderManager
-from lp_services.buildmaster.testing import (
+from lp_services.testing.fakeagents import (
     AbortingAgent,
     BrokenAgent,
     BuildingAgent,

@@ -64,7 +64,7 @@ class SigintDeferredTests(TestCase):
         import os
         import signal
 
-        from lp_services.demo import _sigint_deferred
+        from lp_services.cli.demo_farm import _sigint_deferred
         before = signal.getsignal(signal.SIGINT)
         reached = []
         with self.assertRaises(KeyboardInterrupt):
@@ -79,7 +79,7 @@ class SigintDeferredTests(TestCase):
         back."""
         import signal
 
-        from lp_services.demo import _sigint_deferred
+        from lp_services.cli.demo_farm import _sigint_deferred
         before = signal.getsignal(signal.SIGINT)
         with _sigint_deferred():
             self.assertIsNot(signal.getsignal(signal.SIGINT), before)

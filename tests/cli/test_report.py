@@ -71,7 +71,7 @@ class NarrowTerminalTests(SeededDatabaseMixin, DatabaseTestMixin, TestCase):
         from rich.console import Console
 
         from lp_services.cli.report import render_report
-        from lp_services.reports import fetch_report
+        from lp_services.ops.reports import fetch_report
 
         conn = self.connect()
         with conn.cursor() as cur:

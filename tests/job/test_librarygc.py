@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from twisted.trial.unittest import TestCase
 
 from lp_services.filestore.store import FileStore
-from lp_services.job.librarygc import collect, referencing_columns
+from lp_services.filestore.gc import collect, referencing_columns
 from lp_services.testing.database import DatabaseTestMixin
 
 OLD = datetime(2020, 1, 1, tzinfo=timezone.utc)

@@ -32,7 +32,7 @@ _HEADER = re.compile(rb"^=== (.+?) \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC\)"
 
 def buildd_chroot():
     """The cached bookworm buildd chroot tarball (built on first use)."""
-    from lp_services.chroots import build_chroot
+    from lp_services.images.chroots import build_chroot
     return build_chroot("bookworm", "buildd").path
 
 

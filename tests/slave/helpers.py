@@ -16,7 +16,7 @@ from twisted.web.http_headers import Headers
 
 from lp_services.slave.busybox_chroot import busybox_chroot
 from lp_services.protocol.states import BuilderStatus
-from lp_services.slave.testing import TEST_SECRET, make_test_config, start_agent
+from lp_services.testing.agents import TEST_SECRET, make_test_config, start_agent
 from lp_services.slave.tree import remove_tree
 from lp_services.slave.volume import detach_mounts
 

@@ -14,7 +14,7 @@ from lp_services.slave.errors import (
     BadBuildId, BadFileName, NotClean, WrongState)
 from lp_services.slave.manager import BuildOutcome
 from lp_services.protocol.states import BuilderStatus, BuildStatus
-from lp_services.slave.testing import make_test_config
+from lp_services.testing.agents import make_test_config
 from lp_services.slave.volume import (
     create_volume, detach_mounts, mounts_under)
 

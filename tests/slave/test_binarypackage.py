@@ -292,7 +292,7 @@ def make_source_package(where: Path, build_depends: str) -> dict:
 
 def buildd_chroot() -> Path:
     """The cached bookworm buildd chroot tarball (built on first use)."""
-    from lp_services.chroots import build_chroot
+    from lp_services.images.chroots import build_chroot
     return build_chroot("bookworm", "buildd").path
 
 

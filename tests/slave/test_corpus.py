@@ -328,7 +328,7 @@ class CorpusQemuTests(IntegrationBase):
         build in a guest VM without network, FULLYBUILT with hello's
         .deb."""
         from lp_services.slave.qemu import QemuBackend, QemuConfig
-        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.testing.agents import TEST_SECRET, start_agent
         from lp_services.slave.vmimage import prepare_image
 
         source = fetch_or_skip("hello")

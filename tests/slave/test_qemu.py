@@ -514,7 +514,7 @@ class BuildmasterGuestTests(IntegrationBase):
     timeout = 300
 
     async def start_agent(self):
-        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.testing.agents import TEST_SECRET, start_agent
 
         tmp = Path(tempfile.mkdtemp(prefix="bm-qemu-agent-"))
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)

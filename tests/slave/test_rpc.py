@@ -483,7 +483,8 @@ class TrustedNetworkTests(ProtocolTestCase):
 
     def test_bad_network_is_a_config_error(self):
         """A network that is not CIDR is refused at load, naming the key."""
-        from lp_services.slave.config import ConfigError, load_config
+        from lp_services.config import ConfigError
+        from lp_services.slave.config import load_config
         error = self.assertRaises(
             ConfigError, load_config, None,
             {"trusted_networks": ["10.0.0.0/33"], "secret": "s"})

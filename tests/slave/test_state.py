@@ -3,7 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from lp_services.protocol.states import BuilderStatus, BuildStatus
-from lp_services.slave.state import InvalidTransition, StateMachine, TRANSITIONS
+from lp_services.slave.state import IllegalStateChange, StateMachine, TRANSITIONS
 
 LEGAL = {
     (BuilderStatus.IDLE, BuilderStatus.BUILDING),
@@ -30,14 +30,14 @@ class TransitionTests(SynchronousTestCase):
             self.assertIs(machine.state, target)
 
     def test_every_illegal_edge_raises_and_keeps_state(self):
-        """Each of the 11 illegal edges raises InvalidTransition naming both
+        """Each of the 11 illegal edges raises IllegalStateChange naming both
         states, and the state is unchanged."""
         illegal = [(a, b) for a in BuilderStatus for b in BuilderStatus
                    if (a, b) not in LEGAL]
         self.assertEqual(len(illegal), 11)
         for source, target in illegal:
             machine = StateMachine(source)
-            e = self.assertRaises(InvalidTransition, machine.move, target)
+            e = self.assertRaises(IllegalStateChange, machine.move, target)
             self.assertIn(source.value, str(e))
             self.assertIn(target.value, str(e))
             self.assertIs(machine.state, source)

@@ -121,7 +121,7 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
         from lp_services.filestore.store import FileStore
         from lp_services.filestore.web import FileStoreResource
         from lp_services.slave.busybox_chroot import busybox_chroot
-        from lp_services.slave.testing import TEST_SECRET, start_agent
+        from lp_services.testing.agents import TEST_SECRET, start_agent
 
         agent_dir = Path(tempfile.mkdtemp(prefix="web-browser-agent-"))
         self.addCleanup(shutil.rmtree, agent_dir, ignore_errors=True)

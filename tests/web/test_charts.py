@@ -5,7 +5,7 @@ colour."""
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from lp_services.reports import fetch_report
+from lp_services.ops.reports import fetch_report
 from tests.web.helpers import StatusSiteMixin, TagCollector
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
-from lp_services.buildmaster.agent import AgentError
+from lp_services.buildmaster.agentclient import AgentError
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
 from lp_services.buildmaster.farm import ScanError
 from lp_services.protocol import states as wire

@@ -4,7 +4,7 @@ scanner's decision table, :mod:`.scanner`)."""
 
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
-from lp_services.buildmaster.agent import AgentError
+from lp_services.buildmaster.agentclient import AgentError
 from lp_services.buildmaster.blame import BUILDER_FAILURE_THRESHOLD
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
 from lp_services.protocol import states as wire

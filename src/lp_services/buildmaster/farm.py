@@ -10,7 +10,7 @@ from twisted.internet import defer, error as ierror
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
-from lp_services.buildmaster.agent import AgentClient
+from lp_services.buildmaster.agentclient import AgentClient
 from lp_services.buildmaster.logtail import LogtailBuffer
 from lp_services.clock import utcnow
 

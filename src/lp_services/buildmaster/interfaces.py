@@ -10,7 +10,7 @@ class IAgentClient(Interface):
 
     Every method returns a Deferred. A call that cannot reach the agent,
     times out, or gets an answer that is not what the protocol promises
-    fails with :class:`lp_services.buildmaster.agent.AgentError` (or a
+    fails with :class:`lp_services.buildmaster.agentclient.AgentError` (or a
     subclass); the scanner turns that into failure handling.
     """
 

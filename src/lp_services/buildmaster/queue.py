@@ -134,7 +134,7 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
     the buildmasters (delivered when the caller commits). ``filemap`` maps
     file names the build sees to sha1s of files in the file store.
     ``estimated_duration`` defaults to
-    :func:`lp_services.estimates.estimate_duration` of the build type and
+    :func:`lp_services.buildmaster.estimates.estimate_duration` of the build type and
     of ``build_args["recipe"]``, which is also kept in the job's data.
 
     :raises BuildRequestError: unknown processor, build type, urgency,
@@ -170,7 +170,7 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
         # Estimates learn from earlier builds of the same recipe.
         json_data["recipe"] = recipe
     if estimated_duration is None:
-        from lp_services.estimates import estimate_duration
+        from lp_services.buildmaster.estimates import estimate_duration
 
         estimated_duration = estimate_duration(
             cursor, build_type, recipe if isinstance(recipe, str) else None)

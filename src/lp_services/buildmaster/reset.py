@@ -4,7 +4,7 @@ answers, then mark it CLEAN."""
 from twisted.internet import task
 
 from lp_services.buildmaster import builders as B
-from lp_services.buildmaster.agent import AgentError
+from lp_services.buildmaster.agentclient import AgentError
 from lp_services.buildmaster.enums import BuilderCleanStatus
 from lp_services.buildmaster.farm import ScanError
 

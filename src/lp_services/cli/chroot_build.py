@@ -1,7 +1,7 @@
 """``lp-services chroot build``: make a chroot tarball with debootstrap.
 
 Attach ``build`` to the ``chroot`` group (``chroot.add_command(build)``).
-The work is lp_services.chroots.build_chroot(); this module only parses
+The work is lp_services.images.chroots.build_chroot(); this module only parses
 options, reports, and (``--register``) hands the tarball to ``chroot add``.
 """
 
@@ -38,7 +38,7 @@ def build(click_ctx, series, variant, processor, mirror, include, rebuild,
           output, register):
     """Build a zstd-compressed chroot tarball (cached; see
     docs/virtualization.md)."""
-    from lp_services.chroots import ChrootError, build_chroot
+    from lp_services.images.chroots import ChrootError, build_chroot
 
     try:
         result = build_chroot(series=series, variant=variant,

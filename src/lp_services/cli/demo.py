@@ -29,7 +29,7 @@ def demo(ctx, keep_running, stop_only):
     from rich.console import Console
 
     from lp_services.config import lp_home
-    from lp_services.demo import (
+    from lp_services.cli.demo_farm import (
         DemoError, DemoFarm, running_recorded, stop_recorded,
         stop_started_database)
 
@@ -111,7 +111,7 @@ def _run(farm, console, keep_running):
 
 def _describe(farm, job_id):
     from lp_services.database.connection import connect
-    from lp_services.work import describe_work
+    from lp_services.ops.work import describe_work
 
     conn = connect(farm.database_url)
     try:
@@ -126,7 +126,7 @@ def _follow(farm, console, recipe_id):
     from rich.live import Live
     from rich.table import Table
 
-    from lp_services.demo import BUILD_TIMEOUT, DemoError
+    from lp_services.cli.demo_farm import BUILD_TIMEOUT, DemoError
 
     seen = []
 
@@ -201,8 +201,8 @@ def _results(farm, console, base, recipe_id, build_id, keep_running):
     from rich.table import Table
 
     from lp_services.cli.show import format_work
-    from lp_services.demo import DemoError, download
-    from lp_services.reports import humanize
+    from lp_services.cli.demo_farm import DemoError, download
+    from lp_services.ops.reports import humanize
 
     build = _describe(farm, build_id)
     table = Table(title="results of build %d" % build_id, title_justify="left")
@@ -252,7 +252,7 @@ def _reports(farm, console):
     """Print the work, builders and queue reports, as `report` does."""
     from lp_services.cli.report import render_report
     from lp_services.database.connection import connect
-    from lp_services.reports import fetch_report
+    from lp_services.ops.reports import fetch_report
 
     conn = connect(farm.database_url)
     try:

@@ -126,7 +126,7 @@ def list_(ctx, status, job_type, limit, as_json):
     """List jobs, newest first."""
     from lp_services.job.admin import list_jobs
     from lp_services.job.status import JobStatus
-    from lp_services.reports import attempts_text
+    from lp_services.ops.reports import attempts_text
 
     wanted = None if status is None else JobStatus[status.upper()]
     records = _in_transaction(ctx, lambda cur: list_jobs(

@@ -37,7 +37,7 @@ def request(ctx, path, priority, max_retries, as_json):
     import getpass
 
     from lp_services.job.enqueue import enqueue
-    from lp_services.recipe import (
+    from lp_services.recipes.recipe import (
         RECIPE_JOB_TYPE, RecipeError, load_recipe_file, parse_recipe)
 
     try:

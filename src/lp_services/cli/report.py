@@ -48,7 +48,7 @@ _OPTIONAL = {
 @user_errors
 def report(ctx, name, as_json, chart, limit, kind, type_, status):
     """Print an ops report: queue, builders, work, failures or durations."""
-    from lp_services.reports import fetch_report, humanize, jsonable
+    from lp_services.ops.reports import fetch_report, humanize, jsonable
 
     filters = {}
     if name == "work":
@@ -89,7 +89,7 @@ def durations_chart(rows, width: int) -> list[str]:
     """``report durations --chart``: one line per kind and type, a bar to
     the median (█) continued to the p90 (░), both figures after it; the
     longest p90 spans the width left by the labels."""
-    from lp_services.reports import humanize
+    from lp_services.ops.reports import humanize
 
     if not rows:
         return ["(no successful work in the last 30 days)"]
@@ -115,7 +115,7 @@ def render_report(name, columns, rows, width: int):
     """A rich renderable of one report's rows (the columns people read),
     fitted to ``width`` (see :mod:`lp_services.cli.tables`)."""
     from lp_services.cli.tables import render_table
-    from lp_services.reports import humanize
+    from lp_services.ops.reports import humanize
 
     shown = _SHOWN.get(name, columns)
     cells = [[" ".join(humanize(row[c]).split()) for c in shown]

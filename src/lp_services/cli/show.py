@@ -33,8 +33,8 @@ def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> Non
     """
     import dataclasses
 
-    from lp_services.reports import humanize, jsonable
-    from lp_services.work import UnknownWork, describe_work
+    from lp_services.ops.reports import humanize, jsonable
+    from lp_services.ops.work import UnknownWork, describe_work
 
     conn = ctx.connect()
     try:
@@ -94,7 +94,7 @@ def _jsonable_tree(value, jsonable):
 
 def format_work(d, humanize) -> list[str]:
     """The lines ``show`` prints for a WorkDetails."""
-    from lp_services.reports import attempts_text
+    from lp_services.ops.reports import attempts_text
 
     lines = ["%s %d: %s %s" % (d.kind, d.id, d.type, d.status)]
 

@@ -127,7 +127,7 @@ class LibraryGCJobType(JobType):
     """Remove file-store content that nothing references.
 
     ``{"older_than_days": N}`` (default 7; fractions allowed). See
-    :func:`lp_services.job.librarygc.collect`.
+    :func:`lp_services.filestore.gc.collect`.
     """
 
     name = "library-gc"
@@ -150,7 +150,7 @@ class LibraryGCJobType(JobType):
 
     def run(self, data, context):
         from lp_services.filestore.store import default_file_store
-        from lp_services.job.librarygc import collect
+        from lp_services.filestore.gc import collect
 
         cutoff = context.now - timedelta(days=data.get("older_than_days", 7))
         connection = context.connect()

@@ -3,7 +3,7 @@
 :class:`Agent` holds everything; the XML-RPC resource
 (:mod:`lp_services.slave.rpc`) only translates calls to it. Every method
 either does what it says or raises an :class:`~lp_services.slave.errors.
-AgentError` having changed nothing. The state moves only through
+RequestRefused` having changed nothing. The state moves only through
 :class:`~lp_services.slave.state.StateMachine`.
 """
 

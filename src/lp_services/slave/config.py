@@ -8,18 +8,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lp_services.config import ConfigError
 from lp_services.slave.idmap import DEFAULT_BASE, IdRange, IdRangeError
 
-__all__ = ["AgentConfig", "ConfigError", "load_config", "parse_size"]
+__all__ = ["AgentConfig", "load_config", "parse_size"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 #: Environment variable holding the secret (an alternative to a file).
 SECRET_ENV = "LP_BUILDSLAVE_SECRET"
-
-
-class ConfigError(ValueError):
-    """A configuration the agent cannot start with (one clear line)."""
 
 
 def parse_size(value) -> int:

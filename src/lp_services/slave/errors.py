@@ -7,7 +7,7 @@ The domain object raises these; the XML-RPC layer turns them into
 
 __all__ = [
     "AgentDiskError",
-    "AgentError",
+    "RequestRefused",
     "BadArguments",
     "BadBuildId",
     "BadFileName",
@@ -18,43 +18,43 @@ __all__ = [
 ]
 
 
-class AgentError(Exception):
+class RequestRefused(Exception):
     """A request the agent refuses; nothing was changed."""
 
     fault_code = 1
 
 
-class BadArguments(AgentError):
+class BadArguments(RequestRefused):
     """Wrong number or types of arguments, or bad build ``args``."""
 
     fault_code = 1
 
 
-class WrongState(AgentError):
+class WrongState(RequestRefused):
     """The method is not allowed in the agent's current state."""
 
     fault_code = 2
 
 
-class BadBuildId(AgentError):
+class BadBuildId(RequestRefused):
     """An empty, too long or unsafe build id."""
 
     fault_code = 3
 
 
-class BadFileName(AgentError):
+class BadFileName(RequestRefused):
     """A file name that is not one safe path component."""
 
     fault_code = 4
 
 
-class BadSha1(AgentError):
+class BadSha1(RequestRefused):
     """Not 40 lower-case hexadecimal digits."""
 
     fault_code = 5
 
 
-class NotClean(AgentError):
+class NotClean(RequestRefused):
     """The work directory holds files the agent could not remove (a
     failed ``clean()`` or what a previous run left): no build is accepted
     over them. The message names them and says why."""
@@ -62,7 +62,7 @@ class NotClean(AgentError):
     fault_code = 6
 
 
-class AgentDiskError(AgentError):
+class AgentDiskError(RequestRefused):
     """The agent's own disk refused what a request needs (e.g. ENOSPC
     making the build directory); nothing was changed."""
 

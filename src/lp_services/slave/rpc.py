@@ -2,7 +2,7 @@
 
 Each ``xmlrpc_*`` method checks the argument count, calls the
 :class:`~lp_services.slave.agent.Agent` method of the same meaning and
-turns an :class:`~lp_services.slave.errors.AgentError` into
+turns an :class:`~lp_services.slave.errors.RequestRefused` into
 ``Fault(error.fault_code, message)`` (codes in :data:`~lp_services.slave.
 errors.FAULT_CODES`).
 """
@@ -13,13 +13,13 @@ from xmlrpc.client import Binary, Fault
 from twisted.internet import defer
 from twisted.web import xmlrpc
 
-from lp_services.slave.errors import AgentError, BadArguments
+from lp_services.slave.errors import RequestRefused, BadArguments
 
 __all__ = ["AgentXMLRPC"]
 
 
 def _call(*names, optional: int = 0):
-    """Check ``len(args)`` against ``names``; map AgentError to Fault."""
+    """Check ``len(args)`` against ``names``; map RequestRefused to Fault."""
     required = len(names) - optional
 
     def decorate(method):
@@ -35,7 +35,7 @@ def _call(*names, optional: int = 0):
                                 len(args)))
             try:
                 result = method(self, *args)
-            except AgentError as e:
+            except RequestRefused as e:
                 raise Fault(e.fault_code, str(e)) from None
             if isinstance(result, defer.Deferred):
                 result.addErrback(_fault)
@@ -45,7 +45,7 @@ def _call(*names, optional: int = 0):
 
 
 def _fault(failure):
-    failure.trap(AgentError)
+    failure.trap(RequestRefused)
     raise Fault(failure.value.fault_code, str(failure.value))
 
 

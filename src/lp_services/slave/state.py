@@ -4,13 +4,13 @@
 from lp_services.protocol.states import BuilderStatus
 
 __all__ = [
-    "InvalidTransition",
+    "IllegalStateChange",
     "StateMachine",
     "TRANSITIONS",
 ]
 
 
-#: Every legal edge. Anything else raises :class:`InvalidTransition`.
+#: Every legal edge. Anything else raises :class:`IllegalStateChange`.
 TRANSITIONS: dict[BuilderStatus, frozenset[BuilderStatus]] = {
     # build() accepted a build.
     BuilderStatus.IDLE: frozenset({BuilderStatus.BUILDING}),
@@ -24,7 +24,7 @@ TRANSITIONS: dict[BuilderStatus, frozenset[BuilderStatus]] = {
 }
 
 
-class InvalidTransition(Exception):
+class IllegalStateChange(Exception):
     """An edge that is not in :data:`TRANSITIONS`."""
 
     def __init__(self, current: BuilderStatus, wanted: BuilderStatus):
@@ -50,7 +50,7 @@ class StateMachine:
         return wanted in TRANSITIONS[self._state]
 
     def move(self, wanted: BuilderStatus) -> None:
-        """Go to ``wanted`` or raise :class:`InvalidTransition`."""
+        """Go to ``wanted`` or raise :class:`IllegalStateChange`."""
         if not self.can(wanted):
-            raise InvalidTransition(self._state, wanted)
+            raise IllegalStateChange(self._state, wanted)
         self._state = wanted

@@ -8,7 +8,8 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from lp_services.slave.config import ConfigError, load_config
+from lp_services.config import ConfigError
+from lp_services.slave.config import load_config
 from lp_services.slave.web import build_site
 
 __all__ = ["AgentService", "Options", "makeService"]

@@ -32,7 +32,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from lp_services.chroots import cache_lock, cache_root
+from lp_services.images.chroots import cache_lock, cache_root
 
 __all__ = [
     "GuestImage",

@@ -1,7 +1,7 @@
 """The agent's HTTP site: ``/rpc`` and ``/filecache/``, behind auth.
 
 :func:`build_site` is the one way to make it, for twistd and for tests
-(listen on port 0 on loopback; see :mod:`lp_services.slave.testing`).
+(listen on port 0 on loopback; see :mod:`lp_services.testing.agents`).
 
 Authentication wraps the whole tree: every request must carry
 ``Authorization: Basic base64(buildd:SECRET)`` or ``Authorization: Bearer

@@ -5,7 +5,7 @@ for a build system a build farm must handle (see :data:`CORPUS`).
 :func:`fetch_source` downloads one with ``apt-get source --download-only``
 from this machine's configured Debian archive and caches it under
 ``cache_root()/sources/<name>/`` (``/var/cache/lp-services`` for root,
-``~/.cache/lp-services`` otherwise; see lp_services.chroots.cache_root), so
+``~/.cache/lp-services`` otherwise; see lp_services.images.chroots.cache_root), so
 that warm runs do not touch the network.
 
 apt runs with a private configuration of its own
@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from lp_services.chroots import (
+from lp_services.images.chroots import (
     cache_lock, cache_root, deb822_stanzas)
 from lp_services.slave.binarypackage import (
     DscError, dsc_fields, verify_source)

@@ -23,7 +23,7 @@ the drawing with the view it was drawn from.
 
 from twisted.web.template import Tag, tags
 
-from lp_services.reports import humanize
+from lp_services.ops.reports import humanize
 
 __all__ = ["OUTCOMES", "charts_section", "durations_chart", "finished_chart",
            "queue_chart"]

@@ -14,8 +14,8 @@ from datetime import datetime
 
 from lp_services.database.sql import raw_cursor
 from lp_services.job.status import JobStatus
-from lp_services.reports import fetch_report
-from lp_services.work import describe_work
+from lp_services.ops.reports import fetch_report
+from lp_services.ops.work import describe_work
 
 __all__ = [
     "BadFilter",

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from twisted.web.template import Tag, tags
 
-from lp_services.reports import attempts_text, humanize
+from lp_services.ops.reports import attempts_text, humanize
 from lp_services.web.charts import charts_section
 
 __all__ = [
@@ -384,7 +384,7 @@ def _no_log(d) -> str:
 
 def log_json(d) -> dict:
     """``/builds/<id>/log.json``: what the live log polls."""
-    from lp_services.reports import jsonable
+    from lp_services.ops.reports import jsonable
 
     b = d.build
     return {

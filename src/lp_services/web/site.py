@@ -31,7 +31,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import flattenString
 
-from lp_services.metrics import REGISTRY, MetricsResource, OpsGauges
+from lp_services.metrics import REGISTRY, MetricsResource
+from lp_services.ops.gauges import OpsGauges
 from lp_services.web import data, pages
 
 __all__ = ["SECURITY_HEADERS", "make_status_resource"]
@@ -170,7 +171,7 @@ class _Page(Resource):
 
     def failed(self, failure, request, base) -> _Reply:
         """The reply when loading or rendering failed."""
-        from lp_services.work import UnknownWork
+        from lp_services.ops.work import UnknownWork
 
         if failure.check(UnknownWork):
             return _error(base, 404, "Not found", str(failure.value))
@@ -312,7 +313,7 @@ class _LogJSON(_Page):
         return self._json(200, pages.log_json(details))
 
     def failed(self, failure, request, base):
-        from lp_services.work import UnknownWork
+        from lp_services.ops.work import UnknownWork
 
         if failure.check(UnknownWork):
             return self._json(404, {"error": str(failure.value)})

@@ -16,7 +16,7 @@ from twisted.internet import defer
 from twisted.web import resource, server, xmlrpc
 from zope.interface import implementer
 
-from lp_services.buildmaster.agent import AgentError, FileFetchError
+from lp_services.buildmaster.agentclient import AgentError, FileFetchError
 from lp_services.buildmaster.interfaces import IAgentClient
 from lp_services.protocol.states import (
     KEY_BUILD_ID,
@@ -210,7 +210,7 @@ class FakeAgent:
         return self._call("info")
 
     def status(self):
-        from lp_services.buildmaster.agent import parse_status
+        from lp_services.buildmaster.agentclient import parse_status
 
         return self._call("status").addCallback(parse_status)
 

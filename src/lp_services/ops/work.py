@@ -175,7 +175,7 @@ def _now(cursor, now):
 
 def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
     from lp_services.buildmaster.scoring import effective_score
-    from lp_services.estimates import expected_start
+    from lp_services.buildmaster.estimates import expected_start
 
     row = _one(cursor, """
         SELECT f.build_type, build_status_name(f.status) AS build_status,
