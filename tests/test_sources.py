@@ -1,4 +1,4 @@
-"""Fetching recipe sources (lp_services.sources): the address policy, the
+"""Fetching recipe sources (lp_services.recipes.sources): the address policy, the
 redirect and DNS checks, the deadline and minimum rate, and errors that do
 not repeat what a server said. Servers are real, on loopback (127.0.0.1
 is internal, so refused unless allow-listed); the fetcher blocks, so it
@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import resource, server
 
 from lp_services.filestore.store import FileStore
-from lp_services.sources import (
+from lp_services.recipes.sources import (
     FetchLimits, SourceFetcher, SourceRefused, SourceTooSlow,
     SourceUnreachable, TransferGuard, address_allowed, parse_allow_list)
 

@@ -20,13 +20,24 @@ content: :meth:`FileStore.put_stream` renames a fresh file into place before
 its row commits, so that file's mtime is recent and survives.
 """
 
+import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 from psycopg2 import sql
 
-__all__ = ["GCResult", "collect", "referencing_columns"]
+from lp_services.job.registry import (
+    InvalidJobData,
+    JobType,
+    RetryableError,
+    job_types,
+)
+
+__all__ = ["GCResult", "LibraryGCJobType", "collect", "referencing_columns"]
 
 _BATCH = 500
 
@@ -123,3 +134,40 @@ def collect(connection, file_store, cutoff: datetime) -> GCResult:
             files_removed += 1
             bytes_freed += stat.st_size
     return GCResult(rows_deleted, files_removed, bytes_freed)
+
+
+class LibraryGCJobType(JobType):
+    """Remove file-store content that nothing references.
+
+    ``{"older_than_days": N}`` (default 7; fractions allowed). See
+    :func:`lp_services.filestore.gc.collect`.
+    """
+
+    name = "library-gc"
+    max_retries = 2
+    #: A reference added while collecting (foreign-key violation), a
+    #: serialization failure or a lost connection: try again later.
+    retryable_errors = (RetryableError, psycopg2.errors.ForeignKeyViolation,
+                        psycopg2.extensions.TransactionRollbackError,
+                        psycopg2.OperationalError)
+    timeout_seconds = 3600.0
+    lease_seconds = 120.0
+
+    def validate(self, data):
+        super().validate(data)
+        days = data.get("older_than_days", 7)
+        if isinstance(days, bool) or not isinstance(days, (int, float)) \
+                or days < 0:
+            raise InvalidJobData("library-gc older_than_days must be a "
+                                 "number >= 0, got %r" % (days,))
+
+    def run(self, data, context):
+        from lp_services.filestore.store import default_file_store
+
+        cutoff = context.now - timedelta(days=data.get("older_than_days", 7))
+        connection = context.connect()
+        result = collect(connection, default_file_store(), cutoff)
+        print("library-gc: %s" % json.dumps(result.as_dict()), flush=True)
+
+
+job_types.register(LibraryGCJobType())

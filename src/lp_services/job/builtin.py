@@ -8,19 +8,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
 from urllib.parse import urlsplit
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extensions
 
 from lp_services.job.registry import (
     InvalidJobData, JobType, RetryableError, UserError, job_types)
 
 __all__ = [
     "HTTPNotifyJobType",
-    "LibraryGCJobType",
     "NoopJobType",
     "SleepJobType",
 ]
@@ -123,41 +118,5 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class LibraryGCJobType(JobType):
-    """Remove file-store content that nothing references.
-
-    ``{"older_than_days": N}`` (default 7; fractions allowed). See
-    :func:`lp_services.filestore.gc.collect`.
-    """
-
-    name = "library-gc"
-    max_retries = 2
-    #: A reference added while collecting (foreign-key violation), a
-    #: serialization failure or a lost connection: try again later.
-    retryable_errors = (RetryableError, psycopg2.errors.ForeignKeyViolation,
-                        psycopg2.extensions.TransactionRollbackError,
-                        psycopg2.OperationalError)
-    timeout_seconds = 3600.0
-    lease_seconds = 120.0
-
-    def validate(self, data):
-        super().validate(data)
-        days = data.get("older_than_days", 7)
-        if isinstance(days, bool) or not isinstance(days, (int, float)) \
-                or days < 0:
-            raise InvalidJobData("library-gc older_than_days must be a "
-                                 "number >= 0, got %r" % (days,))
-
-    def run(self, data, context):
-        from lp_services.filestore.store import default_file_store
-        from lp_services.filestore.gc import collect
-
-        cutoff = context.now - timedelta(days=data.get("older_than_days", 7))
-        connection = context.connect()
-        result = collect(connection, default_file_store(), cutoff)
-        print("library-gc: %s" % json.dumps(result.as_dict()), flush=True)
-
-
-for _type in (NoopJobType(), SleepJobType(), HTTPNotifyJobType(),
-              LibraryGCJobType()):
+for _type in (NoopJobType(), SleepJobType(), HTTPNotifyJobType()):
     job_types.register(_type)

@@ -164,7 +164,8 @@ job_types = JobTypeRegistry()
 
 #: Modules every runner and the CLI load: the built-in types and the
 #: ``recipe`` type (which checks a recipe and queues its build).
-DEFAULT_MODULES = (BUILTIN_MODULE, "lp_services.recipes.recipe")
+DEFAULT_MODULES = (BUILTIN_MODULE, "lp_services.filestore.gc",
+                   "lp_services.recipes.recipe")
 
 
 def load_modules(modules=()) -> None:

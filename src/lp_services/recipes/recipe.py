@@ -42,7 +42,7 @@ from pathlib import Path
 
 from lp_services.job.registry import JobType, UserError, job_types
 from lp_services.protocol.names import is_sha1
-from lp_services.sources import SourceFetcher, SourceRefused, SourceUnreachable
+from lp_services.recipes.sources import SourceFetcher, SourceRefused, SourceUnreachable
 
 __all__ = [
     "RECIPE_JOB_TYPE",
@@ -267,7 +267,7 @@ def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
     """Fetch ``source`` into the file store unless present; return the
     library_file id. Runs in a job runner's child process.
 
-    :param fetcher: a :class:`lp_services.sources.SourceFetcher` (the
+    :param fetcher: a :class:`lp_services.recipes.sources.SourceFetcher` (the
         address policy, deadline and minimum rate); by default one with
         the job runner's settings.
     :raises SourceUnreachable: the server could not be reached, answered
@@ -276,7 +276,7 @@ def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
         oversized source. No message repeats what a server sent.
     """
     from lp_services.filestore.store import ContentMismatch, ContentTooLarge
-    from lp_services.sources import SourceFetcher
+    from lp_services.recipes.sources import SourceFetcher
 
     cursor.execute("SELECT id FROM library_file WHERE sha1 = %s LIMIT 1",
                    (source.sha1,))
