@@ -126,3 +126,51 @@ class HouseTests(TestCase):
         self.assertEqual(
             violations("lp_services.buildmaster.scanner", source, rules),
             ["lp_services.buildmaster.scanner:1 imports web"])
+
+
+TESTS = ROOT / "tests"
+
+
+def slow_marked_outside(tests: Path) -> list[str]:
+    """Test modules outside ``tests/slow`` that mark tests slow: the tiers
+    are directories, so such a test would be run (skipped) by the fast
+    tier and never where the slow tier is run alone."""
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        if path.relative_to(tests).parts[0] == "slow":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.ImportFrom)
+                    and node.module == "lp_services.testing.tiers"):
+                found.append(str(path.relative_to(tests)))
+    return found
+
+
+class TierLayoutTests(TestCase):
+    """Test tiers by directory (docs/design.md, Tests)."""
+
+    def test_slow_tests_live_in_tests_slow(self):
+        """No test module outside tests/slow uses the slow marker."""
+        self.assertEqual(slow_marked_outside(TESTS), [])
+
+    def test_a_slow_test_outside_is_caught(self):
+        """A synthetic module under tests/web marking a class slow is
+        reported."""
+        tests = Path(self.mktemp())
+        (tests / "web").mkdir(parents=True)
+        (tests / "slow").mkdir()
+        (tests / "web" / "test_x.py").write_text(
+            "from lp_services.testing.tiers import slow\n")
+        (tests / "slow" / "test_y.py").write_text(
+            "from lp_services.testing.tiers import slow\n")
+        self.assertEqual(slow_marked_outside(tests), ["web/test_x.py"])
+
+    def test_every_slow_test_case_is_marked(self):
+        """Every module under tests/slow imports the marker, so a slow
+        test named explicitly with --fast skips with a reason."""
+        unmarked = [str(p.relative_to(TESTS))
+                    for p in sorted((TESTS / "slow").rglob("test_*.py"))
+                    if "from lp_services.testing.tiers import slow"
+                    not in p.read_text()]
+        self.assertEqual(unmarked, [])

@@ -1,4 +1,5 @@
-"""The README's main command, `lp-services demo`, run for real twice."""
+"""The README's main command, `lp-services demo`, run for real once;
+`demo --stop` and Ctrl-C."""
 
 import os
 import re
@@ -11,55 +12,52 @@ from twisted.trial.unittest import TestCase
 from lp_services.database.embedded import EmbeddedServer
 
 
+def run_demo(home: Path) -> subprocess.CompletedProcess:
+    """Run ``lp-services --home HOME demo`` to its end, as the README says,
+    without the caller's database or home."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LP_DATABASE_URL", "LP_HOME")}
+    return subprocess.run(
+        [sys.executable, "-m", "lp_services.cli.main", "--home", str(home),
+         "demo"], capture_output=True, text=True, env=env, timeout=600)
+
+
+def check_demo_built_and_stopped(case: TestCase, home: Path,
+                                 result: subprocess.CompletedProcess):
+    """The demo built its recipe, checked every result's sha1, stopped
+    everything it started (its embedded PostgreSQL too) and said so."""
+    output = result.stdout + result.stderr
+    case.assertEqual(result.returncode, 0, output)
+    case.assertIn("greeting.txt says: Hello from the lp-services "
+                  "build farm!", output)
+    # Three results and the log, each downloaded and its sha1 checked.
+    case.assertEqual(len(re.findall(r"sha1 ok", output)), 4, output)
+    case.assertIn("COMPLETED / FULLYBUILT", output)
+    case.assertIn("status page: http://127.0.0.1:", output)
+    # The farm stops next: the link is not handed out as if live.
+    case.assertIn("run the demo with --keep-running to browse them", output)
+    case.assertIn("stopped the buildmaster", output)
+    case.assertIn("and the embedded PostgreSQL the demo started", output)
+    case.assertFalse(EmbeddedServer(home).state().running)
+    # Nothing it started is left running.
+    case.assertFalse((home / "demo" / "pids.json").exists())
+    case.assertEqual(processes_mentioning(home), [])
+
+
 class DemoTests(TestCase):
-    """lp-services demo builds a recipe end to end on a fresh state dir."""
+    """lp-services demo builds a recipe end to end on a fresh state dir.
 
-    def run_demo(self, home: Path):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LP_DATABASE_URL", "LP_HOME")}
-        return subprocess.run(
-            [sys.executable, "-m", "lp_services.cli.main", "--home", str(home),
-             "demo"], capture_output=True, text=True, env=env, timeout=600)
+    The fast tier runs the whole demo once; a second demo on the same
+    home and a demo beside a running database are in
+    tests/slow/acceptance/test_demo.py."""
 
-    def test_demo_twice(self):
-        """Two demos in a row build, check every result's sha1, and stop."""
+    def test_demo(self):
+        """A demo on a fresh home builds, checks every result's sha1, and
+        stops everything it started."""
         home = Path(self.mktemp()).resolve()
         home.mkdir()
         self.addCleanup(EmbeddedServer(home).stop)
-        for attempt in (1, 2):
-            result = self.run_demo(home)
-            output = result.stdout + result.stderr
-            self.assertEqual(result.returncode, 0, output)
-            self.assertIn("greeting.txt says: Hello from the lp-services "
-                          "build farm!", output)
-            # Three results and the log, each downloaded and its sha1 checked.
-            self.assertEqual(len(re.findall(r"sha1 ok", output)), 4, output)
-            self.assertIn("COMPLETED / FULLYBUILT", output)
-            self.assertIn("status page: http://127.0.0.1:", output)
-            # The farm stops next: the link is not handed out as if live.
-            self.assertIn("run the demo with --keep-running to browse them",
-                          output)
-            self.assertIn("stopped the buildmaster", output)
-            # The embedded PostgreSQL it started is stopped too.
-            self.assertIn("and the embedded PostgreSQL the demo started",
-                          output)
-            self.assertFalse(EmbeddedServer(home).state().running)
-            # Nothing it started is left running (but the database).
-            self.assertFalse((home / "demo" / "pids.json").exists())
-            self.assertEqual(processes_mentioning(home), [])
-
-    def test_running_database_is_left_running(self):
-        """A database that ran before the demo still runs after it."""
-        home = Path(self.mktemp()).resolve()
-        home.mkdir()
-        server = EmbeddedServer(home)
-        server.start()
-        self.addCleanup(server.stop)
-        result = self.run_demo(home)
-        output = result.stdout + result.stderr
-        self.assertEqual(result.returncode, 0, output)
-        self.assertNotIn("the embedded PostgreSQL the demo started", output)
-        self.assertTrue(server.state().running)
+        check_demo_built_and_stopped(self, home, run_demo(home))
 
 
 def processes_mentioning(home: Path) -> list[str]:

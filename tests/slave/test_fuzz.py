@@ -13,7 +13,6 @@ from twisted.internet.threads import blockingCallFromThread
 from lp_services.slave.manager import BuildOutcome, ManagerRegistry
 from lp_services.protocol.states import BuilderStatus, BuildStatus
 from lp_services.protocol.wire import wire_text
-from lp_services.testing.tiers import slow
 
 from tests.slave.helpers import AgentTestCase
 from tests.slave.hold import HoldBuildManager
@@ -138,17 +137,6 @@ class FastFuzzTests(FuzzTestCase):
     def test_fuzzed_calls_never_break_the_agent(self):
         """150 fuzzed calls in random states: answers, no state leaks."""
         return self.fuzz(150)
-
-
-@slow
-class SlowFuzzTests(FuzzTestCase):
-    """The volume run."""
-
-    def test_ten_thousand_fuzzed_calls(self):
-        """10,000 fuzzed calls in random states: answers, no state leaks."""
-        return self.fuzz(10_000)
-
-    test_ten_thousand_fuzzed_calls.timeout = 1800
 
 
 # Any str Python can hold: lone surrogates are what a non-UTF-8 file name

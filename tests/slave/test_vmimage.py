@@ -15,9 +15,7 @@ from lp_services.slave.vmimage import (
     build_initramfs,
     extract_vmlinux,
     module_depends,
-    prepare_image,
 )
-from lp_services.testing.tiers import slow
 
 FAKE_ELF = b"\x7fELF" + b"\x02\x01\x01" + b"kernel body " * 1000
 
@@ -144,31 +142,3 @@ class InitramfsTests(unittest.SynchronousTestCase):
                       INIT_SCRIPT)
         self.assertIn('echo "$status" >/ctl/status', INIT_SCRIPT)
         self.assertIn("ro,cache=loose\" lproot /newroot", INIT_SCRIPT)
-
-
-@slow
-class RealImageTests(unittest.TestCase):
-    """The real Debian kernel package (downloaded once, cached)."""
-
-    timeout = 300
-
-    def test_prepare(self):
-        """prepare_image() gives an ELF vmlinux and an initramfs with the
-        virtio, 9p and ext4 modules and their dependencies; a second call
-        uses the cache."""
-        image = prepare_image()
-        with open(image.kernel, "rb") as f:
-            self.assertEqual(b"\x7fELF", f.read(4))
-        entries = read_cpio(image.initramfs.read_bytes())
-        order = entries["lib/modules/load-order"][2].decode().split()
-        names = [Path(p).stem for p in order]
-        for wanted in ("virtio", "virtio_ring", "virtio_pci", "9pnet",
-                       "9pnet_virtio", "9p", "ext4", "jbd2"):
-            self.assertIn(wanted, names)
-        self.assertLess(names.index("9pnet"), names.index("9pnet_virtio"))
-        self.assertTrue(image.package.startswith("linux-image-"))
-        self.assertTrue(image.kernel_release.endswith("-amd64"))
-        mtime = image.kernel.stat().st_mtime_ns
-        again = prepare_image()
-        self.assertEqual(image, again)
-        self.assertEqual(mtime, again.kernel.stat().st_mtime_ns)

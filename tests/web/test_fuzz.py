@@ -17,7 +17,6 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.filestore.store import FileStore
 from lp_services.filestore.web import FileStoreResource
-from lp_services.testing.tiers import slow
 from tests.filestore.test_web import open_files_under
 from tests.web.helpers import StatusSiteMixin
 
@@ -146,15 +145,3 @@ class FastSiteFuzzTests(SiteFuzzTestCase):
         """200 fuzzed requests: no 5xx, bounded answers, security headers,
         no open files."""
         return self.fuzz(200)
-
-
-@slow
-class SlowSiteFuzzTests(SiteFuzzTestCase):
-    """The volume run."""
-
-    def test_five_thousand_fuzzed_requests(self):
-        """5,000 fuzzed requests: no 5xx, bounded answers, security
-        headers, no open files."""
-        return self.fuzz(5000)
-
-    test_five_thousand_fuzzed_requests.timeout = 1800

@@ -1,4 +1,4 @@
-"""Support for the chaos suite (tests/acceptance/test_chaos.py).
+"""Support for the chaos suite (tests/slow/acceptance/test_chaos.py).
 
 - The ``chaos-record`` job type records every execution (job, attempt,
   runner, pid, start and end, from the database clock) in

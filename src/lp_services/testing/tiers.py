@@ -1,8 +1,11 @@
-"""Test tiers: fast (default) and slow.
+"""Test tiers: fast and slow.
 
-``./run tests`` runs every tier; ``./run tests --fast`` sets
-``LP_TEST_TIER=fast`` and the slow tier (VMs, real package builds, chaos,
-browser, fuzzing at volume) is skipped with a reason.
+The tiers are directories: ``tests/slow/`` holds the slow tier (VMs, real
+package builds, chaos, browsers, fuzzing at volume), everything else under
+``tests/`` is the fast tier. ``./run tests`` runs both, ``--fast`` all but
+``tests/slow``, ``--slow`` only it. Every slow test is also marked with
+:func:`slow`, so one named explicitly under ``LP_TEST_TIER=fast`` skips
+with a reason instead of running for half an hour.
 """
 
 import os

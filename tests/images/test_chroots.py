@@ -15,7 +15,6 @@ from lp_services.images.chroots import (
 )
 from lp_services.cli.chroot_build import build
 from lp_services.testing.database import DatabaseTestMixin
-from lp_services.testing.tiers import slow
 
 DEB822 = """\
 Types: deb
@@ -135,27 +134,6 @@ class CacheTests(unittest.SynchronousTestCase):
         self.assertEqual(b"tarball", out.read_bytes())
         result = CliRunner().invoke(build, ["--variant", "fat"])
         self.assertEqual(2, result.exit_code)
-
-
-@slow
-class RealChrootTests(unittest.TestCase):
-    """The real buildd chroot (built once, cached; shared with the
-    binarypackage tests)."""
-
-    timeout = 600
-
-    def test_buildd_chroot_unpacks(self):
-        """The buildd tarball unpacks with the agent's safe unpacker (no
-        device nodes, members at the root) and has the build tools."""
-        from lp_services.slave.chroot import resolve_in_root, unpack
-        result = build_chroot("bookworm", "buildd")
-        root = Path(self.mktemp())
-        self.assertGreater(unpack(result.path, root), 1000)
-        for tool in ("/bin/sh", "/usr/bin/dpkg-buildpackage",
-                     "/usr/bin/apt-get", "/usr/bin/gcc", "/usr/bin/make"):
-            self.assertIsNotNone(resolve_in_root(root, tool), tool)
-        self.assertEqual([], list((root / "dev").iterdir()))
-        self.assertFalse(list(root.glob("var/cache/apt/archives/*.deb")))
 
 
 class RegisterTests(DatabaseTestMixin, unittest.TestCase):

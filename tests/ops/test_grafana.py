@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lp_services import metrics as M
 from lp_services.ops import gauges as G
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
 # The sample names each metric family type exposes (Prometheus text format
 # as prometheus-client writes it).

@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from lp_services.testing.tiers import slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class InstallTests(TestCase):

@@ -7,7 +7,6 @@ runs in a thread while the reactor serves."""
 import functools
 import hashlib
 import http.server
-import io
 import ipaddress
 import shutil
 import ssl
