@@ -37,9 +37,9 @@ class ImportCheckTests(TestCase):
         self.assertIn("SET status = %d" % JobStatus.RUNNING, queries.CLAIM)
 
 
-class PlanTests(DatabaseTestMixin, TestCase):
-    """EXPLAIN of the hot statements with 20,000 queued builds on another
-    processor and 200 builders."""
+class QueuedFarmMixin(DatabaseTestMixin):
+    """A farm of 200 amd64 builders and 20,000 builds queued for arm64,
+    analyzed, with EXPLAIN helpers (shared with tests/ops)."""
 
     def setUp(self):
         super().setUp()
@@ -85,6 +85,10 @@ class PlanTests(DatabaseTestMixin, TestCase):
 
     def indexes(self, plan):
         return {n.get("Index Name") for n in self.nodes(plan)} - {None}
+
+class PlanTests(QueuedFarmMixin, TestCase):
+    """EXPLAIN of the hot statements with 20,000 queued builds on another
+    processor and 200 builders."""
 
     def test_claim_walks_the_candidate_index(self):
         """The claim for an amd64 builder probes build_queue through the

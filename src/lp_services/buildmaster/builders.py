@@ -16,10 +16,13 @@ __all__ = [
     "add_builder",
     "builder_failed",
     "count_failure",
+    "find_chroot",
     "list_builders",
     "load_vitals",
     "pending_work",
     "record_version",
+    "register_chroot",
+    "repoint_builder",
     "reset_failure_count",
     "set_builder_mode",
     "set_clean_status",
@@ -205,3 +208,37 @@ def list_builders(store_or_cursor) -> list[dict]:
                                      if status is not None else None),
         })
     return result
+
+
+def repoint_builder(store_or_cursor, name: str, url: str,
+                    secret: str | None) -> None:
+    """Builder ``name``'s agent now answers at ``url`` with ``secret``
+    (the local demo's restarted agent): trusted again, failures forgotten,
+    automatic (a missing builder changes nothing)."""
+    cursor = cursor_of(store_or_cursor)
+    cursor.execute(BQ.REPOINT_BUILDER, {"name": name, "url": url,
+                                        "secret": secret,
+                                        "channel": NOTIFY_CHANNEL})
+
+
+def find_chroot(store_or_cursor, processor: str,
+                series: str) -> tuple[int | None, int | None]:
+    """(processor id, chroot id) for ``processor``/``series``; either is
+    None when missing."""
+    cursor = cursor_of(store_or_cursor)
+    cursor.execute(BQ.PROCESSOR_AND_CHROOT,
+                   {"processor": processor, "series": series})
+    return tuple(cursor.fetchone())
+
+
+def register_chroot(store_or_cursor, processor: str, series: str,
+                    library_file: int) -> None:
+    """Library file ``library_file`` becomes the chroot of
+    ``processor``/``series``, replacing the previous one.
+    :raises BuilderError: an unknown processor."""
+    processor_id, _ = find_chroot(store_or_cursor, processor, series)
+    if processor_id is None:
+        raise BuilderError("unknown processor %r (add a builder for it "
+                           "first)" % processor)
+    cursor_of(store_or_cursor).execute(BQ.REGISTER_CHROOT, {
+        "processor": processor_id, "series": series, "file": library_file})

@@ -16,6 +16,8 @@ builders are interchangeable and the estimates are right, and says so.
 
 from datetime import timedelta
 
+from lp_services.buildmaster import queries as BQ
+
 __all__ = ["DEFAULT_DURATION", "HISTORY", "estimate_duration", "expected_start"]
 
 #: Used until a type has a successful build to learn from.
@@ -27,20 +29,13 @@ HISTORY = 20
 def estimate_duration(cursor, build_type: str,
                       recipe: str | None = None) -> timedelta:
     """The estimated duration of a new build of ``build_type`` (and recipe)."""
-    queries = []
+    attempts = []
     if recipe is not None:
-        queries.append(("AND j.json_data->>'recipe' = %s", (build_type, recipe)))
-    queries.append(("", (build_type,)))
-    for extra, params in queries:
-        cursor.execute("""
-            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d)
-            FROM (SELECT f.date_finished - f.date_started AS d
-                  FROM build_farm_job f JOIN job j ON j.id = f.job
-                  WHERE f.build_type = %s AND f.status = 1
-                    AND f.date_started IS NOT NULL
-                    AND f.date_finished IS NOT NULL """ + extra + """
-                  ORDER BY f.date_finished DESC LIMIT """ + str(HISTORY) + """
-                 ) recent""", params)
+        attempts.append((True, {"type": build_type, "recipe": recipe}))
+    attempts.append((False, {"type": build_type}))
+    for by_recipe, params in attempts:
+        cursor.execute(BQ.median_duration_statement(HISTORY, by_recipe),
+                       params)
         median = cursor.fetchone()[0]
         if median is not None:
             return median
@@ -53,39 +48,7 @@ def expected_start(cursor, job_id: int, now=None):
     None when the build is not waiting to be dispatched, or when no builder
     can take it. ``now`` defaults to the database's now().
     """
-    cursor.execute("""
-        WITH me AS (
-            SELECT bq.job, bq.processor, bq.virtualized, bq.lastscore,
-                   j.scheduled_start
-            FROM build_queue bq JOIN job j ON j.id = bq.job
-            WHERE bq.job = %(id)s AND bq.builder IS NULL AND j.status = 0
-        ), eligible AS (
-            SELECT b.id FROM builder b
-            JOIN builder_processor bp ON bp.builder = b.id
-            JOIN me ON bp.processor = me.processor
-                   AND b.virtualized = me.virtualized
-            WHERE b.active AND b.builderok AND NOT b.manual
-        ), ahead AS (
-            SELECT coalesce(sum(bq.estimated_duration), interval '0') AS work
-            FROM build_queue bq JOIN job j ON j.id = bq.job, me
-            WHERE bq.builder IS NULL AND j.status = 0
-              AND bq.processor = me.processor
-              AND bq.virtualized = me.virtualized
-              AND (bq.lastscore > me.lastscore
-                   OR (bq.lastscore = me.lastscore AND bq.job < me.job))
-        ), running AS (
-            SELECT coalesce(sum(greatest(
-                       bq.estimated_duration
-                       - (coalesce(%(now)s, now()) - bq.date_dispatched),
-                       interval '0')), interval '0') AS work
-            FROM build_queue bq
-            WHERE bq.builder IN (SELECT id FROM eligible)
-        )
-        SELECT me.scheduled_start,
-               (SELECT count(*) FROM eligible) AS builders,
-               ahead.work + running.work AS work,
-               coalesce(%(now)s, now()) AS now
-        FROM me, ahead, running""", {"id": job_id, "now": now})
+    cursor.execute(BQ.EXPECTED_START, {"id": job_id, "now": now})
     row = cursor.fetchone()
     if row is None:
         return None

@@ -26,6 +26,7 @@ BUILDING = int(BuildStatus.BUILDING)
 GATHERING = int(BuildStatus.GATHERING)
 CANCELLING = int(BuildStatus.CANCELLING)
 FAILEDTOBUILD = int(BuildStatus.FAILEDTOBUILD)
+FULLYBUILT = int(BuildStatus.FULLYBUILT)
 
 # -- requests -------------------------------------------------------------
 
@@ -413,4 +414,92 @@ FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job
 ORDER BY b.name
+"""
+
+
+# -- processors and chroots ---------------------------------------------------
+
+#: The id of processor %(processor)s and of its chroot for %(series)s
+#: (either NULL when missing).
+PROCESSOR_AND_CHROOT = """
+SELECT (SELECT id FROM processor WHERE name = %(processor)s),
+       (SELECT c.id FROM chroot c JOIN processor p ON p.id = c.processor
+         WHERE p.name = %(processor)s AND c.series = %(series)s)
+"""
+
+#: Library file %(file)s as the chroot of processor %(processor)s (an id)
+#: for %(series)s, replacing the previous one.
+REGISTER_CHROOT = """
+INSERT INTO chroot (processor, series, library_file)
+VALUES (%(processor)s, %(series)s, %(file)s)
+ON CONFLICT (processor, series)
+DO UPDATE SET library_file = EXCLUDED.library_file, date_created = now()
+"""
+
+#: Builder %(name)s's agent is now at %(url)s with %(secret)s: trusted
+#: again, failures forgotten, dispatched to automatically; the buildmasters
+#: are told (delivered at commit).
+REPOINT_BUILDER = """
+UPDATE builder SET url = %(url)s, secret = %(secret)s, builderok = true,
+       failure_count = 0, failnotes = NULL, active = true, manual = false
+WHERE name = %(name)s
+RETURNING id;
+SELECT pg_notify(%(channel)s, 'builders')
+"""
+
+# -- estimates ---------------------------------------------------------------
+
+
+def median_duration_statement(history: int, by_recipe: bool) -> str:
+    """The median duration of the last ``history`` FULLYBUILT builds of
+    type %(type)s (and, ``by_recipe``, of recipe %(recipe)s)."""
+    recipe = "AND j.json_data->>'recipe' = %(recipe)s" if by_recipe else ""
+    return f"""
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d)
+FROM (SELECT f.date_finished - f.date_started AS d
+      FROM build_farm_job f JOIN job j ON j.id = f.job
+      WHERE f.build_type = %(type)s AND f.status = {FULLYBUILT}
+        AND f.date_started IS NOT NULL AND f.date_finished IS NOT NULL
+        {recipe}
+      ORDER BY f.date_finished DESC LIMIT {int(history)}) recent
+"""
+
+
+#: When waiting build %(id)s should start: its scheduled start, how many
+#: builders could take it, and the work ahead of it on them (waiting
+#: builds ranked above it plus what remains of the running ones), at
+#: %(now)s (NULL: the database's now()). No row unless it waits.
+EXPECTED_START = f"""
+WITH me AS (
+    SELECT bq.job, bq.processor, bq.virtualized, bq.lastscore,
+           j.scheduled_start
+    FROM build_queue bq JOIN job j ON j.id = bq.job
+    WHERE bq.job = %(id)s AND bq.builder IS NULL AND j.status = {W}
+), eligible AS (
+    SELECT b.id FROM builder b
+    JOIN builder_processor bp ON bp.builder = b.id
+    JOIN me ON bp.processor = me.processor
+           AND b.virtualized = me.virtualized
+    WHERE b.active AND b.builderok AND NOT b.manual
+), ahead AS (
+    SELECT coalesce(sum(bq.estimated_duration), interval '0') AS work
+    FROM build_queue bq JOIN job j ON j.id = bq.job, me
+    WHERE bq.builder IS NULL AND j.status = {W}
+      AND bq.processor = me.processor
+      AND bq.virtualized = me.virtualized
+      AND (bq.lastscore > me.lastscore
+           OR (bq.lastscore = me.lastscore AND bq.job < me.job))
+), running AS (
+    SELECT coalesce(sum(greatest(
+               bq.estimated_duration
+               - (coalesce(%(now)s, now()) - bq.date_dispatched),
+               interval '0')), interval '0') AS work
+    FROM build_queue bq
+    WHERE bq.builder IN (SELECT id FROM eligible)
+)
+SELECT me.scheduled_start,
+       (SELECT count(*) FROM eligible) AS builders,
+       ahead.work + running.work AS work,
+       coalesce(%(now)s, now()) AS now
+FROM me, ahead, running
 """

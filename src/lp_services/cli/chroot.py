@@ -25,6 +25,7 @@ def chroot():
 def add(ctx, processor, series, file, as_json):
     """Store FILE in the file store as the chroot of PROCESSOR/SERIES
     (replacing the previous one)."""
+    from lp_services.buildmaster.builders import find_chroot, register_chroot
     from lp_services.database.sql import raw_cursor
     from lp_services.filestore.store import default_file_store
 
@@ -32,22 +33,12 @@ def add(ctx, processor, series, file, as_json):
 
     def add_chroot(store):
         cursor = raw_cursor(store)
-        cursor.execute("SELECT id FROM processor WHERE name = %s",
-                       (processor,))
-        row = cursor.fetchone()
-        if row is None:
+        if find_chroot(cursor, processor, series)[0] is None:
             raise click.ClickException(
                 "unknown processor %r (add a builder for it first)"
                 % processor)
         record = file_store.add_path(store, file)
-        cursor = raw_cursor(store)
-        cursor.execute("""
-            INSERT INTO chroot (processor, series, library_file)
-            VALUES (%s, %s, %s)
-            ON CONFLICT (processor, series)
-            DO UPDATE SET library_file = EXCLUDED.library_file,
-                          date_created = now()
-            """, (row[0], series, record.id))
+        register_chroot(raw_cursor(store), processor, series, record.id)
         return record.sha1
 
     ctx.connect().close()  # an unreachable database: one clear line

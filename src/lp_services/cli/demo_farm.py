@@ -252,17 +252,13 @@ class DemoFarm:
         listing = json.loads(self.lp("builder", "list", "--json"))
         if any(b["name"] == BUILDER_NAME for b in listing):
             # A previous demo's builder: point it at this run's agent.
+            from lp_services.buildmaster.builders import repoint_builder
             from lp_services.database.connection import connect
 
             conn = connect(self.database_url)
             try:
                 with conn, conn.cursor() as cur:
-                    cur.execute(
-                        "UPDATE builder SET url = %s, secret = %s,"
-                        " builderok = true, failure_count = 0,"
-                        " failnotes = NULL, active = true, manual = false"
-                        " WHERE name = %s; SELECT pg_notify('lp_build', 'builders')",
-                        (url, secret, BUILDER_NAME))
+                    repoint_builder(cur, BUILDER_NAME, url, secret)
             finally:
                 conn.close()
         else:

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from psycopg2 import sql
 
+from lp_services.filestore import queries as FQ
 from lp_services.job.registry import (
     InvalidJobData,
     JobType,
@@ -56,21 +56,12 @@ class GCResult:
 
 def referencing_columns(cursor) -> list[tuple[str, str]]:
     """(table, column) of every single-column foreign key to library_file."""
-    cursor.execute("""
-        SELECT c.conrelid::regclass::text, a.attname
-        FROM pg_constraint c
-        JOIN pg_attribute a
-          ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-        WHERE c.contype = 'f' AND c.confrelid = 'library_file'::regclass
-          AND array_length(c.conkey, 1) = 1
-        ORDER BY 1, 2""")
+    cursor.execute(FQ.REFERENCING_COLUMNS)
     return [tuple(row) for row in cursor.fetchall()]
 
 
 def _has_filemap(cursor) -> bool:
-    cursor.execute("""
-        SELECT 1 FROM information_schema.columns
-        WHERE table_name = 'build_queue' AND column_name = 'filemap'""")
+    cursor.execute(FQ.HAS_FILEMAP)
     return cursor.fetchone() is not None
 
 
@@ -78,18 +69,8 @@ def collect(connection, file_store, cutoff: datetime) -> GCResult:
     """Remove unreferenced content older than ``cutoff``; see the module
     docstring. Commits on ``connection``."""
     with connection.cursor() as cur:
-        guards = [
-            sql.SQL("NOT EXISTS (SELECT 1 FROM {t} r WHERE r.{c} = lf.id)")
-            .format(t=sql.SQL(table), c=sql.Identifier(column))
-            for table, column in referencing_columns(cur)]
-        if _has_filemap(cur):
-            guards.append(sql.SQL(
-                "NOT EXISTS (SELECT 1 FROM build_queue bq, "
-                "jsonb_each_text(bq.filemap) f WHERE f.value = lf.sha1)"))
-        condition = sql.SQL(" AND ").join(
-            [sql.SQL("lf.date_created < %(cutoff)s")] + guards)
-        cur.execute(sql.SQL("DELETE FROM library_file lf WHERE {} "
-                            "RETURNING lf.id").format(condition),
+        cur.execute(FQ.gc_delete_statement(referencing_columns(cur),
+                                           _has_filemap(cur)),
                     {"cutoff": cutoff})
         rows_deleted = cur.rowcount
     connection.commit()
@@ -116,8 +97,7 @@ def collect(connection, file_store, cutoff: datetime) -> GCResult:
     for start in range(0, len(candidates), _BATCH):
         batch = candidates[start:start + _BATCH]
         with connection.cursor() as cur:
-            cur.execute("SELECT DISTINCT sha1 FROM library_file"
-                        " WHERE sha1 = ANY(%s)", (batch,))
+            cur.execute(FQ.LIVE_SHA1S, {"sha1s": batch})
             live = {row[0] for row in cur.fetchall()}
         connection.rollback()
         for sha1 in batch:

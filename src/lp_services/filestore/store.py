@@ -21,7 +21,9 @@ __all__ = [
     "ContentTooLarge",
     "FileRecord",
     "FileStore",
+    "add_file_row",
     "default_file_store",
+    "file_id",
 ]
 
 _CHUNK = 1 << 20
@@ -128,6 +130,28 @@ class FileStore:
     def open(self, sha1: str):
         """Open the content with this sha1 for reading (binary)."""
         return open(self.path_for(sha1), "rb")
+
+
+def file_id(cursor, sha1: str) -> int | None:
+    """The id of a ``library_file`` row holding ``sha1``, or None."""
+    from lp_services.filestore import queries as FQ
+
+    cursor.execute(FQ.FILE_ID, {"sha1": sha1})
+    row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def add_file_row(cursor, sha1: str, sha256: str, size: int,
+                 filename: str) -> int:
+    """A ``library_file`` row for content already stored (by
+    :meth:`FileStore.put_stream`), in the cursor's transaction; its id.
+    The file name is checked as :meth:`FileStore.add` checks it."""
+    from lp_services.filestore import queries as FQ
+
+    check_filename(filename)
+    cursor.execute(FQ.ADD_FILE, {"sha1": sha1, "sha256": sha256,
+                                 "size": size, "filename": filename})
+    return cursor.fetchone()[0]
 
 
 def default_file_store(home: Path | None = None) -> FileStore:

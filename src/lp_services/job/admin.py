@@ -4,18 +4,12 @@ caller's transaction through the guarded transitions."""
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from lp_services.job import queries as Q
 from lp_services.job.status import InvalidTransition, JobStatus
 from lp_services.job.transition import UnknownJob, transition_job
 
 __all__ = ["JobRecord", "NotANativeJob", "cancel_job", "get_job",
            "list_jobs", "retry_job"]
-
-_COLUMNS = ("id", "job_type", "status", "priority", "requester", "reason",
-            "date_created", "scheduled_start", "date_started",
-            "date_finished", "lease_expires", "lease_holder",
-            "attempt_count", "max_retries", "json_data", "last_error",
-            "prerequisite")
-
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -53,15 +47,14 @@ class NotANativeJob(ValueError):
 
 
 def _record(row) -> JobRecord:
-    values = dict(zip(_COLUMNS, row))
+    values = dict(zip(Q.JOB_COLUMNS, row))
     values["status"] = JobStatus(values["status"])
     return JobRecord(**values)
 
 
 def get_job(cursor, job_id: int) -> JobRecord:
     """The job ``job_id``. :raises UnknownJob:"""
-    cursor.execute("SELECT %s FROM job WHERE id = %%s" % ", ".join(_COLUMNS),
-                   (job_id,))
+    cursor.execute(Q.GET_JOB, {"id": job_id})
     row = cursor.fetchone()
     if row is None:
         raise UnknownJob(job_id)
@@ -72,9 +65,7 @@ def list_jobs(cursor, status: JobStatus | None = None,
               job_type: str | None = None, limit: int = 50) -> list[JobRecord]:
     """Newest first, optionally filtered."""
     cursor.execute(
-        "SELECT %s FROM job WHERE (%%(status)s IS NULL OR status = %%(status)s)"
-        " AND (%%(type)s IS NULL OR job_type = %%(type)s)"
-        " ORDER BY id DESC LIMIT %%(limit)s" % ", ".join(_COLUMNS),
+        Q.LIST_JOBS,
         {"status": None if status is None else int(status),
          "type": job_type, "limit": limit})
     return [_record(row) for row in cursor.fetchall()]
@@ -98,8 +89,7 @@ def cancel_job(cursor, job_id: int, now: datetime,
     _native(cursor, job_id)
     transition_job(cursor, job_id, JobStatus.FAILED, now, last_error=reason,
                    lease_expires=None, lease_holder=None)
-    cursor.execute("SELECT pg_notify('lp_job', job_type) FROM job"
-                   " WHERE id = %s", (job_id,))
+    cursor.execute(Q.NOTIFY_OF_JOB, {"id": job_id})
     return get_job(cursor, job_id)
 
 
@@ -113,6 +103,5 @@ def retry_job(cursor, job_id: int, now: datetime) -> JobRecord:
         raise InvalidTransition(job.status, JobStatus.WAITING)
     transition_job(cursor, job_id, JobStatus.WAITING, now,
                    scheduled_start=now, attempt_count=0, date_finished=None)
-    cursor.execute("SELECT pg_notify('lp_job', job_type) FROM job"
-                   " WHERE id = %s", (job_id,))
+    cursor.execute(Q.NOTIFY_OF_JOB, {"id": job_id})
     return get_job(cursor, job_id)

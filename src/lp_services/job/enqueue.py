@@ -18,7 +18,7 @@ data is rejected, or the prerequisite does not exist.
 import json
 from datetime import datetime
 
-from lp_services.job.queries import NOTIFY_CHANNEL
+from lp_services.job import queries as Q
 from lp_services.job.registry import (
     InvalidJobData, job_types, load_modules)
 from lp_services.job.transition import UnknownJob
@@ -73,19 +73,15 @@ def enqueue(target, job_type: str, data=None, *, priority: int = 0,
         raise ValueError("max_retries must be >= 0")
     cursor = _cursor(target)
     if prerequisite is not None:
-        cursor.execute("SELECT 1 FROM job WHERE id = %s", (prerequisite,))
+        cursor.execute(Q.JOB_EXISTS, {"id": prerequisite})
         if cursor.fetchone() is None:
             raise UnknownJob(prerequisite)
     cursor.execute(
-        "INSERT INTO job (job_type, priority, requester, reason,"
-        " scheduled_start, max_retries, json_data, prerequisite)"
-        " VALUES (%(type)s, %(priority)s, %(requester)s, %(reason)s,"
-        " coalesce(%(start)s, now()), %(max_retries)s, %(data)s::jsonb,"
-        " %(prerequisite)s) RETURNING id",
+        Q.ADD_JOB,
         {"type": job_type, "priority": priority, "requester": requester,
          "reason": reason, "start": scheduled_start,
          "max_retries": max_retries, "data": encoded,
          "prerequisite": prerequisite})
     job_id = cursor.fetchone()[0]
-    cursor.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, job_type))
+    cursor.execute(Q.NOTIFY_JOB_TYPE, {"type": job_type})
     return job_id

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from lp_services.job.status import JobStatus, check_transition
 
 __all__ = [
+    "ADD_JOB",
     "CLAIM",
     "COMPLETE",
     "COMPLETE_AND_CLAIM",
@@ -23,7 +24,14 @@ __all__ = [
     "FAIL",
     "FAIL_ORPHANS",
     "HAND_BACK",
+    "GET_JOB",
     "HEARTBEAT",
+    "JOB_COLUMNS",
+    "JOB_EXISTS",
+    "JOB_STATUS",
+    "LIST_JOBS",
+    "NOTIFY_JOB_TYPE",
+    "NOTIFY_OF_JOB",
     "NOTIFY_CHANNEL",
     "PLAN_CACHE_MODE",
     "PREPARED",
@@ -31,6 +39,8 @@ __all__ = [
     "prepared_statement",
     "RECLAIM_EXPIRED",
     "RETRY",
+    "TRANSITION_SETTABLE",
+    "transition_statement",
 ]
 
 W, R, C, F = (int(JobStatus.WAITING), int(JobStatus.RUNNING),
@@ -243,3 +253,68 @@ PREPARED = {
     COMPLETE_AND_CLAIM: prepared_statement("lp_job_complete_and_claim",
                                   COMPLETE_AND_CLAIM),
 }
+
+
+# -- one job at a time: enqueue, operator actions, guarded transitions ------
+
+#: The columns of a job row as operators see it (``lp-services job show``).
+JOB_COLUMNS = ("id", "job_type", "status", "priority", "requester",
+               "reason", "date_created", "scheduled_start", "date_started",
+               "date_finished", "lease_expires", "lease_holder",
+               "attempt_count", "max_retries", "json_data", "last_error",
+               "prerequisite")
+
+#: Job %(id)s's JOB_COLUMNS.
+GET_JOB = "SELECT %s FROM job WHERE id = %%(id)s" % ", ".join(JOB_COLUMNS)
+
+#: Newest first, filtered by %(status)s and %(type)s when not NULL.
+LIST_JOBS = (
+    "SELECT %s FROM job"
+    " WHERE (%%(status)s::smallint IS NULL OR status = %%(status)s)"
+    "   AND (%%(type)s::text IS NULL OR job_type = %%(type)s)"
+    " ORDER BY id DESC LIMIT %%(limit)s" % ", ".join(JOB_COLUMNS))
+
+#: Whether job %(id)s exists (a prerequisite named on enqueue).
+JOB_EXISTS = "SELECT 1 FROM job WHERE id = %(id)s"
+
+#: A new WAITING job; ``scheduled_start`` NULL means now (the database's
+#: clock: enqueuers have no clock of their own to agree with).
+ADD_JOB = """
+INSERT INTO job (job_type, priority, requester, reason, scheduled_start,
+                 max_retries, json_data, prerequisite)
+VALUES (%(type)s, %(priority)s, %(requester)s, %(reason)s,
+        coalesce(%(start)s, now()), %(max_retries)s, %(data)s::jsonb,
+        %(prerequisite)s)
+RETURNING id"""
+
+#: Wake the runners of %(type)s (sent at commit).
+NOTIFY_JOB_TYPE = "SELECT pg_notify('%s', %%(type)s)" % NOTIFY_CHANNEL
+
+#: Wake the runners of job %(id)s's type.
+NOTIFY_OF_JOB = ("SELECT pg_notify('%s', job_type) FROM job WHERE id = %%(id)s"
+                 % NOTIFY_CHANNEL)
+
+#: Job %(id)s's status, to say why a guarded transition changed nothing.
+JOB_STATUS = "SELECT status FROM job WHERE id = %(id)s"
+
+#: Columns a single-job transition may set besides status; anything else
+#: is a bug.
+TRANSITION_SETTABLE = frozenset({
+    "date_started", "date_finished", "scheduled_start", "lease_expires",
+    "lease_holder", "attempt_count", "last_error",
+})
+
+
+def transition_statement(columns) -> str:
+    """Move job %(id)s to %(status)s if it is in one of %(sources)s
+    (the transition table's legal sources for that status), setting
+    ``columns`` (each from the parameter of its name) in the same
+    statement; returns the id when it moved."""
+    unknown = set(columns) - TRANSITION_SETTABLE
+    if unknown:
+        raise TypeError("a transition cannot set %s"
+                        % ", ".join(sorted(unknown)))
+    assignments = "".join(", %s = %%(%s)s" % (n, n) for n in sorted(columns))
+    return ("UPDATE job SET status = %(status)s" + assignments +
+            " WHERE id = %(id)s AND status = ANY(%(sources)s::smallint[])"
+            " RETURNING id")

@@ -9,16 +9,10 @@ status (perhaps because another process moved it first) and
 
 from datetime import datetime
 
+from lp_services.job import queries as Q
 from lp_services.job.status import InvalidTransition, JobStatus, transition_sources
 
 __all__ = ["UnknownJob", "transition_job"]
-
-# Columns a transition may set besides status; anything else is a bug.
-_SETTABLE = frozenset({
-    "date_started", "date_finished", "scheduled_start", "lease_expires",
-    "lease_holder", "attempt_count", "last_error",
-})
-
 
 class UnknownJob(LookupError):
     """No job has that id."""
@@ -41,22 +35,15 @@ def transition_job(cursor, job_id: int, new_status: JobStatus,
     :raises UnknownJob: there is no such job.
     """
     new_status = JobStatus(new_status)
-    unknown = set(columns) - _SETTABLE
-    if unknown:
-        raise TypeError("transition_job cannot set %s" % ", ".join(sorted(unknown)))
     if new_status in (JobStatus.COMPLETED, JobStatus.FAILED):
         columns.setdefault("date_finished", now)
-    names = sorted(columns)
-    assignments = "".join(", %s = %%(%s)s" % (n, n) for n in names)
-    params = dict(columns, id=job_id, status=int(new_status),
-                  sources=list(transition_sources(new_status)))
-    cursor.execute(
-        "UPDATE job SET status = %(status)s" + assignments +
-        " WHERE id = %(id)s AND status = ANY(%(sources)s::smallint[])"
-        " RETURNING id", params)
+    statement = Q.transition_statement(columns)
+    cursor.execute(statement, dict(
+        columns, id=job_id, status=int(new_status),
+        sources=list(transition_sources(new_status))))
     if cursor.fetchone() is not None:
         return
-    cursor.execute("SELECT status FROM job WHERE id = %(id)s", {"id": job_id})
+    cursor.execute(Q.JOB_STATUS, {"id": job_id})
     row = cursor.fetchone()
     if row is None:
         raise UnknownJob(job_id)

@@ -7,22 +7,12 @@ every presentation shows the same figures with the same ordering.
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from lp_services.ops.queries import REPORT_FILTERS, REPORTS, report_statement
+
 __all__ = ["REPORTS", "attempts_text", "fetch_report", "humanize", "jsonable"]
 
-# name -> (view, ORDER BY). Ordering lives here, once.
-REPORTS = {
-    "queue": ("ops_queue", "processor, virtualized"),
-    "builders": ("ops_builders", "name"),
-    "work": ("ops_work", "id DESC"),
-    "failures": ("ops_failures", "dimension DESC, failure_rate_week DESC NULLS LAST, name"),
-    "durations": ("ops_durations", "kind, type"),
-    "hourly": ("ops_hourly", "hour"),
-}
-
-# Filters the work report accepts: option -> column.
-WORK_FILTERS = ("kind", "type", "status", "outcome")
-# The columns each report may be filtered on.
-FILTERS = {"work": WORK_FILTERS, "durations": ("kind",)}
+# Filters the work report accepts (the CLI's options).
+WORK_FILTERS = REPORT_FILTERS["work"]
 
 
 def fetch_report(cursor, name: str, limit: int | None = None,
@@ -34,22 +24,8 @@ def fetch_report(cursor, name: str, limit: int | None = None,
         ignored.
     :raises KeyError: an unknown report name.
     """
-    view, order = REPORTS[name]
-    where, params = [], []
-    for column, value in filters.items():
-        if value is None:
-            continue
-        if column not in FILTERS.get(name, ()):
-            raise ValueError("report %s cannot filter on %s" % (name, column))
-        where.append("%s = %%s" % column)
-        params.append(value)
-    sql = "SELECT * FROM %s" % view
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY " + order
-    if limit is not None:
-        sql += " LIMIT %d" % int(limit)
-    cursor.execute(sql, params)
+    filters = {k: v for k, v in filters.items() if v is not None}
+    cursor.execute(report_statement(name, sorted(filters), limit), filters)
     columns = [d[0] for d in cursor.description]
     return columns, [dict(zip(columns, row)) for row in cursor.fetchall()]
 

@@ -10,6 +10,8 @@ score, builder, build status, log and result files) on top.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from lp_services.ops import queries as Q
+
 __all__ = [
     "BuildDetails",
     "FileLink",
@@ -126,23 +128,14 @@ def describe_work(cursor, job_id: int, file_url=None, now=None) -> WorkDetails:
     """
     if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise UnknownWork(job_id)
-    common = _one(cursor, """
-        SELECT w.*, j.requester, j.reason, j.json_data, j.lease_holder,
-               j.lease_expires
-        FROM ops_work w JOIN job j ON j.id = w.id
-        WHERE w.id = %s""", (job_id,))
+    common = _one(cursor, Q.WORK, {"id": job_id})
     if common is None:
         raise UnknownWork(job_id)
     prerequisite = None
     if common["prerequisite"] is not None:
-        found = _related(cursor, """
-            SELECT id, kind, type, status FROM ops_work WHERE id = %s""",
-                         (common["prerequisite"],))
+        found = _related(cursor, Q.RELATED, {"id": common["prerequisite"]})
         prerequisite = found[0] if found else None
-    dependents = _related(cursor, """
-        SELECT w.id, w.kind, w.type, w.status FROM job j
-        JOIN ops_work w ON w.id = j.id
-        WHERE j.prerequisite = %s ORDER BY j.id""", (job_id,))
+    dependents = _related(cursor, Q.DEPENDENTS, {"id": job_id})
     build = None
     if common["kind"] == "build":
         build = _describe_build(cursor, job_id, file_url, now)
@@ -169,7 +162,7 @@ def _link(file_url, sha1, filename, size) -> FileLink:
 def _now(cursor, now):
     if now is not None:
         return now
-    cursor.execute("SELECT now()")
+    cursor.execute(Q.DATABASE_NOW)
     return cursor.fetchone()[0]
 
 
@@ -177,23 +170,8 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
     from lp_services.buildmaster.scoring import effective_score
     from lp_services.buildmaster.estimates import expected_start
 
-    row = _one(cursor, """
-        SELECT f.build_type, build_status_name(f.status) AS build_status,
-               p.name AS processor, f.virtualized, f.series,
-               bq.lastscore, bq.manual, b.name AS builder,
-               bq.estimated_duration, f.dependencies, bq.logtail,
-               bq.build_args, bq.filemap,
-               l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size
-        FROM build_farm_job f
-        JOIN processor p ON p.id = f.processor
-        LEFT JOIN build_queue bq ON bq.job = f.job
-        LEFT JOIN builder b ON b.id = coalesce(bq.builder, f.builder)
-        LEFT JOIN library_file l ON l.id = f.log
-        WHERE f.job = %s""", (job_id,))
-    cursor.execute("""
-        SELECT l.sha1, bf.filename, l.size FROM build_file bf
-        JOIN library_file l ON l.id = bf.library_file
-        WHERE bf.build = %s ORDER BY bf.filename""", (job_id,))
+    row = _one(cursor, Q.BUILD_DETAILS, {"id": job_id})
+    cursor.execute(Q.BUILD_FILES, {"id": job_id})
     files = tuple(_link(file_url, sha1, name, size)
                   for sha1, name, size in cursor.fetchall())
     log = None

@@ -275,14 +275,17 @@ def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
     :raises RecipeError: a refused address, a 4xx, a wrong sha1 or an
         oversized source. No message repeats what a server sent.
     """
-    from lp_services.filestore.store import ContentMismatch, ContentTooLarge
+    from lp_services.filestore.store import (
+        ContentMismatch,
+        ContentTooLarge,
+        add_file_row,
+        file_id,
+    )
     from lp_services.recipes.sources import SourceFetcher
 
-    cursor.execute("SELECT id FROM library_file WHERE sha1 = %s LIMIT 1",
-                   (source.sha1,))
-    row = cursor.fetchone()
-    if row is not None and files.has(source.sha1):
-        return row[0]
+    known = file_id(cursor, source.sha1)
+    if known is not None and files.has(source.sha1):
+        return known
     if fetcher is None:
         fetcher = SourceFetcher.from_environ()
 
@@ -300,11 +303,7 @@ def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
         raise RecipeError("source %s: %s" % (source.url, error)) from None
     except SourceRefused as error:
         raise RecipeError(str(error)) from None
-    cursor.execute(
-        "INSERT INTO library_file (sha1, sha256, size, filename)"
-        " VALUES (%s, %s, %s, %s) RETURNING id",
-        (sha1, sha256, size, source.filename))
-    return cursor.fetchone()[0]
+    return add_file_row(cursor, sha1, sha256, size, source.filename)
 
 
 def build_script(patterns) -> str:
@@ -351,18 +350,14 @@ class RecipeJobType(JobType):
         super().validate(data)
 
     def run(self, data, context) -> None:
+        from lp_services.buildmaster.builders import find_chroot
         from lp_services.buildmaster.queue import BuildRequestError, request_build
-        from lp_services.filestore.store import default_file_store
+        from lp_services.filestore.store import add_file_row, default_file_store
 
         recipe = parse_recipe(data)
         cursor = context.cursor
-        cursor.execute("""
-            SELECT (SELECT id FROM processor WHERE name = %(p)s),
-                   (SELECT c.id FROM chroot c JOIN processor p
-                      ON p.id = c.processor
-                    WHERE p.name = %(p)s AND c.series = %(s)s)""",
-                       {"p": recipe.processor, "s": recipe.series})
-        processor_id, chroot_id = cursor.fetchone()
+        processor_id, chroot_id = find_chroot(cursor, recipe.processor,
+                                              recipe.series)
         if processor_id is None:
             raise RecipeError("recipe field 'processor': unknown processor %r"
                               % recipe.processor)
@@ -381,9 +376,7 @@ class RecipeJobType(JobType):
                                ("build.sh", build_script(recipe.results))):
             sha1, sha256, size = files.put_stream(
                 io.BytesIO(text.encode("utf-8")))
-            cursor.execute(
-                "INSERT INTO library_file (sha1, sha256, size, filename)"
-                " VALUES (%s, %s, %s, %s)", (sha1, sha256, size, filename))
+            add_file_row(cursor, sha1, sha256, size, filename)
             filemap[filename] = sha1
         try:
             request_build(

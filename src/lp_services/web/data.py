@@ -14,6 +14,7 @@ from datetime import datetime
 
 from lp_services.database.sql import raw_cursor
 from lp_services.job.status import JobStatus
+from lp_services.ops import queries as OQ
 from lp_services.ops.reports import fetch_report
 from lp_services.ops.work import describe_work
 
@@ -136,16 +137,14 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES,
                if b["current_build"] is not None]
     running = {}
     if current:
-        cursor.execute("""
-            SELECT job, build_type, logtail FROM build_queue
-            WHERE job = ANY(%s)""", (current,))
+        cursor.execute(OQ.RUNNING_LOGTAILS, {"jobs": current})
         running = {job: (build_type, tail)
                    for job, build_type, tail in cursor.fetchall()}
     for b in builders:
         build_type, tail = running.get(b["current_build"], (None, None))
         b["build_type"] = build_type
         b["logtail"] = last_lines(tail, log_lines)
-    cursor.execute("SELECT now()")
+    cursor.execute(OQ.DATABASE_NOW)
     return Farm(builders=builders, queue=queue, recent=recent,
                 now=cursor.fetchone()[0], hourly=hourly, durations=durations)
 
