@@ -74,10 +74,7 @@ class FarmMixin(DatabaseTestMixin):
         def add(store):
             record = self.file_store.add(store, "chroot.tar",
                                          io.BytesIO(content))
-            raw_cursor(store).execute(
-                "INSERT INTO chroot (processor, series, library_file)"
-                " SELECT id, %s, %s FROM processor WHERE name = %s",
-                (series, record.id, processor))
+            B.register_chroot(store, processor, series, record.id)
             return record.sha1
         return self.transactor.run_blocking(add)
 

@@ -16,7 +16,6 @@ from twisted.trial.unittest import TestCase
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
 from lp_services.clock import utcnow
-from lp_services.database.sql import raw_cursor
 from lp_services.database.transactor import Transactor
 from lp_services.testing.database import DatabaseTestMixin
 from tests.buildmaster.support import InProcessMaster
@@ -74,10 +73,7 @@ class IntegrationBase(DatabaseTestMixin, TestCase):
             B.add_builder(store, name="b1", url=agent_url,
                           processors=[processor], secret=secret, **builder)
             record = file_store.add_path(store, busybox_chroot(fmt="gz"))
-            raw_cursor(store).execute(
-                "INSERT INTO chroot (processor, series, library_file)"
-                " SELECT id, 'default', %s FROM processor WHERE name = %s",
-                (record.id, processor))
+            B.register_chroot(store, processor, "default", record.id)
         self.blocking(setup)
 
     def request(self, file_store, seconds=0, **kwargs):

@@ -15,7 +15,6 @@ from twisted.internet import reactor
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
 from lp_services.clock import utcnow
-from lp_services.database.sql import raw_cursor
 from lp_services.testing.corpus import archive_lines
 from tests.buildmaster.support import InProcessMaster
 from tests.buildmaster.test_integration import wait_until
@@ -71,10 +70,7 @@ async def farm_build(case, agent_url: str, secret: str, files: dict, *,
                       # qemu agent boots a fresh guest anyway.
                       **({"reset_command": "true"} if virtualized else {}))
         record = store_files.add_path(store, buildd_chroot())
-        raw_cursor(store).execute(
-            "INSERT INTO chroot (processor, series, library_file)"
-            " SELECT id, 'bookworm', %s FROM processor WHERE name = %s",
-            (record.id, "amd64"))
+        B.register_chroot(store, "amd64", "bookworm", record.id)
         filemap = {name: store_files.add_path(store, path).sha1
                    for name, path in files.items()}
         return Q.request_build(

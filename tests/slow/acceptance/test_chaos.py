@@ -182,7 +182,7 @@ class ChaosTests(TestCase):
     # -- set-up ----------------------------------------------------------
 
     def queue_work(self, home, url, agents):
-        from lp_services.buildmaster.builders import add_builder
+        from lp_services.buildmaster.builders import add_builder, register_chroot
         from lp_services.buildmaster.queue import request_build
         from lp_services.filestore.store import FileStore
         from lp_services.job.enqueue import enqueue
@@ -203,9 +203,7 @@ class ChaosTests(TestCase):
         chroot = files.add_path(store, busybox_chroot())
         script = files.add(store, "build.sh", io.BytesIO(_BUILD_SCRIPT))
         cursor = raw_cursor(store)
-        cursor.execute("INSERT INTO chroot (processor, series, library_file)"
-                       " SELECT id, 'default', %s FROM processor"
-                       " WHERE name = 'amd64'", (chroot.id,))
+        register_chroot(cursor, "amd64", "default", chroot.id)
         for n in range(NATIVE_JOBS):
             enqueue(cursor, "chaos-record", {"n": n, "max_sleep": 0.3})
         from datetime import datetime, timezone

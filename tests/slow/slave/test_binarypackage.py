@@ -179,7 +179,6 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
         from lp_services.buildmaster import builders as B
         from lp_services.buildmaster import queue as Q
         from lp_services.clock import utcnow
-        from lp_services.database.sql import raw_cursor
         from tests.buildmaster.support import InProcessMaster
 
         agent_url, secret = await self.start_agent()
@@ -195,10 +194,7 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
             B.add_builder(store, name="bp1", url=agent_url,
                           processors=["amd64"], secret=secret)
             record = file_store.add_path(store, buildd_chroot())
-            raw_cursor(store).execute(
-                "INSERT INTO chroot (processor, series, library_file)"
-                " SELECT id, 'bookworm', %s FROM processor WHERE name = %s",
-                (record.id, "amd64"))
+            B.register_chroot(store, "amd64", "bookworm", record.id)
             filemap = {name: file_store.add_path(store, path).sha1
                        for name, path in sources.items()}
             return Q.request_build(

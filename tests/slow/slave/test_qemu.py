@@ -299,7 +299,6 @@ class BuildmasterGuestTests(IntegrationBase):
         from lp_services.buildmaster import builders as B
         from lp_services.buildmaster import queue as Q
         from lp_services.clock import utcnow
-        from lp_services.database.sql import raw_cursor
         from lp_services.slave.busybox_chroot import busybox_chroot
         from tests.buildmaster.support import InProcessMaster
 
@@ -315,10 +314,7 @@ class BuildmasterGuestTests(IntegrationBase):
                           virtualized=True,
                           reset_command="touch %s" % reset_marker)
             record = file_store.add_path(store, busybox_chroot(fmt="gz"))
-            raw_cursor(store).execute(
-                "INSERT INTO chroot (processor, series, library_file)"
-                " SELECT id, 'default', %s FROM processor WHERE name = %s",
-                (record.id, "amd64"))
+            B.register_chroot(store, "amd64", "default", record.id)
         self.blocking(setup)
         await master.start()
         await wait_until(lambda: manager.scanners)

@@ -117,7 +117,6 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
         from lp_services.buildmaster.farm import Farm, FarmConfig
         from lp_services.buildmaster.service import BuilderManager
         from lp_services.buildmaster.notify import NotifyListener
-        from lp_services.database.sql import raw_cursor
         from lp_services.filestore.store import FileStore
         from lp_services.filestore.web import FileStoreResource
         from lp_services.slave.busybox_chroot import busybox_chroot
@@ -156,10 +155,7 @@ class LiveBuildBrowserTests(DatabaseTestMixin, TestCase):
             B.add_builder(store, name="bob", url=running.base_url,
                           processors=["amd64"], secret=TEST_SECRET)
             record = file_store.add_path(store, busybox_chroot(fmt="gz"))
-            raw_cursor(store).execute(
-                "INSERT INTO chroot (processor, series, library_file)"
-                " SELECT id, 'default', %s FROM processor WHERE name = 'amd64'",
-                (record.id,))
+            B.register_chroot(store, "amd64", "default", record.id)
         await self.transactor.run(setup)
         manager.startService()
         self.addCleanup(manager.stopService)
