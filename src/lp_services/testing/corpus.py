@@ -71,8 +71,12 @@ CORPUS = (
                   "arch:any binary"),
     CorpusPackage("nyancat", "plain Makefile, an arch:any binary and an "
                   "arch:all one from one source (-b builds both)"),
-    CorpusPackage("python-toml", "a Python package built by pybuild "
-                  "(dh --with python3, setuptools), arch:all"),
+    # python-toml was the first choice; the package mirror these machines
+    # reach answers 404 for its pool files (and for six, python-idna,
+    # python-tabulate and others tried), but serves this one.
+    CorpusPackage("python-xmltodict", "a Python package built by pybuild "
+                  "(dh --buildsystem=pybuild --with python3, setuptools, "
+                  "its test suite run by nose2), arch:all"),
 )
 
 

@@ -93,9 +93,14 @@ class CorpusSandboxTests(IntegrationBase):
         self.assertTrue(any(n.endswith("_all.deb") for n in done.files))
         self.assertTrue(any(n.endswith("_amd64.deb") for n in done.files))
 
-    async def test_python_toml(self):
-        """python-toml (pybuild) builds python3-toml."""
-        self.check_fullybuilt(*await self.build("python-toml"))
+    async def test_python_xmltodict(self):
+        """python-xmltodict (pybuild, arch:all, tests run at build time)
+        builds python3-xmltodict."""
+        source, done = await self.build("python-xmltodict")
+        self.check_fullybuilt(source, done)
+        self.assertTrue(any(n.startswith("python3-xmltodict_")
+                            and n.endswith("_all.deb") for n in done.files),
+                        done.files)
 
     async def test_missing_dependency_manualdepwait(self):
         """tree with one more build dependency that no archive has: the
