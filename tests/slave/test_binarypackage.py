@@ -2,6 +2,7 @@
 verification (fast), and real Debian package builds in a cached buildd
 chroot in the sandbox backend (slow)."""
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from lp_services.slave.binarypackage import (
+    MAX_TRUSTED_KEYS,
+    TRUSTED_KEYS_DIR,
     BinaryPackageBuildManager,
     DscError,
     build_script,
@@ -18,7 +21,9 @@ from lp_services.slave.binarypackage import (
     dep_install_script,
     parse_dsc,
     parse_unmet_dependencies,
+    trusted_keys,
     verify_source,
+    write_trusted_keys,
 )
 from lp_services.slave.errors import BadArguments
 from lp_services.slave.interfaces import IBuildManagerFactory
@@ -145,6 +150,10 @@ class UnmetDependencyTests(unittest.SynchronousTestCase):
         self.assertIsNone(parse_unmet_dependencies("all fine\n"))
 
 
+ARMORED_KEY = (b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n"
+               b"-----END PGP PUBLIC KEY BLOCK-----\n")
+
+
 class ArgsTests(unittest.SynchronousTestCase):
     """validate_args(), needed_files() and the dependency step's commands."""
 
@@ -171,6 +180,66 @@ class ArgsTests(unittest.SynchronousTestCase):
         self.assertEqual(["hello_1.0.dsc"],
                          BinaryPackageBuildManager.needed_files(args))
         self.assertEqual([], BinaryPackageBuildManager.needed_files({}))
+
+    def test_launchpads_arguments(self):
+        """Everything Launchpad's master sends with a binarypackage build
+        (BinaryPackageBuildBehaviour.extraBuildArgs and the common ones)
+        passes, with the types it sends."""
+        key = base64.b64encode(ARMORED_KEY).decode()
+        BinaryPackageBuildManager.validate_args({
+            "arch_tag": "amd64", "archive_private": False,
+            "build_url": "https://launchpad.test/~x/+build/1",
+            "builder_constraints": [], "fast_cleanup": True,
+            "series": "bookworm", "launchpad_instance": "devel",
+            "launchpad_server_url": "launchpad.test", "image_type": "chroot",
+            "arch_indep": True, "suite": "bookworm-proposed",
+            "archive_purpose": "PRIMARY", "ogrecomponent": "main",
+            "archives": ["deb http://ftpmaster.internal/debian bookworm main"],
+            "trusted_keys": [key], "build_debug_symbols": False})
+
+    def test_bad_launchpad_arguments(self):
+        """Wrong types, keys that are not base64 and oversized keys are
+        refused with a message naming the argument."""
+        big = base64.b64encode(b"k" * (MAX_TRUSTED_KEYS + 1)).decode()
+        for args, named in (
+                ({"build_debug_symbols": "yes"}, "build_debug_symbols"),
+                ({"ogrecomponent": 3}, "ogrecomponent"),
+                ({"archive_purpose": None}, "archive_purpose"),
+                ({"trusted_keys": "AAAA"}, "trusted_keys"),
+                ({"trusted_keys": ["not base64!"]}, "trusted_keys"),
+                ({"trusted_keys": [big]}, "trusted_keys")):
+            error = self.assertRaises(
+                BadArguments, BinaryPackageBuildManager.validate_args, args)
+            self.assertIn(named, str(error))
+
+    def test_trusted_keys_named_by_kind(self):
+        """An armored key becomes a .asc file, a binary one a .gpg (apt
+        reads both from trusted.gpg.d), numbered in order."""
+        found = trusted_keys({"trusted_keys": [
+            base64.b64encode(ARMORED_KEY).decode(),
+            base64.b64encode(b"\x99\x01\x0dbinary").decode()]})
+        self.assertEqual([("launchpad-buildd-1.asc", ARMORED_KEY),
+                          ("launchpad-buildd-2.gpg", b"\x99\x01\x0dbinary")],
+                         found)
+        self.assertEqual([], trusted_keys({}))
+
+    def test_write_trusted_keys_follows_no_link(self):
+        """The keys' directory must be new: a link the build left in /work
+        under that name is not followed."""
+        work = Path(self.mktemp())
+        work.mkdir()
+        write_trusted_keys(work, [("launchpad-buildd-1.asc", ARMORED_KEY)])
+        self.assertEqual(
+            ARMORED_KEY,
+            (work / TRUSTED_KEYS_DIR / "launchpad-buildd-1.asc").read_bytes())
+        other = Path(self.mktemp())
+        other.mkdir()
+        elsewhere = Path(self.mktemp())
+        elsewhere.mkdir()
+        (other / TRUSTED_KEYS_DIR).symlink_to(elsewhere)
+        self.assertRaises(FileExistsError, write_trusted_keys, other,
+                          [("launchpad-buildd-1.asc", ARMORED_KEY)])
+        self.assertEqual([], list(elsewhere.iterdir()))
 
     def test_dep_install_argv(self):
         """The dependency step shares the network, writes the chroot, is
@@ -212,7 +281,14 @@ class ArgsTests(unittest.SynchronousTestCase):
         script = build_script("-B")
         self.assertIn('echo "build user: ', script)
         self.assertTrue(script.endswith(
-            "cd /work/src && exec dpkg-buildpackage -rfakeroot -us -uc -B"))
+            "cd /work/src && exec env DEB_BUILD_OPTIONS=noautodbgsym "
+            "dpkg-buildpackage -rfakeroot -us -uc -B"))
+
+    def test_debug_symbols_only_when_asked(self):
+        """As launchpad-buildd: no automatic -dbgsym packages unless
+        build_debug_symbols is true."""
+        self.assertNotIn("noautodbgsym", build_script("-b", True))
+        self.assertIn("noautodbgsym", build_script("-b", False))
 
     def test_dep_install_script(self):
         """The archives replace the chroot's sources; a failed update
@@ -227,13 +303,18 @@ class ArgsTests(unittest.SynchronousTestCase):
         self.assertIn("update || exit 90", script)
         self.assertIn("build-dep /work/a.dsc", script)
         self.assertIn("install fakeroot", script)
+        self.assertNotIn("trusted.gpg.d", script)
 
+    def test_dep_install_script_installs_trusted_keys_first(self):
+        """With trusted keys, they go into apt's trusted.gpg.d before the
+        first apt-get update."""
+        script = dep_install_script("a.dsc", None, need_fakeroot=False,
+                                    with_trusted_keys=True)
+        install = script.index(
+            'install -m 644 "$key" /etc/apt/trusted.gpg.d/')
+        self.assertLess(install, script.index("apt-get"))
+        self.assertIn("/work/.lp-trusted-keys/*", script)
 
-# -- slow: real builds ------------------------------------------------------
-
-
-# A debhelper-free rules file: fast, and xxd (the build dependency the
-# test installs) must really be there for the build to pass.
 
 
 # -- through the agent's XML-RPC ------------------------------------------

@@ -55,7 +55,8 @@ _MAX_FILES = 1000
 _COMMON_ARGS = {
     "arch_tag": str, "series": str, "suite": str, "archives": list,
     "archive_private": bool, "build_url": str, "builder_constraints": list,
-    "fast_cleanup": bool, "image_type": str,
+    "fast_cleanup": bool, "image_type": str, "launchpad_instance": str,
+    "launchpad_server_url": str,
 }
 _LIST_OF_STR = {"archives", "builder_constraints"}
 

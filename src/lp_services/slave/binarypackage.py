@@ -40,7 +40,16 @@ The filemap carries a source package: its ``.dsc`` (named by
 
 Args: ``dsc`` (optional, see above), ``archives`` (list of sources.list
 lines, optional), ``arch_indep`` (bool: also build Architecture: all
-packages, ``-b``; default true; false gives ``-B``).
+packages, ``-b``; default true; false gives ``-B``), ``trusted_keys``
+(list of base64-encoded OpenPGP public keys, armored or binary, as
+Launchpad's master sends them: each becomes a file in the chroot's
+``/etc/apt/trusted.gpg.d/`` before ``apt-get update``, so the archives
+they sign are trusted), ``build_debug_symbols`` (bool, default false: as
+launchpad-buildd, ``DEB_BUILD_OPTIONS=noautodbgsym`` unless true, so
+automatic ``-dbgsym`` packages are made only when asked for). The other
+arguments Launchpad's master sends (``suite``, ``ogrecomponent``,
+``archive_purpose``, and the common ones the agent checks) are checked
+for type and shown in the log; they change nothing here.
 """
 
 from __future__ import annotations
@@ -350,9 +359,68 @@ _BUILD_USER_SCRIPT = (
     ">> /etc/passwd\n" % {"uid": BUILD_UID, "gid": BUILD_GID})
 
 
+#: Bound on the decoded size of all of a build's trusted keys.
+MAX_TRUSTED_KEYS = 1 << 20
+#: Where the agent leaves the trusted keys in ``/work`` for the
+#: dependency step to install (a name dpkg-source never makes: it
+#: extracts into ``/work/src``).
+TRUSTED_KEYS_DIR = ".lp-trusted-keys"
+_ARMORED = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+
+
+def trusted_keys(args: dict) -> list[tuple[str, bytes]]:
+    """``args["trusted_keys"]`` decoded: (file name, key) pairs, an
+    armored key as ``.asc`` and a binary one as ``.gpg`` (apt reads both
+    from ``trusted.gpg.d``).
+
+    :raises BadArguments: not a list of base64 strings, or over
+        :data:`MAX_TRUSTED_KEYS` bytes decoded.
+    """
+    import base64
+    import binascii
+
+    keys = args.get("trusted_keys") or []
+    if not isinstance(keys, list) or not all(isinstance(k, str)
+                                             for k in keys):
+        raise BadArguments("args['trusted_keys'] must be a list of base64 "
+                           "strings")
+    found, total = [], 0
+    for number, text in enumerate(keys, 1):
+        try:
+            key = base64.b64decode(text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise BadArguments("args['trusted_keys'][%d] is not base64"
+                               % (number - 1)) from None
+        total += len(key)
+        if total > MAX_TRUSTED_KEYS:
+            raise BadArguments("args['trusted_keys'] are over %d bytes"
+                               % MAX_TRUSTED_KEYS)
+        suffix = ".asc" if key.lstrip().startswith(_ARMORED) else ".gpg"
+        found.append(("launchpad-buildd-%d%s" % (number, suffix), key))
+    return found
+
+
+def write_trusted_keys(work, keys: list[tuple[str, bytes]]) -> None:
+    """Leave ``keys`` in ``work``/:data:`TRUSTED_KEYS_DIR` for the
+    dependency step. The directory must be new and no file is followed
+    through a link: the build had ``/work`` before this (the extract
+    step), and the agent runs as root."""
+    from pathlib import Path
+
+    directory = Path(work) / TRUSTED_KEYS_DIR
+    directory.mkdir(mode=0o755)
+    for name, key in keys:
+        fd = os.open(directory / name,
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o644)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(key)
+
+
 def dep_install_script(dsc: str, archives: list[str] | None,
                        need_fakeroot: bool,
-                       build_depends: str = "") -> str:
+                       build_depends: str = "",
+                       with_trusted_keys: bool = False) -> str:
     """The shell run by the dependency-installation step.
 
     ``apt-get build-dep`` installs all or nothing; when it fails, each
@@ -368,6 +436,14 @@ def dep_install_script(dsc: str, archives: list[str] | None,
             "rm -f /etc/apt/sources.list.d/*.list "
             "/etc/apt/sources.list.d/*.sources",
             "cat > /etc/apt/sources.list <<'LP_EOF'\n" + text + "LP_EOF",
+        ]
+    if with_trusted_keys:
+        lines += [
+            "mkdir -p /etc/apt/trusted.gpg.d",
+            f"for key in /work/{TRUSTED_KEYS_DIR}/*; do",
+            '    install -m 644 "$key" /etc/apt/trusted.gpg.d/',
+            '    echo "trusted key: ${key##*/}"',
+            "done",
         ]
     deps = [d.strip() for d in build_depends.split(",") if d.strip()]
     one_by_one = " ".join(shlex.quote(d) for d in deps)
@@ -391,14 +467,17 @@ def dep_install_script(dsc: str, archives: list[str] | None,
     return "\n".join(lines) + "\n"
 
 
-def build_script(flag: str = "-b") -> str:
+def build_script(flag: str = "-b", debug_symbols: bool = False) -> str:
     """The shell of the build step: says which user it runs as (the log
     shows the build was not root), then ``dpkg-buildpackage -rfakeroot``
-    (fakeroot for the targets that need root, as sbuild does)."""
+    (fakeroot for the targets that need root, as sbuild does); without
+    ``debug_symbols``, ``DEB_BUILD_OPTIONS=noautodbgsym`` as
+    launchpad-buildd sets it."""
+    options = "" if debug_symbols else "DEB_BUILD_OPTIONS=noautodbgsym "
     return ('echo "build user: $(id -un 2>/dev/null || echo ?) '
             '(uid $(id -u), gid $(id -g))"; '
-            "cd /work/src && exec dpkg-buildpackage -rfakeroot -us -uc %s"
-            % flag)
+            "cd /work/src && exec env %sdpkg-buildpackage -rfakeroot "
+            "-us -uc %s" % (options, flag))
 
 
 #: Exit status of the dependency step when `apt-get update` failed.
@@ -453,8 +532,13 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
                 if "\n" in line or not re.match(r"\s*deb(-src)?\s", line):
                     raise BadArguments("not a sources.list line: %r"
                                        % line[:80])
-        if not isinstance(args.get("arch_indep", True), bool):
-            raise BadArguments("args['arch_indep'] must be a boolean")
+        for key in ("arch_indep", "build_debug_symbols"):
+            if not isinstance(args.get(key, False), bool):
+                raise BadArguments("args[%r] must be a boolean" % key)
+        for key in ("archive_purpose", "ogrecomponent"):
+            if not isinstance(args.get(key, ""), str):
+                raise BadArguments("args[%r] must be a string" % key)
+        trusted_keys(args)
 
     @staticmethod
     def needed_files(args: dict) -> list[str]:
@@ -564,7 +648,9 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
         log.header("build")
         flag = "-b" if ctx.args.get("arch_indep", True) else "-B"
         result = await self._in_sandbox(
-            ["/bin/sh", "-c", build_script(flag)], ctx.timeout)
+            ["/bin/sh", "-c", build_script(
+                flag, ctx.args.get("build_debug_symbols", False))],
+            ctx.timeout)
         status = BuildStatus.OK
         outcome = self._failed_step(result, "dpkg-buildpackage")
         if outcome is not None:
@@ -628,8 +714,12 @@ class BinaryPackageBuildManager(SandboxedBuildManager):
             ids = getattr(ctx.backend, "ids", None) or IdRange()
             await self._thread(idmap.shift_tree, root, ids.host(0),
                                ids.host(0))
+        keys = trusted_keys(ctx.args)
+        if keys:
+            await self._thread(write_trusted_keys, work, keys)
         script = _BUILD_USER_SCRIPT + dep_install_script(
-            dsc, ctx.args.get("archives"), need_fakeroot, build_depends)
+            dsc, ctx.args.get("archives"), need_fakeroot, build_depends,
+            with_trusted_keys=bool(keys))
         argv = dep_install_command(root, work, script, ids,
                                    bwrap=shutil.which(self.bwrap)
                                    or self.bwrap)

@@ -14,6 +14,7 @@ from lp_services.testing.tiers import slow
 from tests.buildmaster.test_integration import IntegrationBase, wait_until
 from tests.slave.corpus_support import buildd_chroot
 from tests.slave.packages import RULES, make_source_package
+from tests.slave.signed_repo import make_signed_repository, serve
 
 
 class BuildHarness:
@@ -85,6 +86,36 @@ class RealBuildTests(unittest.TestCase):
         self.assertIn("=== install build dependencies", log)
         # Built as an unprivileged user.
         self.assertRegex(log, r"build user: \S+ \(uid [1-9][0-9]*, gid ")
+
+    @defer.inlineCallbacks
+    def test_trusted_keys_let_apt_use_a_signed_archive(self):
+        """A build dependency only a signed private archive has, with its
+        key in ``trusted_keys`` as Launchpad sends it: the key goes into
+        the chroot's trusted.gpg.d, apt accepts the archive, the build
+        passes. Without the key apt refuses the archive (not signed by a
+        key it knows) and the build is given back, nothing built."""
+        where = Path(self.mktemp())
+        where.mkdir()
+        repo = make_signed_repository(where / "archive", "lp-keyed-dep")
+        url = serve(self, repo.root)
+        archives = ["deb http://deb.debian.org/debian bookworm main",
+                    "deb %s ./" % url]
+        files = make_source_package(where, "xxd, lp-keyed-dep")
+        harness = BuildHarness(self, sandbox_backend(), files, {
+            "archives": archives, "trusted_keys": [repo.trusted_key]})
+        outcome = yield defer.ensureDeferred(harness.run())
+        log = harness.log_text()
+        self.assertEqual(BuildStatus.OK, outcome.status, log[-3000:])
+        self.assertIn("trusted key: launchpad-buildd-1.asc", log)
+        self.assertIn("Setting up lp-keyed-dep (1.0)", log)
+
+        unkeyed = BuildHarness(self, sandbox_backend(), files,
+                               {"archives": archives})
+        outcome = yield defer.ensureDeferred(unkeyed.run())
+        log = unkeyed.log_text()
+        self.assertEqual(BuildStatus.GIVENBACK, outcome.status, log[-3000:])
+        self.assertRegex(log, "NO_PUBKEY|not signed")
+        self.assertNotIn("=== build (", log)
 
     @defer.inlineCallbacks
     def test_missing_dependency_depfail(self):
