@@ -187,6 +187,7 @@ CREATE TABLE build_queue (
     build_args jsonb NOT NULL DEFAULT '{}'::jsonb,
     filemap jsonb NOT NULL DEFAULT '{}'::jsonb,
     required_resources text[] NOT NULL DEFAULT '{}',
+    cancel_deadline timestamptz,
     CONSTRAINT build_queue__cookie__check
         CHECK ((builder IS NULL) OR (build_cookie IS NOT NULL))
 );
@@ -196,6 +197,8 @@ COMMENT ON COLUMN build_queue.manual IS
     'True when an operator pinned lastscore; scoring leaves it alone.';
 COMMENT ON COLUMN build_queue.filemap IS
     'Files the build needs on the agent: {name: library_file sha1}.';
+COMMENT ON COLUMN build_queue.cancel_deadline IS
+    'Set when the master first asks the builder to abort a CANCELLING build; past it the build is forced CANCELLED.';
 -- The real guard against double dispatch: a builder holds one build.
 CREATE UNIQUE INDEX build_queue__builder__key ON build_queue (builder)
     WHERE builder IS NOT NULL;

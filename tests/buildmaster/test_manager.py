@@ -2,6 +2,7 @@
 fake agents and real PostgreSQL."""
 
 import hashlib
+from datetime import timedelta
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
@@ -408,6 +409,35 @@ class CancelTests(ScannerTestBase):
         self.scan(scanner)
         self.assertEqual(self.build_row(job)["status"], "CANCELLED")
         self.assertEqual(self.builder_row()["clean_status"], "DIRTY")
+
+
+    def test_cancel_deadline_survives_a_restart(self):
+        """The deadline is stored when the abort is first asked for; a
+        new master (fresh farm and scanner) keeps it rather than starting
+        another: it forces CANCELLED at the first deadline, and aborts
+        only once in all."""
+        agent, scanner, job = self.dispatched()
+        self.sql(Q.cancel_build, job, self.now())
+        self.successResultOf(scanner.reload())
+        self.scan(scanner)
+        deadline = self.sql(B.load_vitals, "b1")[0].build.cancel_deadline
+        self.assertEqual(
+            deadline,
+            self.now() + timedelta(seconds=self.farm.config.cancel_timeout))
+        self.clock.advance(self.farm.config.cancel_timeout - 1)
+        farm = Farm(self.sync, self.clock, self.file_store, self.farm.config,
+                    agent_factory=lambda v: self.agents[v.name])
+        fresh = BuilderScanner(farm, self.sql(B.load_vitals, "b1")[0])
+        self.successResultOf(fresh.scan())
+        self.assertEqual(self.build_row(job)["status"], "CANCELLING")
+        self.assertEqual(
+            self.sql(B.load_vitals, "b1")[0].build.cancel_deadline, deadline)
+        self.clock.advance(2)
+        self.successResultOf(fresh.reload())
+        self.successResultOf(fresh.scan())
+        self.assertEqual(self.build_row(job)["status"], "CANCELLED")
+        self.assertEqual(
+            [c[0] for c in agent.model.calls].count("abort"), 1)
 
 
 class VirtualTests(ScannerTestBase):

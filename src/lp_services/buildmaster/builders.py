@@ -43,6 +43,9 @@ class BuildVitals:
     status: BuildStatus
     job_status: JobStatus
     failure_count: int
+    #: When a CANCELLING build is forced CANCELLED (None until the master
+    #: first asked the builder to abort it).
+    cancel_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,11 @@ class BuilderVitals:
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
-     bstatus, jstatus, bfailures, version) = row
+     bstatus, jstatus, bfailures, version, cancel_deadline) = row
     build = None
     if job is not None:
         build = BuildVitals(job, cookie, build_type, BuildStatus(bstatus),
-                            JobStatus(jstatus), bfailures)
+                            JobStatus(jstatus), bfailures, cancel_deadline)
     return BuilderVitals(bid, name, url, tuple(procs), tuple(proc_names),
                          virt, manual, ok, failures,
                          BuilderCleanStatus(clean), reset, secret,

@@ -1,6 +1,8 @@
 """Builds that end other than by collection: a build the builder no longer
 runs (lost) and a build an operator cancelled."""
 
+from datetime import timedelta
+
 from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import collect as C
 from lp_services.buildmaster import queue as Q
@@ -28,7 +30,6 @@ async def reset_lost_build(scanner, v, agent, status):
                           % (status.state.short, status.build_id or ""))
         B.set_clean_status(cursor, v.id, BuilderCleanStatus.DIRTY, now)
     await scanner.commit(handle)
-    scanner.cancel_deadline = None
     if status.state == wire.BuilderStatus.BUILDING:
         await agent.abort()
     elif status.state == wire.BuilderStatus.WAITING:
@@ -36,27 +37,35 @@ async def reset_lost_build(scanner, v, agent, status):
 
 
 async def scan_cancelling(scanner, v, agent, status):
+    """A CANCELLING build: CANCELLED once the agent has aborted it (it
+    reports WAITING), else ask it to abort and wait until the build's
+    stored cancel deadline; past it the build is forced CANCELLED and the
+    builder is dirty. The deadline lives in the database
+    (``build_queue.cancel_deadline``), so a restarted master keeps it."""
     build = v.build
-    seconds = scanner.farm.clock.seconds()
+    now = scanner.farm.now()
     if status.state == wire.BuilderStatus.WAITING:
         await scanner.commit(Q.finish_build, build.job_id, build.cookie,
-                             scanner.farm.now(), BuildStatus.CANCELLED,
+                             now, BuildStatus.CANCELLED,
                              last_error="cancelled")
-        scanner.cancel_deadline = None
         scanner.log.info("{name}: build {job} cancelled", name=scanner.name,
                          job=build.job_id)
         await C.clean_agent(scanner, agent)
         return
-    if scanner.cancel_deadline is None:
-        scanner.cancel_deadline = seconds + scanner.farm.config.cancel_timeout
+    if build.cancel_deadline is None:
+        deadline = now + timedelta(
+            seconds=scanner.farm.config.cancel_timeout)
+        await scanner.commit(Q.set_cancel_deadline, build.job_id,
+                             build.cookie, deadline)
         if status.state == wire.BuilderStatus.BUILDING:
             await agent.abort()
         return
-    if seconds < scanner.cancel_deadline:
+    if now < build.cancel_deadline:
         return
-    scanner.log.warn("{name}: build {job} did not abort in time; "
-                     "forcing CANCELLED", name=scanner.name, job=build.job_id)
-    now = scanner.farm.now()
+    scanner.log.warn("{name}: build {job} did not abort by {deadline}; "
+                     "forcing CANCELLED", name=scanner.name,
+                     job=build.job_id,
+                     deadline=build.cancel_deadline.isoformat())
 
     def force(cursor):
         Q.finish_build(cursor, build.job_id, build.cookie, now,
@@ -64,4 +73,3 @@ async def scan_cancelling(scanner, v, agent, status):
                        last_error="cancelled (abort timed out)")
         B.set_clean_status(cursor, v.id, BuilderCleanStatus.DIRTY, now)
     await scanner.commit(force)
-    scanner.cancel_deadline = None

@@ -156,7 +156,7 @@ LEFT JOIN library_file lf ON lf.id = ch.library_file
 RELEASE_QUEUE_ROW = """
 UPDATE build_queue
 SET builder = NULL, build_cookie = NULL, date_dispatched = NULL,
-    logtail = NULL
+    logtail = NULL, cancel_deadline = NULL
 WHERE job = %(job)s AND build_cookie = %(cookie)s
 RETURNING processor, virtualized
 """
@@ -221,6 +221,17 @@ LOCK_QUEUE_ROW = "SELECT builder FROM build_queue WHERE job = %(job)s FOR UPDATE
 MARK_CANCELLING = f"""
 UPDATE build_farm_job SET status = {CANCELLING} WHERE job = %(job)s;
 SELECT pg_notify(%(channel)s, 'cancel ' || %(job)s)
+"""
+
+#: The deadline by which the builder running build %(job)s (cookie
+#: %(cookie)s) must have aborted it, set once: the first scan that asks
+#: for the abort sets it, later ones (a restarted master's too) keep it.
+#: Returns the deadline in force.
+SET_CANCEL_DEADLINE = """
+UPDATE build_queue
+SET cancel_deadline = coalesce(cancel_deadline, %(deadline)s)
+WHERE job = %(job)s AND build_cookie = %(cookie)s
+RETURNING cancel_deadline
 """
 
 #: WAITING builds whose prerequisite FAILED fail too (the runner's
@@ -305,7 +316,7 @@ SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
              JOIN processor p ON p.id = bp.processor
              WHERE bp.builder = b.id ORDER BY bp.processor),
        q.job, q.build_cookie, q.build_type, f.status, j.status,
-       f.failure_count, b.version
+       f.failure_count, b.version, q.cancel_deadline
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job

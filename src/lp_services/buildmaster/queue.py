@@ -46,6 +46,7 @@ __all__ = [
     "request_build",
     "rescore_build",
     "reset_build",
+    "set_cancel_deadline",
     "retry_delay",
     "show_build",
 ]
@@ -340,6 +341,17 @@ def _lock_build(cursor, job_id):
     if row is None:
         raise BuildNotFound("no build with id %s" % job_id)
     return JobStatus(row[0]), BuildStatus(row[1])
+
+
+def set_cancel_deadline(store_or_cursor, job_id: int, cookie: str,
+                        deadline: datetime) -> datetime | None:
+    """Set build ``job_id``'s cancel deadline unless one is set (cookie-
+    guarded); the deadline in force, or None if the build moved on."""
+    cursor = cursor_of(store_or_cursor)
+    cursor.execute(BQ.SET_CANCEL_DEADLINE, {"job": job_id, "cookie": cookie,
+                                            "deadline": deadline})
+    row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def cancel_build(store_or_cursor, job_id: int, now: datetime) -> BuildStatus:

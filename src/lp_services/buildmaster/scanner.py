@@ -61,7 +61,6 @@ class BuilderScanner:
         #: read before a scanner's own later change.
         self.generation = 0
         self.scan_failures = 0
-        self.cancel_deadline = None
         #: The agent's state at the last scan (a wire.BuilderStatus).
         self.last_state = None
         self._loop = None
@@ -227,7 +226,6 @@ class BuilderScanner:
         if v.build.status == BuildStatus.CANCELLING:
             await cancel.scan_cancelling(self, v, agent, status)
             return
-        self.cancel_deadline = None
         if status.state == wire.BuilderStatus.BUILDING:
             self.farm.logtails.put(v.build.job_id, v.build.cookie,
                                    status.logtail)
@@ -302,4 +300,3 @@ class BuilderScanner:
                 B.set_clean_status(cursor, v.id, BuilderCleanStatus.DIRTY,
                                    now)
         await self.commit(judge)
-        self.cancel_deadline = None
