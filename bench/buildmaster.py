@@ -404,7 +404,8 @@ def bench_candidate_query(rows: int, repeat: int):
                     "processors": processors, "virtualized": False,
                     "resources": [], "now": now, "holder": "bench",
                     "lease_expires": now + timedelta(minutes=10),
-                    "builder": 1, "cookie": new_cookie()})
+                    "builder": 1, "cookie": new_cookie(),
+                    "build_types": ["script"]})
                 plan = cur.fetchone()[0][0]
             conn.rollback()
             if i >= 2:

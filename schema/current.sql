@@ -113,7 +113,10 @@ CREATE TABLE builder (
     version text,
     date_created timestamptz NOT NULL DEFAULT now(),
     date_state_changed timestamptz NOT NULL DEFAULT now(),
-    disabled_by_operator boolean NOT NULL DEFAULT false
+    disabled_by_operator boolean NOT NULL DEFAULT false,
+    arch_tag text,
+    build_types text[],
+    date_info_read timestamptz
 );
 COMMENT ON TABLE builder IS 'A builder machine running an agent.';
 COMMENT ON COLUMN builder.manual IS
@@ -126,6 +129,12 @@ COMMENT ON COLUMN builder.date_state_changed IS
     'When builderok, active or manual last changed.';
 COMMENT ON COLUMN builder.disabled_by_operator IS
     'builderok was cleared by an operator (builder disable), not by failures.';
+COMMENT ON COLUMN builder.arch_tag IS
+    'The architecture the agent reports in info(); NULL until read.';
+COMMENT ON COLUMN builder.build_types IS
+    'The build types the agent reports in info(); NULL until read (nothing is dispatched to it until then).';
+COMMENT ON COLUMN builder.date_info_read IS
+    'When info() was last read; cleared when the agent version changes.';
 
 CREATE TABLE builder_processor (
     builder integer NOT NULL REFERENCES builder (id) ON DELETE CASCADE,

@@ -71,6 +71,24 @@ WITH waiting AS (
     JOIN builder_processor bp ON bp.builder = b.id
     WHERE b.active AND b.builderok AND NOT b.manual
     GROUP BY bp.processor, b.virtualized
+), unoffered AS (
+    -- Waiting builds of a type no available builder of their processor
+    -- and virtualization offers (a builder whose info() is not read yet
+    -- is given the benefit of the doubt).
+    SELECT t.processor, t.virtualized, sum(t.n) AS builds,
+           array_agg(t.build_type ORDER BY t.build_type) AS types
+    FROM (SELECT bq.processor, bq.virtualized, bq.build_type,
+                 count(*) AS n
+          FROM build_queue bq JOIN job j ON j.id = bq.job
+          WHERE bq.builder IS NULL AND j.status = 0
+          GROUP BY bq.processor, bq.virtualized, bq.build_type) t
+    WHERE NOT EXISTS (
+        SELECT 1 FROM builder b
+        JOIN builder_processor bp ON bp.builder = b.id
+        WHERE bp.processor = t.processor AND b.virtualized = t.virtualized
+          AND b.active AND b.builderok AND NOT b.manual
+          AND (b.build_types IS NULL OR t.build_type = ANY (b.build_types)))
+    GROUP BY t.processor, t.virtualized
 )
 SELECT p.name AS processor,
        coalesce(w.virtualized, c.virtualized) AS virtualized,
@@ -84,10 +102,14 @@ SELECT p.name AS processor,
                      THEN interval '0' END
             ELSE coalesce(w.estimated_work, interval '0')
                  / c.builders_available
-       END AS estimated_time_to_clear
+       END AS estimated_time_to_clear,
+       coalesce(u.builds, 0) AS unoffered_builds,
+       array_to_string(u.types, ' ') AS unoffered_types
 FROM waiting w
 FULL JOIN capacity c
     ON c.processor = w.processor AND c.virtualized = w.virtualized
+LEFT JOIN unoffered u
+    ON u.processor = w.processor AND u.virtualized = w.virtualized
 JOIN processor p ON p.id = coalesce(w.processor, c.processor);
 COMMENT ON VIEW ops_queue IS
     'Queue depth, oldest wait and estimated time to clear per processor and virtualization.';
@@ -129,7 +151,8 @@ SELECT b.id,
        (SELECT string_agg(p.name, ' ' ORDER BY p.name)
         FROM builder_processor bp JOIN processor p ON p.id = bp.processor
         WHERE bp.builder = b.id) AS processors,
-       b.version
+       b.version,
+       array_to_string(b.build_types, ' ') AS build_types
 FROM builder b
 LEFT JOIN build_queue bq ON bq.builder = b.id;
 COMMENT ON VIEW ops_builders IS

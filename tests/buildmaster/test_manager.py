@@ -55,7 +55,10 @@ class DispatchTests(ScannerTestBase):
         row = self.build_row(job)
         self.assertEqual((row["job_status"], row["status"], row["builder"]),
                          ("RUNNING", "BUILDING", "b1"))
-        calls = [c for c in agent.model.calls if c[0] != "status"]
+        self.assertEqual([c[0] for c in agent.model.calls][:2],
+                         ["status", "info"])
+        calls = [c for c in agent.model.calls
+                 if c[0] not in ("status", "info")]
         chroot = sha1(CHROOT)
         self.assertEqual(calls[0], ("ensurepresent", (
             chroot, "http://master:8220/files/" + chroot, "buildd", "s3cret")))
@@ -99,7 +102,9 @@ class DispatchTests(ScannerTestBase):
         statements = self.count_statements()
         self.successResultOf(scanner.scan())
         self.assertEqual(statements.count, 0)
-        self.assertEqual([c[0] for c in agent.model.calls], ["status"] * 2)
+        # info() once, at the first scan (what the builder offers).
+        self.assertEqual([c[0] for c in agent.model.calls],
+                         ["status", "info", "status"])
 
     def test_manual_and_disabled_builders_get_nothing(self):
         """Manual builders and disabled builders are not dispatched to."""
@@ -147,7 +152,8 @@ class DispatchTests(ScannerTestBase):
         self.clock.advance(15)
         self.clock.advance(15)
         self.successResultOf(scanner.stop())
-        self.assertEqual([c[0] for c in agent.model.calls], ["status"] * 3)
+        self.assertEqual([c[0] for c in agent.model.calls],
+                         ["status", "info", "status", "status"])
 
 
     def test_stop_waits_for_running_scan(self):
@@ -373,6 +379,73 @@ class FailureTests(ScannerTestBase):
         self.assertEqual([c[0] for c in self.agents["y"].model.calls],
                          ["status"])
         self.assertEqual(self.sql(B.list_builders)[2]["failure_count"], 0)
+
+
+class BuildTypeTests(ScannerTestBase):
+    """A build goes only to a builder that offers its type (its agent's
+    info()); one that no builder offers waits, and nobody is blamed."""
+
+    def test_unoffered_type_waits_unblamed(self):
+        """A builder whose agent offers only binarypackage (as
+        launchpad-buildd offers no script): its info() is stored, the
+        script build waits, the agent gets no build(), no failure."""
+        agent = IdleAgent(build_types=("binarypackage",), arch_tag="arm64")
+        self.add_builder(agent=agent)
+        self.add_chroot()
+        job = self.request()
+        scanner = self.scanner()
+        self.scan(scanner)
+        self.scan(scanner)
+        self.assertEqual(self.build_row(job)["job_status"], "WAITING")
+        self.assertNotIn("build", [c[0] for c in agent.model.calls])
+        vitals = self.sql(B.load_vitals, "b1")[0]
+        self.assertEqual(vitals.build_types, ("binarypackage",))
+        self.assertEqual(vitals.failure_count, 0)
+        self.assertEqual(self.query(
+            "SELECT arch_tag FROM builder WHERE name = 'b1'")[0][0], "arm64")
+
+    def test_info_read_again_when_due(self):
+        """info() is read again after info_interval, and at once when the
+        agent's version changes (an upgraded agent may offer more)."""
+        agent = IdleAgent()
+        self.add_builder(agent=agent)
+        scanner = self.scanner()
+        self.scan(scanner)
+        self.clock.advance(self.farm.config.info_interval - 1)
+        self.scan(scanner)
+        self.assertEqual([c[0] for c in agent.model.calls].count("info"), 1)
+        self.clock.advance(1)
+        self.scan(scanner)
+        self.assertEqual([c[0] for c in agent.model.calls].count("info"), 2)
+        agent.model.version = "fake-2"
+        self.scan(scanner)
+        self.assertEqual([c[0] for c in agent.model.calls].count("info"), 3)
+
+    def test_unknownbuilder_answer_gives_back_unblamed(self):
+        """An agent that stopped offering the type since its info() was
+        read answers build() with UNKNOWNBUILDER: the build waits again at
+        once with the attempt not counted, the builder takes no failure,
+        and its info() is read again."""
+        agent = IdleAgent()
+        self.add_builder(agent=agent)
+        self.add_chroot()
+        scanner = self.scanner()
+        self.scan(scanner)  # info(): script
+        agent.model.build_types = ["binarypackage"]
+        job = self.request()
+        self.successResultOf(scanner.reload())
+        self.scan(scanner)
+        row = self.query("SELECT status, attempt_count, last_error FROM job"
+                         " WHERE id = %s", (job,))[0]
+        self.assertEqual(row[:2], (0, 0))
+        self.assertIn("does not offer build type script", row[2])
+        vitals = self.sql(B.load_vitals, "b1")[0]
+        self.assertEqual((vitals.failure_count, vitals.build), (0, None))
+        self.assertIsNone(vitals.date_info_read)
+        self.scan(scanner)
+        self.assertEqual(self.sql(B.load_vitals, "b1")[0].build_types,
+                         ("binarypackage",))
+        self.assertEqual(self.build_row(job)["job_status"], "WAITING")
 
 
 class CancelTests(ScannerTestBase):

@@ -96,7 +96,8 @@ class PlanTests(QueuedFarmMixin, TestCase):
         plan = self.plan(queries.CLAIM, {
             "processors": [1], "virtualized": False, "resources": [],
             "now": EPOCH, "holder": "m", "lease_expires":
-            EPOCH + timedelta(minutes=10), "builder": 1, "cookie": "c"})
+            EPOCH + timedelta(minutes=10), "builder": 1, "cookie": "c",
+            "build_types": ["script"]})
         self.assertIn("build_queue__candidate__idx", self.indexes(plan))
         self.assertEqual(self.seq_scans(plan, "build_queue"), [])
         self.assertEqual(self.seq_scans(plan, "job"), [])

@@ -20,13 +20,14 @@ class QueueTests(FarmMixin, TestCase):
         self.chroot = self.add_chroot()
 
     def claim(self, builder=None, processors=None, virtualized=False,
-              resources=(), now=None):
+              resources=(), now=None, build_types=("script",)):
         amd64 = self.query("SELECT id FROM processor WHERE name='amd64'")[0][0]
         return self.sql(Q.claim_build, builder_id=builder or self.builder,
                         processors=processors or [amd64],
                         virtualized=virtualized, resources=list(resources),
                         now=now or self.now(), holder="me",
-                        lease=timedelta(minutes=10))
+                        lease=timedelta(minutes=10),
+                        build_types=list(build_types))
 
     def test_request_creates_three_rows(self):
         """request_build creates job, build_farm_job and build_queue rows

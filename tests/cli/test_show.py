@@ -29,6 +29,18 @@ class ShowCommandTests(SeededDatabaseMixin, DatabaseTestMixin, TestCase):
         self.assertIn("BUILDING", result.output)
         self.assertIn("a1", result.output)
 
+    def test_waiting_build_says_why(self):
+        """A waiting build whose processor has no available builder says
+        so (riscv64 in the seed); --json carries the same reason."""
+        result = self.invoke("show", "16")
+        self.assertEqual(result.exit_code, 0, result.output)
+        self.assertIn("no available builder for riscv64 (non-virtualized)",
+                      result.output)
+        data = json.loads(self.invoke("show", "16", "--json").output)
+        self.assertEqual(data["build"]["waiting_reason"],
+                         "no available builder for riscv64 "
+                         "(non-virtualized)")
+
     def test_json(self):
         """--json gives the same details as JSON."""
         data = json.loads(self.invoke("show", "13", "--json").output)

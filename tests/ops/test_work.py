@@ -70,3 +70,61 @@ class DescribeWorkTests(DatabaseTestMixin, TestCase):
         """An id that names nothing raises UnknownWork."""
         self.assertRaises(UnknownWork, self.describe, 424242)
         self.assertRaises(UnknownWork, self.describe, "10")
+
+
+class WaitingReasonTests(DatabaseTestMixin, TestCase):
+    """Why a waiting build is not dispatched, in show and in ops_queue:
+    no available builder, or none that offers its build type (a farm of
+    launchpad-buildd builders offers no script builds)."""
+
+    def setUp(self):
+        super().setUp()
+        self.conn = self.connect()
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(SEED)
+
+    def reason(self, job_id):
+        with self.conn.cursor() as cur:
+            return describe_work(cur, job_id).build.waiting_reason
+
+    def queue(self, processor):
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT unoffered_builds, unoffered_types"
+                        " FROM ops_queue WHERE processor = %s", (processor,))
+            return cur.fetchone()
+
+    def offer(self, *types):
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("UPDATE builder SET build_types = %s"
+                        " WHERE id IN (1, 2)", (list(types),))
+
+    def test_no_builder_at_all(self):
+        """The riscv64 build has no available builder."""
+        self.assertEqual(self.reason(16),
+                         "no available builder for riscv64 "
+                         "(non-virtualized)")
+        self.assertEqual(self.queue("riscv64"), (1, "binarypackage"))
+
+    def test_builders_not_read_yet_count_as_offering(self):
+        """Builders whose info() is not read yet: no reason given."""
+        self.assertIsNone(self.reason(10))
+        self.assertEqual(self.queue("amd64"), (0, None))
+
+    def test_no_builder_offers_the_type(self):
+        """amd64 builders that offer only binarypackage: both waiting
+        script builds say why, and ops_queue counts them; once a builder
+        offers script, nothing is said."""
+        self.offer("binarypackage")
+        self.assertEqual(self.reason(10),
+                         "no available builder for amd64 (non-virtualized) "
+                         "offers build type script")
+        self.assertEqual(self.queue("amd64"), (2, "script"))
+        self.offer("binarypackage", "script")
+        self.assertIsNone(self.reason(11))
+        self.assertEqual(self.queue("amd64"), (0, None))
+
+    def test_running_and_finished_builds_have_no_reason(self):
+        """Only a waiting build has a reason."""
+        self.offer("binarypackage")
+        self.assertIsNone(self.reason(12))
+        self.assertIsNone(self.reason(13))

@@ -58,6 +58,18 @@ class FarmPageTests(StatusSiteMixin, TestCase):
         self.assertIn("never: no builder can take these", riscv)
 
     @inlineCallbacks
+    def test_queue_says_which_types_no_builder_offers(self):
+        """With the amd64 builders offering only binarypackage (as
+        launchpad-buildd builders do), the amd64 queue says its two script
+        builds wait for a type no builder offers."""
+        self.execute("UPDATE builder SET build_types = '{binarypackage}'")
+        page = yield self.get("/")
+        amd64 = [r for r in page.text.split("<tr>")
+                 if "<strong>amd64" in r][0]
+        self.assertIn("2 waiting for a type no builder offers: script",
+                      amd64)
+
+    @inlineCallbacks
     def test_latest_work_links_builds_and_jobs(self):
         """The latest-work table links builds under /builds and native jobs
         under /jobs."""
@@ -213,6 +225,15 @@ class BuildPageTests(StatusSiteMixin, TestCase):
         page = yield self.get("/builds/11")
         self.assertIn("Expected start", page.text)
         self.assertIn("/builds/11/log.json", page.text)
+        self.assertNotIn('id="waiting-reason"', page.text)
+
+    @inlineCallbacks
+    def test_waiting_build_says_why(self):
+        """A build no builder offers the type of says so on its page."""
+        self.execute("UPDATE builder SET build_types = '{binarypackage}'")
+        page = yield self.get("/builds/11")
+        self.assertIn("no available builder for amd64 (non-virtualized) "
+                      "offers build type script", page.text)
 
 
 class JobPageTests(StatusSiteMixin, TestCase):

@@ -32,7 +32,9 @@ __all__ = [
     "AgentStatus",
     "BUILDER_STATES",
     "BUILD_RESULTS",
+    "AgentInfo",
     "FileFetchError",
+    "parse_info",
     "parse_status",
 ]
 
@@ -83,6 +85,30 @@ class AgentStatus:
     def result(self) -> wire.BuildStatus | None:
         """OK, PACKAGEFAIL, ... when WAITING."""
         return wire.BuildStatus(self.build_status) if self.build_status else None
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """An agent's ``info()`` answer, checked."""
+
+    protocol_version: str
+    arch_tag: str
+    build_types: tuple[str, ...]
+
+
+def parse_info(answer) -> AgentInfo:
+    """Check an ``info()`` answer (``[protocol, arch tag, [build types]]``,
+    as launchpad-buildd and our agent send it); raise AgentError if it is
+    anything else."""
+    if (not isinstance(answer, (list, tuple)) or len(answer) != 3
+            or not isinstance(answer[0], str)
+            or not isinstance(answer[1], str)
+            or not isinstance(answer[2], (list, tuple))
+            or not all(isinstance(t, str) and 0 < len(t) <= 64
+                       for t in answer[2])
+            or len(answer[2]) > 100 or len(answer[1]) > 64):
+        raise AgentError("info() answered %.200r" % (answer,))
+    return AgentInfo(answer[0], answer[1], tuple(sorted(set(answer[2]))))
 
 
 def _text(value, what):

@@ -17,9 +17,11 @@ __all__ = [
     "builder_failed",
     "count_failure",
     "find_chroot",
+    "forget_info",
     "list_builders",
     "load_vitals",
     "pending_work",
+    "record_info",
     "record_version",
     "register_chroot",
     "repoint_builder",
@@ -69,12 +71,18 @@ class BuilderVitals:
     build: BuildVitals | None
     #: The agent version last recorded (``status()``'s builder_version).
     version: str | None = None
+    #: The build types its agent offers (``info()``), None until read.
+    build_types: tuple[str, ...] | None = None
+    #: When ``info()`` was last read (None: never, or since the version
+    #: changed).
+    date_info_read: datetime | None = None
 
 
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
-     bstatus, jstatus, bfailures, version, cancel_deadline) = row
+     bstatus, jstatus, bfailures, version, cancel_deadline, build_types,
+     date_info_read) = row
     build = None
     if job is not None:
         build = BuildVitals(job, cookie, build_type, BuildStatus(bstatus),
@@ -82,7 +90,9 @@ def _vitals(row) -> BuilderVitals:
     return BuilderVitals(bid, name, url, tuple(procs), tuple(proc_names),
                          virt, manual, ok, failures,
                          BuilderCleanStatus(clean), reset, secret,
-                         tuple(resources or ()), failnotes, build, version)
+                         tuple(resources or ()), failnotes, build, version,
+                         None if build_types is None else tuple(build_types),
+                         date_info_read)
 
 
 def load_vitals(store_or_cursor, name: str | None = None) -> list[BuilderVitals]:
@@ -124,6 +134,20 @@ def record_version(store_or_cursor, builder_id: int, version: str) -> None:
     """Remember the agent version a builder reported."""
     cursor = cursor_of(store_or_cursor)
     cursor.execute(BQ.RECORD_VERSION, {"v": version[:200], "id": builder_id})
+
+
+def forget_info(store_or_cursor, builder_id: int) -> None:
+    """Have the scanner read the builder's ``info()`` again."""
+    cursor_of(store_or_cursor).execute(BQ.FORGET_INFO, {"id": builder_id})
+
+
+def record_info(store_or_cursor, builder_id: int, arch_tag: str,
+                build_types, now: datetime) -> None:
+    """Remember what a builder's agent offers (its ``info()`` answer)."""
+    cursor = cursor_of(store_or_cursor)
+    cursor.execute(BQ.RECORD_INFO, {"id": builder_id, "arch": arch_tag,
+                                    "types": sorted(build_types),
+                                    "now": now})
 
 
 def reset_failure_count(store_or_cursor, builder_id: int) -> None:

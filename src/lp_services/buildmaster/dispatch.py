@@ -17,10 +17,17 @@ __all__ = [
 ]
 
 
+class BuildTypeRefused(Exception):
+    """The agent answered ``build()`` with UNKNOWNBUILDER: it does not
+    offer the build's type (its ``info()`` changed since it was read)."""
+
+
 async def dispatch(scanner, v, agent):
     pending = scanner.farm.pending
     if not any((p, v.virtualized) in pending for p in v.processors):
         return
+    if not v.build_types:
+        return  # it offers nothing (or info() not read yet)
     config = scanner.farm.config
     now = scanner.farm.now()
 
@@ -32,7 +39,8 @@ async def dispatch(scanner, v, agent):
             found = Q.claim_build(
                 cursor, builder_id=v.id, processors=list(v.processors),
                 virtualized=v.virtualized, resources=list(v.resources),
-                now=now, holder=config.identity, lease=config.lease)
+                now=now, holder=config.identity, lease=config.lease,
+                build_types=list(v.build_types))
         except psycopg2.errors.UniqueViolation:
             # Another buildmaster gave this builder a build first.
             cursor.execute("ROLLBACK TO SAVEPOINT claim")
@@ -52,6 +60,8 @@ async def dispatch(scanner, v, agent):
                      job=found.job_id)
     try:
         await start_build(scanner, v, agent, found)
+    except BuildTypeRefused as refused:
+        await type_refused(scanner, v, found, refused)
     except Exception as error:
         await dispatch_failed(scanner, v, found, error)
     else:
@@ -88,8 +98,27 @@ async def start_build(scanner, v, agent, found):
     answer, info = await agent.build(found.cookie, found.build_type,
                                      found.chroot_sha1,
                                      dict(found.filemap), args)
+    if answer == wire.UNKNOWNBUILDER:
+        raise BuildTypeRefused(info)
     if answer != wire.BuilderStatus.BUILDING.value:
         raise AgentError("build() answered %s: %s" % (answer, info))
+
+
+async def type_refused(scanner, v, found, refused):
+    """The agent does not offer the build's type after all: the build
+    waits again (the attempt not counted), nobody is blamed, and the
+    agent's ``info()`` is read again at the next scan."""
+    scanner.log.info("{name}: does not offer {type} ({info}); build {job} "
+                     "waits for another builder", name=scanner.name,
+                     type=found.build_type, info=str(refused), job=found.job_id)
+    now = scanner.farm.now()
+
+    def undo(cursor):
+        Q.give_back_build(cursor, found.job_id, found.cookie, now,
+                          "builder %s does not offer build type %s"
+                          % (v.name, found.build_type))
+        B.forget_info(cursor, v.id)
+    await scanner.commit(undo)
 
 
 async def dispatch_failed(scanner, v, found, error):

@@ -36,6 +36,10 @@ LEASE = timedelta(minutes=10)
 #: longer than any agent's own abort (launchpad-buildd gives a build 180 s
 #: to die; our agent kills the sandbox at once), so the agent answers first.
 CANCEL_TIMEOUT = 240.0
+#: Seconds after which a builder's ``info()`` (arch tag, build types) is
+#: read again; it is read at first contact and whenever the agent's
+#: version changes too.
+INFO_INTERVAL = 300.0
 #: Seconds a virtual builder's reset command may run.
 RESET_TIMEOUT = 300.0
 #: Seconds to keep pinging (``echo``) a reset builder before giving up: a
@@ -84,6 +88,7 @@ class FarmConfig:
     echo_timeout: float = ECHO_TIMEOUT
     echo_interval: float = ECHO_INTERVAL
     logtail_interval: float = LOGTAIL_FLUSH_INTERVAL
+    info_interval: float = INFO_INTERVAL
 
 
 class _CommandProtocol(ProcessProtocol):

@@ -99,6 +99,7 @@ WITH candidate AS (
           AND j.status = {W}
           AND j.scheduled_start <= %(now)s
           AND bq.required_resources <@ %(resources)s::text[]
+          AND bq.build_type = ANY(%(build_types)s::text[])
           AND (j.prerequisite IS NULL OR EXISTS (
                 SELECT 1 FROM job pj
                 WHERE pj.id = j.prerequisite AND pj.status = {C}))
@@ -163,6 +164,16 @@ RETURNING processor, virtualized
 
 #: A job's attempts so far and its retry budget.
 JOB_ATTEMPTS = "SELECT attempt_count, max_retries FROM job WHERE id = %(job)s"
+
+#: Job %(job)s (just released from its builder) waits again, due at
+#: %(now)s, its last attempt not counted: the builder refused the build's
+#: type, which is nobody's failure.
+GIVE_BACK_JOB = f"""
+UPDATE job SET status = {W}, scheduled_start = %(now)s, lease_holder = NULL,
+       lease_expires = NULL, last_error = %(reason)s,
+       attempt_count = greatest(attempt_count - 1, 0)
+WHERE id = %(job)s AND status = {R}
+"""
 
 #: A reset build's farm job waits again; its queue is told.
 REQUEUE_FARM_JOB = f"""
@@ -316,7 +327,8 @@ SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
              JOIN processor p ON p.id = bp.processor
              WHERE bp.builder = b.id ORDER BY bp.processor),
        q.job, q.build_cookie, q.build_type, f.status, j.status,
-       f.failure_count, b.version, q.cancel_deadline
+       f.failure_count, b.version, q.cancel_deadline, b.build_types,
+       b.date_info_read
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job
@@ -363,7 +375,19 @@ SELECT (SELECT failure_count FROM b),
        COALESCE((SELECT failure_count FROM f), 0)
 """
 
-RECORD_VERSION = "UPDATE builder SET version = %(v)s WHERE id = %(id)s"
+RECORD_VERSION = """
+UPDATE builder SET version = %(v)s, date_info_read = NULL WHERE id = %(id)s
+"""
+
+#: Read builder %(id)s's info() again at the next scan.
+FORGET_INFO = "UPDATE builder SET date_info_read = NULL WHERE id = %(id)s"
+
+#: What builder %(id)s's agent offers (its info() answer), read at %(now)s.
+RECORD_INFO = """
+UPDATE builder SET arch_tag = %(arch)s, build_types = %(types)s,
+       date_info_read = %(now)s
+WHERE id = %(id)s
+"""
 
 RESET_FAILURE_COUNT = """
 UPDATE builder SET failure_count = 0

@@ -42,6 +42,7 @@ __all__ = [
     "cursor_of",
     "fail_orphaned_builds",
     "finish_build",
+    "give_back_build",
     "mark_gathering",
     "request_build",
     "rescore_build",
@@ -216,19 +217,22 @@ class Claim:
 
 def claim_build(store_or_cursor, *, builder_id: int, processors: list[int],
                 virtualized: bool, resources: list[str], now: datetime,
-                holder: str, lease: timedelta) -> Claim | None:
+                holder: str, lease: timedelta,
+                build_types: list[str]) -> Claim | None:
     """Claim the best eligible build for a builder, or None (one statement).
 
-    Eligible: WAITING, one of ``processors``, same virtualization, required
-    resources a subset of ``resources``, scheduled start passed,
-    prerequisite (if any) COMPLETED, not locked by a concurrent claim.
+    Eligible: WAITING, one of ``processors``, same virtualization, one of
+    the ``build_types`` the builder offers, required resources a subset of
+    ``resources``, scheduled start passed, prerequisite (if any)
+    COMPLETED, not locked by a concurrent claim.
     """
     cursor = cursor_of(store_or_cursor)
     cookie = new_cookie()
     cursor.execute(BQ.CLAIM, {
         "processors": list(processors), "virtualized": virtualized,
         "resources": list(resources), "now": now, "holder": holder,
-        "lease_expires": now + lease, "builder": builder_id, "cookie": cookie})
+        "lease_expires": now + lease, "builder": builder_id, "cookie": cookie,
+        "build_types": list(build_types)})
     row = cursor.fetchone()
     if row is None:
         return None
@@ -276,6 +280,24 @@ def reset_build(store_or_cursor, job_id: int, cookie: str, now: datetime,
 
     after_commit(lambda: record_retry(BUILD_JOB_TYPE))
     return "waiting"
+
+
+def give_back_build(store_or_cursor, job_id: int, cookie: str,
+                    now: datetime, reason: str) -> bool:
+    """Send a build its builder refused before starting it (its type is
+    not offered there) back to WAITING at once, the attempt not counted
+    and nobody blamed. False when the build no longer holds ``cookie``."""
+    cursor = cursor_of(store_or_cursor)
+    released = _release_queue_row(cursor, job_id, cookie)
+    if released is None:
+        return False
+    processor_id, virtualized = released
+    cursor.execute(BQ.GIVE_BACK_JOB, {"job": job_id, "now": now,
+                                      "reason": reason})
+    cursor.execute(BQ.REQUEUE_FARM_JOB, {
+        "job": job_id, "channel": NOTIFY_CHANNEL, "processor": processor_id,
+        "virtualized": virtualized})
+    return True
 
 
 def mark_gathering(store_or_cursor, job_id: int, cookie: str) -> bool:

@@ -9,8 +9,10 @@ together with what the database says (:class:`BuilderVitals`):
 ========================  ==================================================
 agent / database           action
 ========================  ==================================================
-IDLE, no build             clean builder: claim the best candidate and
-                           dispatch it (ensurepresent chroot and files, build)
+IDLE, no build             clean builder: read ``info()`` if due (build
+                           types), claim the best candidate of a type it
+                           offers and dispatch it (ensurepresent chroot and
+                           files, build)
 BUILDING, our cookie       buffer the logtail (written in batches) and renew
                            the build's lease
 WAITING, our cookie        collect: fetch log and files, verify, store, map
@@ -253,10 +255,34 @@ class BuilderScanner:
             await self.commit(B.set_clean_status, v.id,
                               BuilderCleanStatus.CLEAN, self.farm.now())
             v = self.vitals
+        if v is not None and v.build is None and self._info_due(v):
+            await self._read_info(v, agent)
+            v = self.vitals
         if (v is not None and v.build is None and v.builderok
                 and not v.manual
                 and v.clean_status == BuilderCleanStatus.CLEAN):
             await dispatch.dispatch(self, v, agent)
+
+    def _info_due(self, v) -> bool:
+        """Whether to read the agent's ``info()`` now: never read, read
+        before its version changed, or ``info_interval`` ago."""
+        if v.build_types is None or v.date_info_read is None:
+            return True
+        age = (self.farm.now() - v.date_info_read).total_seconds()
+        return age >= self.farm.config.info_interval
+
+    async def _read_info(self, v, agent):
+        """Read and store what the agent offers (arch tag, build types):
+        builds go only to builders that offer their type."""
+        from lp_services.buildmaster.agentclient import parse_info
+
+        info = parse_info(await agent.info())
+        if v.build_types != info.build_types:
+            self.log.info("{name}: offers {types} ({arch})", name=self.name,
+                          types=", ".join(info.build_types) or "nothing",
+                          arch=info.arch_tag)
+        await self.commit(B.record_info, v.id, info.arch_tag,
+                          info.build_types, self.farm.now())
 
     # -- failure handling ------------------------------------------------
     async def _scan_failed(self, error, immediate):

@@ -48,6 +48,9 @@ class Options(usage.Options):
         ["interval", None, str(F.SCAN_INTERVAL), "Seconds between scans."],
         ["cancel-timeout", None, str(F.CANCEL_TIMEOUT),
          "Seconds after abort before a cancellation is forced."],
+        ["info-interval", None, str(F.INFO_INTERVAL),
+         "Seconds after which each builder's info() (arch tag, build "
+         "types) is read again."],
         ["reset-timeout", None, str(F.RESET_TIMEOUT),
          "Seconds a virtual builder's reset command may run."],
         ["echo-timeout", None, str(F.ECHO_TIMEOUT),
@@ -63,7 +66,8 @@ class Options(usage.Options):
             for key, value in _read_config(path).items():
                 if self[key] == self.defaults.get(key):
                     self[key] = value
-        for key in ("interval", "cancel-timeout", "reset-timeout",
+        for key in ("interval", "cancel-timeout", "info-interval",
+                    "reset-timeout",
                     "echo-timeout", "lease"):
             try:
                 if float(self[key]) <= 0:
@@ -144,6 +148,7 @@ def makeService(options, reactor=None):
         interval=float(options["interval"]),
         lease=timedelta(seconds=float(options["lease"])),
         cancel_timeout=float(options["cancel-timeout"]),
+        info_interval=float(options["info-interval"]),
         reset_timeout=float(options["reset-timeout"]),
         echo_timeout=float(options["echo-timeout"]))
     transactor = Transactor(url, reactor=reactor,

@@ -132,6 +132,8 @@ def format_work(d, humanize) -> list[str]:
             add("estimated duration", humanize(b.estimated_duration))
         if b.expected_start is not None:
             add("expected start", humanize(b.expected_start))
+        if b.waiting_reason is not None:
+            add("waiting", b.waiting_reason)
         add("dependencies", b.dependencies)
         if b.log is not None:
             add("log", _file_line(b.log))

@@ -12,6 +12,7 @@ __all__ = [
     "DATABASE_NOW",
     "DEPENDENTS",
     "RELATED",
+    "WAITING_REASON",
     "RUNNING_LOGTAILS",
     "REPORTS",
     "REPORT_FILTERS",
@@ -62,6 +63,29 @@ WHERE bf.build = %(id)s ORDER BY bf.filename"""
 #: status page's builder cards).
 RUNNING_LOGTAILS = """
 SELECT job, build_type, logtail FROM build_queue WHERE job = ANY(%(jobs)s)"""
+
+#: Why waiting build %(id)s cannot be dispatched: whether any available
+#: builder of its processor and virtualization exists, and whether one
+#: offers its build type (a builder whose info() is not read yet counts
+#: as offering it). No row unless the build waits for a builder.
+WAITING_REASON = """
+SELECT bq.build_type, p.name, bq.virtualized,
+       EXISTS (SELECT 1 FROM builder b
+               JOIN builder_processor bp ON bp.builder = b.id
+               WHERE bp.processor = bq.processor
+                 AND b.virtualized = bq.virtualized
+                 AND b.active AND b.builderok AND NOT b.manual) AS any_builder,
+       EXISTS (SELECT 1 FROM builder b
+               JOIN builder_processor bp ON bp.builder = b.id
+               WHERE bp.processor = bq.processor
+                 AND b.virtualized = bq.virtualized
+                 AND b.active AND b.builderok AND NOT b.manual
+                 AND (b.build_types IS NULL
+                      OR bq.build_type = ANY (b.build_types))) AS offered
+FROM build_queue bq
+JOIN job j ON j.id = bq.job
+JOIN processor p ON p.id = bq.processor
+WHERE bq.job = %(id)s AND bq.builder IS NULL AND j.status = 0"""
 
 #: The database's clock, for readers that were given none.
 DATABASE_NOW = "SELECT now()"

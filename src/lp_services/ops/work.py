@@ -73,6 +73,9 @@ class BuildDetails:
     #: {file name: sha1} of its input files; None once it left the queue.
     build_args: dict | None = None
     filemap: dict | None = None
+    #: Why a waiting build is not dispatched (no available builder of
+    #: its processor, or none that offers its build type), else None.
+    waiting_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,22 @@ def _now(cursor, now):
     return cursor.fetchone()[0]
 
 
+def waiting_reason(cursor, job_id: int) -> str | None:
+    """Why waiting build ``job_id`` is not dispatched, or None (it is not
+    waiting, or some available builder can take it)."""
+    row = _one(cursor, Q.WAITING_REASON, {"id": job_id})
+    if row is None:
+        return None
+    queue = "%s (%s)" % (row["name"], "virtualized" if row["virtualized"]
+                         else "non-virtualized")
+    if not row["any_builder"]:
+        return "no available builder for %s" % queue
+    if not row["offered"]:
+        return ("no available builder for %s offers build type %s"
+                % (queue, row["build_type"]))
+    return None
+
+
 def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
     from lp_services.buildmaster.scoring import effective_score
     from lp_services.buildmaster.estimates import expected_start
@@ -186,5 +205,6 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
         score_pinned=bool(row["manual"]), builder=row["builder"],
         estimated_duration=row["estimated_duration"],
         expected_start=expected_start(cursor, job_id, now),
+        waiting_reason=waiting_reason(cursor, job_id),
         dependencies=row["dependencies"], logtail=row["logtail"], log=log,
         files=files, build_args=row["build_args"], filemap=row["filemap"])

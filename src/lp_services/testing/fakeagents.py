@@ -68,6 +68,8 @@ class AgentModel:
         self.state = BuilderStatus.IDLE
         self.arch_tag = arch_tag
         self.build_types = list(build_types)
+        #: What status() reports as builder_version.
+        self.version = "fake-1"
         self.build_id = None
         self.result = None
         self.logtail = ""
@@ -94,7 +96,7 @@ class AgentModel:
     def status(self):
         self._record("status")
         answer = {KEY_BUILDER_STATUS: self.state.value,
-                  KEY_BUILDER_VERSION: "fake-1"}
+                  KEY_BUILDER_VERSION: self.version}
         if self.state == BuilderStatus.BUILDING:
             answer[KEY_BUILD_ID] = self.build_id
             answer[KEY_LOGTAIL] = Binary(

@@ -143,6 +143,12 @@ def farm_page(base: str, farm) -> Tag:
             ttc = tags.span("never: no builder can take these", class_="bad-text")
         else:
             ttc = humanize(ttc)
+        if q.get("unoffered_builds"):
+            # Some wait for a build type no builder here offers.
+            ttc = tags.span(ttc, tags.br(), tags.span(
+                "%d waiting for a type no builder offers: %s"
+                % (q["unoffered_builds"], q["unoffered_types"]),
+                class_="bad-text"))
         queue_rows.append(tags.tr(
             tags.td(tags.strong(q["processor"]),
                     " virtual" if q["virtualized"] else ""),
@@ -333,6 +339,9 @@ def build_page(base: str, d, stored_log=None) -> Tag:
         ("Estimated duration",
          humanize(b.estimated_duration) if b.estimated_duration else None),
         ("Expected start", _time(b.expected_start) if b.expected_start else None),
+        ("Waiting", tags.span(b.waiting_reason, id="waiting-reason",
+                              class_="bad-text")
+         if b.waiting_reason else None),
         ("Dependencies", b.dependencies),
     ])
     log_parts = []
