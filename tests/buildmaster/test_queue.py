@@ -59,6 +59,44 @@ class QueueTests(FarmMixin, TestCase):
             self.request(filemap={"x": "0" * 40})
         self.assertEqual(self.query("SELECT count(*) FROM job"), [(0,)])
 
+    def test_binarypackage_gets_launchpad_buildd_args(self):
+        """A binarypackage request without suite or ogrecomponent (which
+        launchpad-buildd needs) gets them from its series, pocket and
+        component; what it says itself is kept."""
+        job = self.request(build_type="binarypackage", series="bookworm",
+                           pocket="security", component="main", private=True,
+                           filemap={"p_1.dsc": self.chroot})
+        args = self.query("SELECT build_args FROM build_queue WHERE job = %s",
+                          (job,))[0][0]
+        self.assertEqual(args, {
+            "series": "bookworm", "suite": "bookworm-security",
+            "ogrecomponent": "main", "archive_purpose": "PRIMARY",
+            "distribution": "debian", "arch_indep": True,
+            "archive_private": True})
+        job = self.request(build_type="binarypackage",
+                           build_args={"suite": "sid", "arch_indep": False},
+                           filemap={"p_1.dsc": self.chroot})
+        args = self.query("SELECT build_args FROM build_queue WHERE job = %s",
+                          (job,))[0][0]
+        self.assertEqual((args["suite"], args["arch_indep"]), ("sid", False))
+
+    def test_binarypackage_refusals(self):
+        """No .dsc, two without 'dsc', a 'dsc' not among the files, a
+        wrong type or an unknown archive purpose: refused, nothing
+        written."""
+        for filemap, args in (
+                ({}, {}),
+                ({"a.dsc": self.chroot, "b.dsc": self.chroot}, {}),
+                ({"a.dsc": self.chroot}, {"dsc": "b.dsc"}),
+                ({"a.dsc": self.chroot}, {"arch_indep": "yes"}),
+                ({"a.dsc": self.chroot}, {"suite": 3}),
+                ({"a.dsc": self.chroot}, {"archive_purpose": "OTHER"}),
+                ({"a.dsc": self.chroot}, {"archives": "deb x y z"})):
+            with self.assertRaises(Q.BuildRequestError):
+                self.request(build_type="binarypackage", filemap=filemap,
+                             build_args=args)
+        self.assertEqual(self.query("SELECT count(*) FROM job"), [(0,)])
+
     def test_request_notifies(self):
         """A request sends `queued <processor> <virt>` on lp_build."""
         conn = self.connect()

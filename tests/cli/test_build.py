@@ -89,3 +89,94 @@ class BuildCommandTests(DatabaseTestMixin, TestCase):
         self.assertEqual(result.exit_code, 0, result.output)
         self.assertEqual(json.loads(result.output),
                          {"id": 10, "build_status": "CANCELLED"})
+
+
+class BinaryPackageRequestTests(DatabaseTestMixin, TestCase):
+    """``build request --type binarypackage --dsc``: the source package's
+    files come along, and the build carries what launchpad-buildd needs."""
+
+    def setUp(self):
+        super().setUp()
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO processor (name) VALUES ('amd64')")
+        self.home = str(Path(self.mktemp()).resolve())
+        from tests.slave.packages import make_source_package
+
+        self.where = Path(self.mktemp())
+        self.where.mkdir()
+        self.files = make_source_package(self.where, "xxd")
+        self.dsc = self.files["lptest_1.0.dsc"]
+
+    def run_cli(self, *args):
+        return invoke("--database", self.database_url, "--home", self.home,
+                      *args)
+
+    def build_row(self, job):
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT build_args, filemap FROM build_queue"
+                        " WHERE job = %s", (job,))
+            return cur.fetchone()
+
+    def test_dsc_and_its_files_with_launchpads_args(self):
+        """--dsc adds the .dsc and every file it lists; the args get the
+        options (an archive, a trusted key, no arch-indep) and
+        launchpad-buildd's defaults (suite from series and pocket,
+        ogrecomponent from the component, PRIMARY, debian)."""
+        key = self.where / "archive.asc"
+        key.write_bytes(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+        result = self.run_cli(
+            "build", "request", "--type", "binarypackage", "--processor",
+            "amd64", "--series", "bookworm", "--pocket", "updates",
+            "--component", "main", "--dsc", str(self.dsc), "--archive",
+            "deb http://deb.debian.org/debian bookworm main",
+            "--trusted-key", str(key), "--no-arch-indep", "--json")
+        self.assertEqual(result.exit_code, 0, result.output)
+        job = json.loads(result.stdout)["id"]
+        args, filemap = self.build_row(job)
+        self.assertEqual(sorted(filemap), sorted(self.files))
+        self.assertEqual(
+            {k: args[k] for k in ("dsc", "series", "suite", "ogrecomponent",
+                                  "archive_purpose", "distribution",
+                                  "arch_indep", "archive_private",
+                                  "archives")},
+            {"dsc": "lptest_1.0.dsc", "series": "bookworm",
+             "suite": "bookworm-updates", "ogrecomponent": "main",
+             "archive_purpose": "PRIMARY", "distribution": "debian",
+             "arch_indep": False, "archive_private": False,
+             "archives": ["deb http://deb.debian.org/debian bookworm main"]})
+        import base64
+        self.assertEqual(base64.b64decode(args["trusted_keys"][0]),
+                         key.read_bytes())
+
+    def test_refusals_write_nothing(self):
+        """No --dsc, a .dsc whose files are not beside it, or package
+        options on a script build: one clear error, nothing queued."""
+        before = self.count()
+        result = self.run_cli("build", "request", "--type", "binarypackage",
+                              "--processor", "amd64")
+        self.assertNotEqual(result.exit_code, 0)
+        self.assertIn("needs --dsc", result.stderr)
+        lonely = Path(self.mktemp())
+        lonely.mkdir()
+        (lonely / "lptest_1.0.dsc").write_bytes(self.dsc.read_bytes())
+        result = self.run_cli("build", "request", "--type", "binarypackage",
+                              "--processor", "amd64", "--dsc",
+                              str(lonely / "lptest_1.0.dsc"))
+        self.assertNotEqual(result.exit_code, 0)
+        self.assertIn("which is not in", result.stderr)
+        script = self.where / "s.sh"
+        script.write_text("true\n")
+        result = self.run_cli("build", "request", "--type", "script",
+                              "--processor", "amd64", "--script",
+                              str(script), "--archive", "deb http://x y z")
+        self.assertNotEqual(result.exit_code, 0)
+        self.assertIn("are for binarypackage builds", result.stderr)
+        self.assertEqual(self.count(), before)
+
+    def count(self):
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM job")
+            return cur.fetchone()[0]

@@ -31,11 +31,13 @@ from lp_services.job.status import JobStatus
 from lp_services.job.transition import transition_job
 
 __all__ = [
+    "ARCHIVE_PURPOSES",
     "BUILD_JOB_TYPE",
     "BuildNotFound",
     "BuildRequestError",
     "Claim",
     "NOTIFY_CHANNEL",
+    "binarypackage_args",
     "cancel_build",
     "check_request",
     "claim_build",
@@ -117,6 +119,60 @@ def check_request(store_or_cursor, *, build_type: str, processor: str,
         raise BuildRequestError("unknown prerequisite job %s" % prerequisite)
 
 
+#: ``archive_purpose`` values Launchpad's master sends.
+ARCHIVE_PURPOSES = ("PRIMARY", "PPA", "PARTNER", "COPY")
+
+
+def binarypackage_args(build_args: dict, filemap: dict, *, series: str,
+                       pocket: str | None, component: str | None,
+                       private: bool) -> dict:
+    """``build_args`` of a binarypackage build with what launchpad-buildd
+    needs filled in where the request left it out: ``series``, ``suite``
+    (the series, or ``series-pocket``), ``ogrecomponent`` (the component,
+    else main), ``archive_purpose`` (PRIMARY), ``archive_private``,
+    ``arch_indep`` (true) and ``distribution`` (debian). launchpad-buildd
+    fails with a KeyError, after it has gone BUILDING, without ``suite``
+    or ``ogrecomponent``.
+
+    :raises BuildRequestError: a wrong type, an unknown archive purpose, or
+        no .dsc among the files (or ``dsc`` naming one that is not).
+    """
+    args = dict(build_args)
+    suite = series if pocket in (None, "release") else "%s-%s" % (series,
+                                                                 pocket)
+    for key, default in (("series", series), ("suite", suite),
+                         ("ogrecomponent", component or "main"),
+                         ("archive_purpose", "PRIMARY"),
+                         ("distribution", "debian")):
+        args.setdefault(key, default)
+        if not isinstance(args[key], str) or not args[key]:
+            raise BuildRequestError("build arg %r must be a non-empty string"
+                                    % key)
+    if args["archive_purpose"] not in ARCHIVE_PURPOSES:
+        raise BuildRequestError("archive_purpose %r is not one of %s" % (
+            args["archive_purpose"], ", ".join(ARCHIVE_PURPOSES)))
+    for key, default in (("arch_indep", True), ("archive_private", private)):
+        args.setdefault(key, default)
+        if not isinstance(args[key], bool):
+            raise BuildRequestError("build arg %r must be true or false"
+                                    % key)
+    archives = args.get("archives", [])
+    if not isinstance(archives, list) or not all(
+            isinstance(a, str) for a in archives):
+        raise BuildRequestError("build arg 'archives' must be a list of "
+                                "sources.list lines")
+    dscs = sorted(n for n in filemap if n.endswith(".dsc"))
+    dsc = args.get("dsc")
+    if dsc is not None and dsc not in dscs:
+        raise BuildRequestError("build arg 'dsc' names %r, which is not "
+                                "among the files" % (dsc,))
+    if dsc is None and len(dscs) != 1:
+        raise BuildRequestError(
+            "a binarypackage build needs exactly one .dsc among its files "
+            "(or build arg 'dsc'); it has %d" % len(dscs))
+    return args
+
+
 def request_build(store_or_cursor, *, build_type: str, processor: str,
                   now: datetime, virtualized: bool = False,
                   series: str = "default", build_args: dict | None = None,
@@ -166,6 +222,10 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
         raise BuildRequestError("unknown prerequisite job %s" % prerequisite)
     if files_found != len(set(filemap.values())):
         raise BuildRequestError("the filemap names a file the store lacks")
+    if build_type == "binarypackage":
+        build_args = binarypackage_args(
+            build_args or {}, filemap, series=series, pocket=pocket,
+            component=component, private=private)
     json_data = {"urgency": urgency, "private": private, "base_score": base}
     recipe = (build_args or {}).get("recipe")
     if isinstance(recipe, str):

@@ -62,20 +62,57 @@ def build():
               help="Archive pocket, a scoring input.")
 @click.option("--component", type=click.Choice(sorted(COMPONENT)),
               help="Archive component, a scoring input.")
+@click.option("--dsc", type=click.Path(exists=True, dir_okay=False,
+                                       path_type=Path),
+              help="binarypackage: the source package's .dsc; every file "
+              "it lists is taken from the same directory.")
+@click.option("--archive", "archives", multiple=True, metavar="LINE",
+              help="binarypackage: a sources.list line the build's "
+              "dependencies come from (repeatable; default: the chroot's).")
+@click.option("--trusted-key", "trusted_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="binarypackage: an OpenPGP public key file apt trusts "
+              "for the archives (repeatable).")
+@click.option("--suite", help="binarypackage: the suite (default: the "
+              "series, or SERIES-POCKET).")
+@click.option("--archive-purpose", type=click.Choice(
+    ["PRIMARY", "PPA", "PARTNER", "COPY"]),
+    help="binarypackage: as Launchpad says it (default PRIMARY).")
+@click.option("--arch-indep/--no-arch-indep", default=True, show_default=True,
+              help="binarypackage: also build Architecture: all packages.")
+@click.option("--distribution", help="binarypackage: the distribution "
+              "(default debian).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
 def request(ctx, build_type, processor, script, files, virtualized, urgency,
             prerequisite, series, resources, max_retries, private, pocket,
-            component, as_json):
-    """Queue a build; print its id."""
+            component, dsc, archives, trusted_keys, suite, archive_purpose,
+            arch_indep, distribution, as_json):
+    """Queue a build; print its id.
+
+    A binarypackage build takes its source package with --dsc (the .dsc
+    and the files it lists, from the same directory) and gets what
+    launchpad-buildd needs (suite, ogrecomponent, archive_purpose,
+    arch_indep, distribution) from the options or their defaults."""
     from lp_services.buildmaster.queue import check_request, request_build
     from lp_services.protocol.names import InvalidFileName, check_filename
     from lp_services.filestore.store import default_file_store
 
     if build_type == "script" and script is None:
         raise click.ClickException("a script build needs --script FILE")
+    package_options = (dsc, archives, trusted_keys, suite, archive_purpose,
+                       distribution)
+    if build_type != "binarypackage" and any(package_options):
+        raise click.ClickException(
+            "--dsc, --archive, --trusted-key, --suite, --archive-purpose "
+            "and --distribution are for binarypackage builds")
+    if build_type == "binarypackage" and dsc is None and not any(
+            f.name.endswith(".dsc") for f in files):
+        raise click.ClickException("a binarypackage build needs --dsc FILE")
     paths = ([script] if script else []) + list(files)
+    if dsc is not None:
+        paths += source_package_files(dsc)
     names = {}
     for path in paths:
         try:
@@ -87,6 +124,9 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
         names[path.name] = path.resolve()
     file_store = default_file_store(ctx.home)
     args = {"script": script.name} if script else {}
+    if build_type == "binarypackage":
+        args.update(package_args(dsc, archives, trusted_keys, suite,
+                                 archive_purpose, arch_indep, distribution))
 
     def queue(store):
         check_request(store, build_type=build_type, processor=processor,
@@ -106,6 +146,45 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
         echo_json({"id": job_id})
     else:
         click.echo(job_id)
+
+
+def source_package_files(dsc: Path) -> list[Path]:
+    """The .dsc and every file it lists, from its directory."""
+    from lp_services.slave.binarypackage import DscError, parse_dsc
+
+    try:
+        package = parse_dsc(dsc.read_text(errors="replace"))
+    except DscError as error:
+        raise click.ClickException("%s: %s" % (dsc, error)) from None
+    found = [dsc]
+    for name in sorted(package.files):
+        path = dsc.parent / name
+        if not path.is_file():
+            raise click.ClickException("%s lists %s, which is not in %s"
+                                       % (dsc.name, name, dsc.parent))
+        found.append(path)
+    return found
+
+
+def package_args(dsc, archives, trusted_keys, suite, archive_purpose,
+                 arch_indep, distribution) -> dict:
+    """The binarypackage build args the options give (the rest gets
+    launchpad-buildd's defaults from request_build)."""
+    import base64
+
+    args = {"arch_indep": arch_indep}
+    if dsc is not None:
+        args["dsc"] = dsc.name
+    if archives:
+        args["archives"] = list(archives)
+    if trusted_keys:
+        args["trusted_keys"] = [base64.b64encode(k.read_bytes()).decode()
+                                for k in trusted_keys]
+    for key, value in (("suite", suite), ("archive_purpose", archive_purpose),
+                       ("distribution", distribution)):
+        if value is not None:
+            args[key] = value
+    return args
 
 
 @build.command()
