@@ -322,6 +322,10 @@ class Agent:
         self._move(BuilderStatus.BUILDING)
         log.line("build %s (%s) on %s" % (build_id, build_type,
                                           self.config.name))
+        if isinstance(args.get("build_url"), str):
+            # As launchpad-buildd: the build's page, first in its log
+            # (scrubbed like every line of a private build's log).
+            log.line(args["build_url"])
         self.log.info("build {id} ({type}) started", id=build_id,
                       type=build_type)
         d = defer.maybeDeferred(build.manager.start)
