@@ -11,8 +11,8 @@ from twisted.trial import unittest
 from lp_services.protocol.states import BuildStatus
 from lp_services.slave.binarypackage import BinaryPackageBuildManager
 from lp_services.testing.tiers import slow
-from tests.buildmaster.test_integration import IntegrationBase, wait_until
-from tests.slave.corpus_support import buildd_chroot
+from tests.buildmaster.test_integration import IntegrationBase
+from tests.slave.corpus_support import buildd_chroot, farm_build
 from tests.slave.packages import RULES, make_source_package
 from tests.slave.signed_repo import make_signed_repository, serve
 
@@ -207,45 +207,18 @@ class BuildmasterBinaryPackageTests(IntegrationBase):
         """The master uploads the buildd chroot and the source package,
         the agent builds it, and the build ends FULLYBUILT with the .deb,
         .changes and .buildinfo in the master's file store."""
-        from lp_services.buildmaster import builders as B
-        from lp_services.buildmaster import queue as Q
-        from lp_services.clock import utcnow
-        from tests.buildmaster.support import InProcessMaster
-
         agent_url, secret = await self.start_agent()
         self.running.agent.config.build_timeout = 600.0
-        master = InProcessMaster(self, self.database_url, "bp", interval=1.0,
-                                 logtail_interval=0.5)
-        file_store = master.file_store
         where = Path(self.mktemp())
         where.mkdir()
         sources = make_source_package(where, "xxd")
-
-        def setup(store):
-            B.add_builder(store, name="bp1", url=agent_url,
-                          processors=["amd64"], secret=secret)
-            record = file_store.add_path(store, buildd_chroot())
-            B.register_chroot(store, "amd64", "bookworm", record.id)
-            filemap = {name: file_store.add_path(store, path).sha1
-                       for name, path in sources.items()}
-            return Q.request_build(
-                store, build_type="binarypackage", processor="amd64",
-                series="bookworm", now=utcnow(reactor),
-                build_args={"archives": [
-                    "deb http://deb.debian.org/debian bookworm main"]},
-                filemap=filemap)
-        job = self.blocking(setup)
-        await master.start()
-        info = await wait_until(
-            lambda: (lambda i: i if i["status"] in (
-                "FULLYBUILT", "FAILEDTOBUILD", "MANUALDEPWAIT",
-                "CHROOTWAIT") else None)(self.show(job)), timeout=500,
-            step=0.5)
-        log = file_store.path_for(info["log"]["sha1"]).read_bytes()
-        self.assertEqual("FULLYBUILT", info["status"], log[-3000:])
-        files = {f["filename"]: f["sha1"] for f in info["files"]}
+        done = await farm_build(
+            self, agent_url, secret, sources, timeout=500.0,
+            args={"archives": [
+                "deb http://deb.debian.org/debian bookworm main"]})
+        self.assertEqual("FULLYBUILT", done.info["status"], done.log[-3000:])
         self.assertEqual(["lptest_1.0_all.deb", "lptest_1.0_amd64.buildinfo",
-                          "lptest_1.0_amd64.changes"], sorted(files))
-        deb = file_store.path_for(files["lptest_1.0_all.deb"])
+                          "lptest_1.0_amd64.changes"], sorted(done.files))
+        deb = done.files["lptest_1.0_all.deb"]
         self.assertEqual(b"!<arch>\n", deb.read_bytes()[:8])
-        self.assertIn(b"dpkg-buildpackage", log)
+        self.assertIn(b"dpkg-buildpackage", done.log)
