@@ -95,6 +95,18 @@ CREATE INDEX library_file__sha1__idx ON library_file (sha1);
 CREATE INDEX library_file__date_created__idx ON library_file (date_created);
 
 -- BuilderCleanStatus: 0 CLEAN, 1 DIRTY, 2 CLEANING.
+CREATE TABLE buildmaster (
+    name text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 200),
+    host text NOT NULL,
+    pid integer NOT NULL,
+    date_started timestamptz NOT NULL,
+    heartbeat timestamptz NOT NULL
+);
+COMMENT ON TABLE buildmaster IS
+    'A running buildmaster (its --identity); removed when it stops cleanly.';
+COMMENT ON COLUMN buildmaster.heartbeat IS
+    'Renewed with its builder leases; a master whose heartbeat is older than a lease is presumed dead.';
+
 CREATE TABLE builder (
     id serial PRIMARY KEY,
     name text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
@@ -116,7 +128,9 @@ CREATE TABLE builder (
     disabled_by_operator boolean NOT NULL DEFAULT false,
     arch_tag text,
     build_types text[],
-    date_info_read timestamptz
+    date_info_read timestamptz,
+    owner text REFERENCES buildmaster (name) ON DELETE SET NULL,
+    lease_expires timestamptz
 );
 COMMENT ON TABLE builder IS 'A builder machine running an agent.';
 COMMENT ON COLUMN builder.manual IS
@@ -135,6 +149,10 @@ COMMENT ON COLUMN builder.build_types IS
     'The build types the agent reports in info(); NULL until read (nothing is dispatched to it until then).';
 COMMENT ON COLUMN builder.date_info_read IS
     'When info() was last read; cleared when the agent version changes.';
+COMMENT ON COLUMN builder.owner IS
+    'The buildmaster holding this builder''s lease, if any.';
+COMMENT ON COLUMN builder.lease_expires IS
+    'Until when the owner''s lease holds; past it another master may take the builder.';
 
 CREATE TABLE builder_processor (
     builder integer NOT NULL REFERENCES builder (id) ON DELETE CASCADE,

@@ -59,15 +59,33 @@ class FarmMixin(DatabaseTestMixin):
             return cur.fetchall()
 
     def add_builder(self, name="b1", processors=("amd64",), agent=None,
-                    **kwargs):
+                    lease=True, **kwargs):
         kwargs.setdefault("url", "http://%s:8221" % name)
         if kwargs.get("virtualized"):
             kwargs.setdefault("reset_command", "reset-%s" % name)
         builder_id = self.sql(B.add_builder, name=name,
                               processors=list(processors), **kwargs)
+        if lease:
+            self.lease_builder(builder_id)
         if agent is not None:
             self.agents[name] = agent
         return builder_id
+
+    def lease_builder(self, builder_id, master=None, until="infinity"):
+        """Give ``master`` (this farm's identity) the builder's lease, for
+        ever by default: scanners made directly by a test act only on
+        builders their master holds (leases.py)."""
+        master = master or self.farm.config.identity
+        conn = self.connect()
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO buildmaster (name, host, pid, date_started,"
+                " heartbeat) VALUES (%s, 'test', 0, %s, %s)"
+                " ON CONFLICT (name) DO NOTHING",
+                (master, self.now(), self.now()))
+            cur.execute("UPDATE builder SET owner = %s,"
+                        " lease_expires = %s::timestamptz WHERE id = %s",
+                        (master, until, builder_id))
 
     def add_chroot(self, processor="amd64", series="default",
                    content=CHROOT):

@@ -40,6 +40,12 @@ CANCEL_TIMEOUT = 240.0
 #: read again; it is read at first contact and whenever the agent's
 #: version changes too.
 INFO_INTERVAL = 300.0
+#: Seconds a master's lease on a builder lasts, and after which a master
+#: without a heartbeat is presumed dead: its builders go to the others
+#: within one lease plus one renewal (40 s by default).
+BUILDER_LEASE = 30.0
+#: Seconds between a master's heartbeats (and lease renewals).
+LEASE_RENEWAL = 10.0
 #: Seconds a virtual builder's reset command may run.
 RESET_TIMEOUT = 300.0
 #: Seconds to keep pinging (``echo``) a reset builder before giving up: a
@@ -89,6 +95,8 @@ class FarmConfig:
     echo_interval: float = ECHO_INTERVAL
     logtail_interval: float = LOGTAIL_FLUSH_INTERVAL
     info_interval: float = INFO_INTERVAL
+    builder_lease: float = BUILDER_LEASE
+    lease_renewal: float = LEASE_RENEWAL
 
 
 class _CommandProtocol(ProcessProtocol):

@@ -51,14 +51,15 @@ class LogtailBuffer:
         stale = seconds - config.lease.total_seconds()
         for job_id in [j for j, w in self._written.items() if w[2] < stale]:
             del self._written[job_id]
-        lease_expires = self.farm.now() + config.lease
+        now = self.farm.now()
+        lease_expires = now + config.lease
         jobs = list(batch)
 
         def write(cursor):
             cursor.execute(BQ.WRITE_LOGTAILS, {
                 "jobs": jobs, "cookies": [batch[j][0] for j in jobs],
                 "tails": [batch[j][1] for j in jobs], "lease": lease_expires,
-                "holder": config.identity})
+                "holder": config.identity, "now": now})
             return cursor.rowcount
         self.flushes += 1
         from lp_services.buildmaster.farm import transaction

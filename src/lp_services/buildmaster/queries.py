@@ -308,6 +308,10 @@ q AS (
     FROM t
     WHERE build_queue.job = t.job
       AND build_queue.build_cookie = t.cookie
+      -- Fenced: only builds on builders this master still holds.
+      AND EXISTS (SELECT 1 FROM builder b
+                  WHERE b.id = build_queue.builder
+                    AND b.owner = %(holder)s AND b.lease_expires > %(now)s)
     RETURNING build_queue.job)
 UPDATE job SET lease_expires = %(lease)s,
                lease_holder = %(holder)s
@@ -537,4 +541,81 @@ SELECT me.scheduled_start,
        ahead.work + running.work AS work,
        coalesce(%(now)s, now()) AS now
 FROM me, ahead, running
+"""
+
+
+# -- several masters: registration and builder leases ----------------------
+
+#: Master %(name)s (host %(host)s, pid %(pid)s) is running, as of %(now)s.
+REGISTER_MASTER = """
+INSERT INTO buildmaster (name, host, pid, date_started, heartbeat)
+VALUES (%(name)s, %(host)s, %(pid)s, %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE
+SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+    date_started = EXCLUDED.date_started, heartbeat = EXCLUDED.heartbeat
+"""
+
+#: Master %(name)s is alive at %(now)s; no row if it was removed (then it
+#: registers again).
+HEARTBEAT = """
+UPDATE buildmaster SET heartbeat = %(now)s WHERE name = %(name)s
+RETURNING name
+"""
+
+#: The masters whose heartbeat is newer than %(since)s, by name.
+LIVE_MASTERS = """
+SELECT name FROM buildmaster WHERE heartbeat > %(since)s ORDER BY name
+"""
+
+#: Master %(name)s stops: its builders are free at once.
+DEREGISTER_MASTER = """
+UPDATE builder SET owner = NULL, lease_expires = NULL
+WHERE owner = %(name)s;
+DELETE FROM buildmaster WHERE name = %(name)s
+"""
+
+#: Every active builder by name, with its lease.
+BUILDER_LEASES = """
+SELECT id, name, owner, lease_expires FROM builder
+WHERE active ORDER BY name
+"""
+
+#: Renew master %(name)s's still valid leases on %(ids)s until %(until)s;
+#: returns the ids renewed (a lease already lost is not renewed).
+RENEW_LEASES = """
+UPDATE builder SET lease_expires = %(until)s
+WHERE id = ANY(%(ids)s::int[]) AND owner = %(name)s
+  AND lease_expires > %(now)s
+RETURNING id
+"""
+
+#: Take %(ids)s for master %(name)s until %(until)s where free or expired.
+#: A builder another master is writing about (its row locked FOR SHARE by
+#: HOLD_BUILDER) is skipped, not waited for: a stalled master must not
+#: stall the others. Returns the ids taken.
+TAKE_BUILDERS = """
+WITH free AS (
+    SELECT id FROM builder
+    WHERE id = ANY(%(ids)s::int[])
+      AND (owner IS NULL OR owner = %(name)s OR lease_expires IS NULL
+           OR lease_expires <= %(now)s)
+    FOR UPDATE SKIP LOCKED)
+UPDATE builder SET owner = %(name)s, lease_expires = %(until)s
+FROM free WHERE builder.id = free.id
+RETURNING builder.id
+"""
+
+#: Master %(name)s lets %(ids)s go (another master is to have them).
+RELEASE_BUILDERS = """
+UPDATE builder SET owner = NULL, lease_expires = NULL
+WHERE id = ANY(%(ids)s::int[]) AND owner = %(name)s
+"""
+
+#: The fence: builder %(id)s is master %(name)s's at %(now)s, and stays so
+#: until this transaction ends (the row is locked FOR SHARE, so no other
+#: master can take it meanwhile). No row: the lease is lost.
+HOLD_BUILDER = """
+SELECT 1 FROM builder
+WHERE id = %(id)s AND owner = %(name)s AND lease_expires > %(now)s
+FOR SHARE
 """

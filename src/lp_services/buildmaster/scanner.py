@@ -45,6 +45,7 @@ from lp_services.buildmaster.blame import (
 )
 from lp_services.buildmaster.enums import BuilderCleanStatus, BuildStatus
 from lp_services.buildmaster.farm import Farm, database_lost
+from lp_services.buildmaster.leases import LeaseLost, hold
 from lp_services.protocol import states as wire
 
 __all__ = ["BuilderScanner"]
@@ -63,6 +64,8 @@ class BuilderScanner:
         #: read before a scanner's own later change.
         self.generation = 0
         self.scan_failures = 0
+        #: Called with this scanner when it finds its lease lost.
+        self.on_lease_lost = None
         #: The agent's state at the last scan (a wire.BuilderStatus).
         self.last_state = None
         self._loop = None
@@ -148,12 +151,19 @@ class BuilderScanner:
         with ``_store``) and re-read our vitals, in one transaction;
         return the function's result."""
         name = self.name
+        builder_id = self.vitals.id if self.vitals is not None else None
+        master = self.farm.config.identity
+        now = self.farm.now()
 
         def run(store):
             from lp_services.database.sql import raw_cursor
 
             cursor = raw_cursor(store)
             result = None
+            if function is not None and builder_id is not None:
+                # The fence: nothing changes unless this master still
+                # holds the builder's lease (see leases.py).
+                hold(cursor, builder_id, name, master, now)
             if function is not None:
                 if _store:
                     result = function(store, cursor, *args, **kwargs)
@@ -169,6 +179,12 @@ class BuilderScanner:
     def reload(self):
         return self.commit(None)
 
+    def check_lease(self):
+        """Raise LeaseLost unless this master holds the builder's lease:
+        for agent calls that change its state without a database write
+        (cleaning or aborting a leftover)."""
+        return self.commit(lambda cursor: None)
+
     # -- the scan -------------------------------------------------------
     async def _scan_once(self):
         from lp_services.metrics import record_scan_duration
@@ -176,6 +192,8 @@ class BuilderScanner:
         started = self.farm.clock.seconds()
         try:
             await self._scan()
+        except LeaseLost:
+            self._let_go()
         except Exception as error:  # one bad scan never kills the loop
             if database_lost(error):
                 # Not the builder's fault: the transactor has logged the
@@ -186,6 +204,8 @@ class BuilderScanner:
                           error=str(error) or type(error).__name__)
             try:
                 await self._scan_failed(error, immediate)
+            except LeaseLost:
+                self._let_go()
             except Exception:
                 self.log.failure("failure handling of {name} failed",
                                  name=self.name)
@@ -193,6 +213,15 @@ class BuilderScanner:
             self.scan_failures = 0
         finally:
             record_scan_duration(self.farm.clock.seconds() - started)
+
+    def _let_go(self):
+        """Another master holds this builder now: change nothing, blame
+        nobody, stop scanning it (said once)."""
+        self.log.warn("{name}: this master no longer holds its lease; "
+                      "letting it go", name=self.name)
+        self.stop()
+        if self.on_lease_lost is not None:
+            self.on_lease_lost(self)
 
     async def _scan(self):
         v = self.vitals
@@ -241,10 +270,12 @@ class BuilderScanner:
             if v is None or v.build is not None:
                 return
             if status.state == wire.BuilderStatus.WAITING:
+                await self.check_lease()
                 self.log.info("{name}: cleaning a build it no longer holds",
                               name=self.name)
                 await agent.clean()
             elif status.state == wire.BuilderStatus.BUILDING:
+                await self.check_lease()
                 self.log.info("{name}: aborting unknown build {id}",
                               name=self.name, id=status.build_id)
                 await agent.abort()

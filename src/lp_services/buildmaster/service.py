@@ -1,5 +1,6 @@
-"""The builder manager: the twistd service that keeps one scanner per
-active builder, refreshes their vitals and the pending work, flushes
+"""The builder manager: the twistd service that keeps this master's
+registration and builder leases (:mod:`.leases`), one scanner per active
+builder it holds, refreshes their vitals and the pending work, flushes
 logtails, and wakes scanners on notifications."""
 
 import zlib
@@ -12,6 +13,7 @@ from lp_services.buildmaster import builders as B
 from lp_services.buildmaster import queue as Q
 from lp_services.buildmaster.enums import BuildStatus
 from lp_services.buildmaster.farm import Farm, database_lost, transaction
+from lp_services.buildmaster.leases import LeaseKeeper
 from lp_services.buildmaster.scanner import BuilderScanner
 
 __all__ = ["BuilderManager", "WAKE_PER_NOTIFICATION"]
@@ -22,17 +24,20 @@ WAKE_PER_NOTIFICATION = 2
 
 
 class BuilderManager(Service):
-    """Keeps one scanner per active builder, refreshes their vitals and
-    the pending-work set every interval in two statements, flushes
-    logtails, and wakes scanners on notifications."""
+    """Keeps this master's builder leases, one scanner per builder it
+    holds, refreshes their vitals and the pending-work set every interval
+    in two statements, flushes logtails, and wakes scanners on
+    notifications."""
 
     log = Logger()
 
     def __init__(self, farm: Farm):
         self.farm = farm
+        self.leases = LeaseKeeper(farm)
         self.scanners: dict[str, BuilderScanner] = {}
         self._refresh_loop = None
         self._logtail_loop = None
+        self._lease_loop = None
         self.refreshes = 0
 
     def startService(self):
@@ -42,6 +47,11 @@ class BuilderManager(Service):
         self._refresh_loop.clock = clock
         self._refresh_loop.start(self.farm.config.interval, now=True).addErrback(
             lambda f: self.log.failure("builder refresher died", f))
+        self._lease_loop = task.LoopingCall(self._renew_leases)
+        self._lease_loop.clock = clock
+        self._lease_loop.start(self.farm.config.lease_renewal,
+                               now=False).addErrback(
+            lambda f: self.log.failure("lease keeper died", f))
         self._logtail_loop = task.LoopingCall(self._flush_logtails)
         self._logtail_loop.clock = clock
         self._logtail_loop.start(self.farm.config.logtail_interval,
@@ -49,11 +59,40 @@ class BuilderManager(Service):
             lambda f: self.log.failure("logtail writer died", f))
 
     async def _stop(self):
-        for loop in (self._refresh_loop, self._logtail_loop):
+        for loop in (self._refresh_loop, self._logtail_loop,
+                     self._lease_loop):
             if loop is not None and loop.running:
                 loop.stop()
         await defer.DeferredList([s.stop() for s in self.scanners.values()])
         await self._flush_logtails()
+        try:
+            # Hand the builders back at once: the other masters take them
+            # at their next renewal, without waiting for leases to expire.
+            await self.leases.stop()
+        except Exception as error:
+            if not database_lost(error):
+                self.log.failure("handing builders back failed")
+
+    async def _renew_leases(self):
+        """Heartbeat, renew, rebalance; refresh when the held set
+        changed."""
+        before = set(self.leases.held)
+        try:
+            held = await self.leases.tick()
+        except Exception as error:
+            if not database_lost(error):
+                self.log.failure("renewing builder leases failed")
+            return
+        if held != before:
+            await self._refresh()
+
+    def _lease_lost(self, scanner):
+        """A scanner found its lease gone: forget the builder until a
+        renewal hands it back."""
+        if scanner.vitals is not None:
+            self.leases.held.discard(scanner.vitals.id)
+        if self.scanners.get(scanner.name) is scanner:
+            del self.scanners[scanner.name]
 
     def stopService(self):
         super().stopService()
@@ -71,6 +110,13 @@ class BuilderManager(Service):
         return defer.Deferred.fromCoroutine(self._refresh())
 
     async def _refresh(self):
+        if not self.leases.registered:
+            try:
+                await self.leases.tick()
+            except Exception as error:
+                if not database_lost(error):
+                    self.log.failure("taking builder leases failed")
+                return
         generations = {n: s.generation for n, s in self.scanners.items()}
 
         now = self.farm.now()
@@ -88,11 +134,15 @@ class BuilderManager(Service):
         self.farm.pending = set(pending)
         seen = set()
         interval = self.farm.config.interval
+        held = self.leases.held
         for v in vitals:
+            if v.id not in held:
+                continue  # another master's
             seen.add(v.name)
             scanner = self.scanners.get(v.name)
             if scanner is None:
                 scanner = BuilderScanner(self.farm, v)
+                scanner.on_lease_lost = self._lease_lost
                 self.scanners[v.name] = scanner
                 if self.running:
                     # Spread scans over the interval: 1,000 builders must

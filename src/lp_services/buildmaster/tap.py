@@ -48,6 +48,11 @@ class Options(usage.Options):
         ["interval", None, str(F.SCAN_INTERVAL), "Seconds between scans."],
         ["cancel-timeout", None, str(F.CANCEL_TIMEOUT),
          "Seconds after abort before a cancellation is forced."],
+        ["builder-lease", None, str(F.BUILDER_LEASE),
+         "Seconds a master's lease on a builder lasts (several masters "
+         "share builders by lease; see docs/buildmaster.md)."],
+        ["lease-renewal", None, str(F.LEASE_RENEWAL),
+         "Seconds between a master's heartbeats and lease renewals."],
         ["info-interval", None, str(F.INFO_INTERVAL),
          "Seconds after which each builder's info() (arch tag, build "
          "types) is read again."],
@@ -67,6 +72,7 @@ class Options(usage.Options):
                 if self[key] == self.defaults.get(key):
                     self[key] = value
         for key in ("interval", "cancel-timeout", "info-interval",
+                    "builder-lease", "lease-renewal",
                     "reset-timeout",
                     "echo-timeout", "lease"):
             try:
@@ -74,6 +80,10 @@ class Options(usage.Options):
                     raise ValueError
             except ValueError:
                 raise usage.UsageError("--%s must be a positive number" % key)
+        if 2 * float(self["lease-renewal"]) > float(self["builder-lease"]):
+            raise usage.UsageError(
+                "--lease-renewal must be at most half of --builder-lease "
+                "(a lease must survive one missed renewal)")
         try:
             self["threads"] = int(self["threads"])
         except ValueError:
@@ -149,6 +159,8 @@ def makeService(options, reactor=None):
         lease=timedelta(seconds=float(options["lease"])),
         cancel_timeout=float(options["cancel-timeout"]),
         info_interval=float(options["info-interval"]),
+        builder_lease=float(options["builder-lease"]),
+        lease_renewal=float(options["lease-renewal"]),
         reset_timeout=float(options["reset-timeout"]),
         echo_timeout=float(options["echo-timeout"]))
     transactor = Transactor(url, reactor=reactor,
