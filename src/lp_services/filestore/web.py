@@ -112,12 +112,27 @@ class _StoredFile(resource.Resource):
             else:
                 request.requestHeaders.setRawHeaders(
                     b"range", [range_header(ranges)])
+        drop_unreadable_date(request, b"if-modified-since")
         request.setHeader(b"content-disposition", content_disposition(name))
         request.setHeader(b"cache-control",
                           b"public, max-age=31536000, immutable")
         return served.render(request)
 
     render_HEAD = render_GET
+
+
+def drop_unreadable_date(request, header: bytes) -> None:
+    """Remove a date header Twisted cannot parse: its own parser raises on
+    some malformed values (``If-Modified-Since: ;`` gave a 500), and a
+    conditional request with an unreadable date is an unconditional one
+    (RFC 9110, 13.1.3)."""
+    value = request.getHeader(header)
+    if value is None:
+        return
+    try:
+        http.stringToDatetime(value.split(b";", 1)[0])
+    except Exception:
+        request.requestHeaders.removeHeader(header)
 
 
 class FileStoreResource(resource.Resource):
