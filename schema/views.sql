@@ -9,9 +9,11 @@
 -- the queue and when will it clear (ops_queue), what is every builder doing
 -- (ops_builders), what work exists, builds and native jobs together
 -- (ops_work), what is failing (ops_failures), and how long things take
--- (ops_durations), and how the last day went hour by hour (ops_hourly).
+-- (ops_durations), how the last day went hour by hour (ops_hourly), and
+-- which buildmasters run and what each holds (ops_masters).
 -- They read only; `lp-services report` prints them.
 
+DROP VIEW IF EXISTS ops_masters;
 DROP VIEW IF EXISTS ops_hourly;
 DROP VIEW IF EXISTS ops_durations;
 DROP VIEW IF EXISTS ops_failures;
@@ -152,7 +154,8 @@ SELECT b.id,
         FROM builder_processor bp JOIN processor p ON p.id = bp.processor
         WHERE bp.builder = b.id) AS processors,
        b.version,
-       array_to_string(b.build_types, ' ') AS build_types
+       array_to_string(b.build_types, ' ') AS build_types,
+       CASE WHEN b.lease_expires > now() THEN b.owner END AS master
 FROM builder b
 LEFT JOIN build_queue bq ON bq.builder = b.id;
 COMMENT ON VIEW ops_builders IS
@@ -323,3 +326,22 @@ FROM hours h
 LEFT JOIN finished f ON f.hour = h.hour;
 COMMENT ON VIEW ops_hourly IS
     'Builds over the last 24 hours, hourly: queue depth and finished by outcome.';
+
+
+-- Every registered buildmaster: its heartbeat and what it holds.
+--   heartbeat_age    since its last heartbeat; past one builder lease
+--                    (30 s by default) it is presumed dead and its
+--                    builders go to the others
+--   builders_owned   builders whose lease it holds now
+--   builds_running   builds on those builders
+CREATE VIEW ops_masters AS
+SELECT m.name AS master, m.host, m.pid, m.date_started AS started,
+       m.heartbeat AS last_heartbeat, now() - m.heartbeat AS heartbeat_age,
+       (SELECT count(*) FROM builder b
+        WHERE b.owner = m.name AND b.lease_expires > now()) AS builders_owned,
+       (SELECT count(*) FROM builder b
+        JOIN build_queue bq ON bq.builder = b.id
+        WHERE b.owner = m.name AND b.lease_expires > now()) AS builds_running
+FROM buildmaster m;
+COMMENT ON VIEW ops_masters IS
+    'Each registered buildmaster: heartbeat, builders owned, builds running.';

@@ -304,3 +304,32 @@ class ManagerLeaseTests(KeeperTestBase):
         self.successResultOf(m2.stopService())
         self.assertEqual(self.query("SELECT count(*) FROM buildmaster"),
                          [(0,)])
+
+
+class OpsTests(KeeperTestBase):
+    """Who holds what, for operators: ops_masters (report masters), the
+    master column of ops_builders and builder list."""
+
+    def test_masters_report_and_builder_owner(self):
+        """Two masters over three builders, one build running: each row
+        says its builders and builds; builder list names the master."""
+        from lp_services.ops.reports import fetch_report
+
+        self.builders(3)
+        a, b = self.keeper("a"), self.keeper("b")
+        # The view reads the database's clock: lease from the present.
+        self.clock.advance(float(self.query(
+            "SELECT extract(epoch FROM now())")[0][0]) - self.clock.seconds())
+        self.tick(a, b, a, b)
+        conn = self.connect()
+        with conn.cursor() as cur:
+            _, rows = fetch_report(cur, "masters")
+        self.assertEqual([(r["master"], r["host"], r["builders_owned"],
+                           r["builds_running"]) for r in rows],
+                         [("a", "host-a", 2, 0), ("b", "host-b", 1, 0)])
+        listed = {r["name"]: r["master"] for r in self.sql(
+            B.list_builders, self.now())}
+        self.assertEqual(sorted(listed.values()), ["a", "a", "b"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT name, master FROM ops_builders")
+            self.assertEqual(dict(cur.fetchall()), listed)

@@ -215,14 +215,18 @@ def set_builder_mode(store_or_cursor, name: str, mode: str,
     cursor.execute(BQ.NOTIFY_BUILDERS, {"channel": NOTIFY_CHANNEL})
 
 
-def list_builders(store_or_cursor) -> list[dict]:
-    """Every builder with its state and current build, as plain values."""
+def list_builders(store_or_cursor, now: datetime | None = None) -> list[dict]:
+    """Every builder with its state, current build and the master holding
+    its lease (at ``now``, default the present), as plain values."""
+    from datetime import timezone
+
     cursor = cursor_of(store_or_cursor)
-    cursor.execute(BQ.LIST_BUILDERS)
+    cursor.execute(BQ.LIST_BUILDERS,
+                   {"now": now or datetime.now(timezone.utc)})
     result = []
     for (name, url, virt, manual, active, ok, notes, failures, clean,
          resources, version, by_operator, procs, job,
-         status) in cursor.fetchall():
+         status, master) in cursor.fetchall():
         result.append({
             "name": name, "url": url, "virtualized": virt, "manual": manual,
             "active": active, "builderok": ok, "failnotes": notes,
@@ -233,6 +237,7 @@ def list_builders(store_or_cursor) -> list[dict]:
             "processors": list(procs), "current_build": job,
             "current_build_status": (BuildStatus(status).name
                                      if status is not None else None),
+            "master": master,
         })
     return result
 

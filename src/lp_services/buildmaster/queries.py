@@ -440,7 +440,8 @@ SET_BUILDER_MODE = {
 
 NOTIFY_BUILDERS = "SELECT pg_notify(%(channel)s, 'builders')"
 
-#: Every builder with its state and current build.
+#: Every builder with its state, current build and the master holding its
+#: lease at %(now)s.
 LIST_BUILDERS = """
 SELECT b.name, b.url, b.virtualized, b.manual, b.active, b.builderok,
        b.failnotes, b.failure_count, b.clean_status, b.resources,
@@ -448,7 +449,8 @@ SELECT b.name, b.url, b.virtualized, b.manual, b.active, b.builderok,
        ARRAY(SELECT p.name FROM builder_processor bp
              JOIN processor p ON p.id = bp.processor
              WHERE bp.builder = b.id ORDER BY p.name),
-       q.job, f.status
+       q.job, f.status,
+       CASE WHEN b.lease_expires > %(now)s THEN b.owner END
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job

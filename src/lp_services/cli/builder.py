@@ -78,12 +78,14 @@ def list_(ctx, as_json):
             row["clean_status"], str(row["failure_count"]),
             "%s %s" % (row["current_build"], row["current_build_status"])
             if row["current_build"] else "",
-            row["url"]])
+            row["master"] or "", row["url"]])
     console = output_console()
     console.print(render_table(
         "builders", ["name", "processors", "virt", "state", "clean",
-                     "failures", "build", "url"], cells, console.width,
-        optional=["url", "clean", "failures", "processors", "virt"]))
+                     "failures", "build", "master", "url"], cells,
+        console.width,
+        optional=["url", "master", "clean", "failures", "processors",
+                  "virt"]))
 
 
 def builder_state(row) -> str:

@@ -32,7 +32,7 @@ _OPTIONAL = {
 
 @click.command()
 @click.argument("name", type=click.Choice(
-    ["queue", "builders", "work", "failures", "durations"]))
+    ["queue", "builders", "work", "failures", "durations", "masters"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--chart", is_flag=True,
               help="durations: bars of the median and p90 per type.")

@@ -99,6 +99,7 @@ REPORTS = {
                  "dimension DESC, failure_rate_week DESC NULLS LAST, name"),
     "durations": ("ops_durations", "kind, type"),
     "hourly": ("ops_hourly", "hour"),
+    "masters": ("ops_masters", "master"),
 }
 
 #: The columns each report may be filtered on (equality).

@@ -125,7 +125,9 @@ def farm_page(base: str, farm) -> Tag:
         builder_rows.append(tags.tr(
             tags.td(tags.strong(b["name"]),
                     tags.div(b["processors"] or "", " ",
-                             "virtual" if b["virtualized"] else "", class_="muted")),
+                             "virtual" if b["virtualized"] else "", class_="muted"),
+                    tags.div("master: " + b["master"], class_="muted")
+                    if b.get("master") else ""),
             tags.td(badge(b["state"]),
                     tags.div(note, class_="muted") if note else ""),
             tags.td(current),
