@@ -106,7 +106,9 @@ class FakeTransactor:
 ROWS = ([{"processor": "amd64", "virtualized": False, "waiting_builds": 3,
           "building": 1, "oldest_wait": timedelta(seconds=90),
           "estimated_time_to_clear": None}],
-        ["building", "idle", "idle"])
+        ["building", "idle", "idle"],
+        [{"master": "m1", "builders_owned": 2, "builds_running": 1,
+          "heartbeat_age": timedelta(seconds=3)}])
 
 
 class OpsGaugesUnitTests(SynchronousTestCase):
@@ -121,6 +123,18 @@ class OpsGaugesUnitTests(SynchronousTestCase):
         values = self.values(G.OpsGauges(FakeTransactor(ROWS), Clock()))
         self.assertEqual(values[("lp_builders", (("state", "idle"),))], 0)
         self.assertFalse([k for k in values if k[0] == "lp_queue_waiting_builds"])
+
+    def test_masters(self):
+        """Per master: builders owned, builds running, heartbeat age."""
+        gauges = G.OpsGauges(FakeTransactor(ROWS), Clock())
+        self.successResultOf(gauges.refresh())
+        values = self.values(gauges)
+        label = (("master", "m1"),)
+        self.assertEqual(
+            (values[("lp_master_builders_owned", label)],
+             values[("lp_master_builds_running", label)],
+             values[("lp_master_heartbeat_age_seconds", label)]),
+            (2, 1, 3.0))
 
     def test_refresh_is_spaced(self):
         """A refresh within the interval reuses the last read."""

@@ -33,10 +33,13 @@ def _read_ops(store):
     cursor = raw_cursor(store)
     _, queue = fetch_report(cursor, "queue")
     _, builders = fetch_report(cursor, "builders")
+    _, masters = fetch_report(cursor, "masters")
     return ([{k: r[k] for k in ("processor", "virtualized", "waiting_builds",
                                 "building", "oldest_wait",
                                 "estimated_time_to_clear")} for r in queue],
-            [r["state"] for r in builders])
+            [r["state"] for r in builders],
+            [{k: r[k] for k in ("master", "builders_owned", "builds_running",
+                                "heartbeat_age")} for r in masters])
 
 
 class OpsGauges:
@@ -57,6 +60,7 @@ class OpsGauges:
         self._interval = interval
         self._queue = []
         self._states = []
+        self._masters = []
         self._refreshed_at = None
         self._waiters = None
         self.errors = 0
@@ -84,7 +88,7 @@ class OpsGauges:
         return waiter
 
     def _store(self, result):
-        self._queue, self._states = result
+        self._queue, self._states, self._masters = result
         self._refreshed_at = self._clock.seconds()
 
     def _failed(self, failure):
@@ -130,6 +134,26 @@ class OpsGauges:
         for state in BUILDER_STATES:
             states.add_metric([state], self._states.count(state))
         yield states
+        owned = GaugeMetricFamily(
+            "lp_master_builders_owned",
+            "Builders whose lease each buildmaster holds (ops_masters).",
+            labels=["master"])
+        running = GaugeMetricFamily(
+            "lp_master_builds_running",
+            "Builds on each buildmaster's builders (ops_masters).",
+            labels=["master"])
+        heartbeat = GaugeMetricFamily(
+            "lp_master_heartbeat_age_seconds",
+            "Since each registered buildmaster's last heartbeat; past one "
+            "builder lease it is presumed dead.", labels=["master"])
+        for row in self._masters:
+            owned.add_metric([row["master"]], row["builders_owned"])
+            running.add_metric([row["master"]], row["builds_running"])
+            heartbeat.add_metric([row["master"]],
+                                 seconds_of(row["heartbeat_age"] or 0))
+        yield owned
+        yield running
+        yield heartbeat
         errors = GaugeMetricFamily(
             "lp_ops_refresh_errors",
             "Failed reads of the ops views for these gauges since start.")
