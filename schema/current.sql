@@ -130,7 +130,8 @@ CREATE TABLE builder (
     build_types text[],
     date_info_read timestamptz,
     owner text REFERENCES buildmaster (name) ON DELETE SET NULL,
-    lease_expires timestamptz
+    lease_expires timestamptz,
+    lease_epoch bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE builder IS 'A builder machine running an agent.';
 COMMENT ON COLUMN builder.manual IS
@@ -153,6 +154,8 @@ COMMENT ON COLUMN builder.owner IS
     'The buildmaster holding this builder''s lease, if any.';
 COMMENT ON COLUMN builder.lease_expires IS
     'Until when the owner''s lease holds; past it another master may take the builder.';
+COMMENT ON COLUMN builder.lease_epoch IS
+    'Bumped each time a master takes the lease; sent with every call to the agent, which refuses state changes from an older epoch than it has seen.';
 
 CREATE TABLE builder_processor (
     builder integer NOT NULL REFERENCES builder (id) ON DELETE CASCADE,

@@ -14,8 +14,11 @@ COMMENT ON COLUMN buildmaster.heartbeat IS
     'Renewed with its builder leases; a master whose heartbeat is older than a lease is presumed dead.';
 ALTER TABLE builder
     ADD COLUMN owner text REFERENCES buildmaster (name) ON DELETE SET NULL,
-    ADD COLUMN lease_expires timestamptz;
+    ADD COLUMN lease_expires timestamptz,
+    ADD COLUMN lease_epoch bigint NOT NULL DEFAULT 0;
 COMMENT ON COLUMN builder.owner IS
     'The buildmaster holding this builder''s lease, if any.';
 COMMENT ON COLUMN builder.lease_expires IS
     'Until when the owner''s lease holds; past it another master may take the builder.';
+COMMENT ON COLUMN builder.lease_epoch IS
+    'Bumped each time a master takes the lease; sent with every call to the agent, which refuses state changes from an older epoch than it has seen.';

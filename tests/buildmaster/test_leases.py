@@ -137,6 +137,31 @@ class LeaseTests(KeeperTestBase):
         self.assertIsNotNone(taken_at)
         self.assertLessEqual(taken_at, 45)
 
+    def test_each_take_is_a_new_epoch(self):
+        """Taking a builder bumps its lease epoch (what the agent fences
+        on); renewing does not; the farm hands the epoch to the agent
+        client with the vitals."""
+        self.builders(1)
+        a, b = self.keeper("a"), self.keeper("b")
+        self.tick(a)
+        epoch = lambda: self.query("SELECT lease_epoch FROM builder")[0][0]
+        self.assertEqual(epoch(), 1)
+        self.clock.advance(10)
+        self.tick(a)
+        self.assertEqual(epoch(), 1)
+        self.clock.advance(31)
+        self.tick(b)
+        self.assertEqual(epoch(), 2)
+        leases = []
+
+        class Client:
+            def set_lease(self, master, epoch):
+                leases.append((master, epoch))
+        self.agents["b00"] = Client()
+        vitals = self.sql(B.load_vitals, "b00")[0]
+        b.farm.agent_for(vitals)
+        self.assertEqual(leases, [("b", 2)])
+
     def test_stalled_master_resumes_and_lets_go(self):
         """A master paused past its leases: the other takes its builders;
         when it runs again its renewal finds them lost, says so once, and

@@ -489,3 +489,65 @@ class TrustedNetworkTests(ProtocolTestCase):
             ConfigError, load_config, None,
             {"trusted_networks": ["10.0.0.0/33"], "secret": "s"})
         self.assertIn("trusted_networks", str(error))
+
+
+class LeaseFenceTests(ProtocolTestCase):
+    """The agent's half of the buildmasters' fence: state changes from a
+    master whose lease epoch is older than one seen are refused (the
+    master's client turns the fault into LeaseLost); callers without a
+    lease (Launchpad's master) are not fenced."""
+
+    def client(self, master, epoch):
+        from lp_services.buildmaster.agentclient import AgentClient
+        from lp_services.testing.agents import TEST_SECRET
+
+        client = AgentClient(self.running.base_url, TEST_SECRET, reactor)
+        client.set_lease(master, epoch)
+        return client
+
+    @defer.inlineCallbacks
+    def test_older_lease_refused(self):
+        """m2 (lease 7) aborts a build; m1 (lease 5, which lost the
+        builder while paused) cannot clean it, and nothing changes; m2
+        can; a caller without a lease still can build."""
+        from lp_services.buildmaster.leases import LeaseLost
+
+        manager = yield self.start_hold("b-1")
+        m1, m2 = self.client("m1", 5), self.client("m2", 7)
+        self.assertEqual((yield m2.abort()), "BuilderStatus.ABORTING")
+        manager.finish.callback(BuildOutcome(BuildStatus.OK))
+        yield self.wait_for(BuilderStatus.WAITING)
+        yield self.assertFailure(m1.clean(), LeaseLost)
+        self.assertEqual((yield self.call("status"))["builder_status"],
+                         "BuilderStatus.WAITING")
+        self.assertEqual((yield m2.clean()), "BuilderStatus.IDLE")
+        yield self.start_hold("b-2")  # no lease: not fenced
+
+    @defer.inlineCallbacks
+    def test_refusal_names_both_masters(self):
+        """The fault says which master holds the newer lease."""
+        yield self.start_hold("b-1")
+        yield self.client("m2", 3).abort()
+        import xmlrpc.client
+
+        proxy = self.running.proxy()
+        proxy.path = proxy.path + b"?master=m1&lease=2"
+        fault = yield self.assertFailure(proxy.callRemote("clean"),
+                                         xmlrpc.client.Fault)
+        self.assertEqual(fault.faultCode, 8)
+        self.assertIn("m2 holds lease 3", fault.faultString)
+
+    @defer.inlineCallbacks
+    def test_malformed_lease_refused(self):
+        """A lease that is not an integer is bad arguments, not "no
+        lease"."""
+        import xmlrpc.client
+
+        yield self.start_hold("b-1")
+        proxy = self.running.proxy()
+        proxy.path = proxy.path + b"?master=m1&lease=x"
+        fault = yield self.assertFailure(proxy.callRemote("abort"),
+                                         xmlrpc.client.Fault)
+        self.assertEqual(fault.faultCode, 1)
+        self.assertEqual((yield self.call("status"))["builder_status"],
+                         "BuilderStatus.BUILDING")

@@ -8,7 +8,7 @@ Answers are checked here, so that garbage from an agent becomes an
 
 import base64
 import hashlib
-from xmlrpc.client import Binary
+from xmlrpc.client import Binary, Fault
 from dataclasses import dataclass, field
 
 from twisted.internet import defer, protocol
@@ -37,6 +37,10 @@ __all__ = [
     "parse_info",
     "parse_status",
 ]
+
+#: The agent's fault for a call from an older lease epoch than it has seen
+#: (lp_services.slave.errors.StaleLease).
+STALE_LEASE_FAULT = 8
 
 #: Builder states an agent may report (wire strings).
 BUILDER_STATES = frozenset(s.value for s in wire.BuilderStatus)
@@ -214,20 +218,46 @@ class AgentClient:
         self._reactor = reactor
         self._timeout = timeout
         self._ensurepresent_timeout = ensurepresent_timeout
-        self._proxy = xmlrpc.Proxy(
+        self._lease = None
+        self._proxy = self._make_proxy("")
+        self._pool = pool
+        self._http = None
+
+    def _make_proxy(self, query: str):
+        proxy = xmlrpc.Proxy(
             (self.url + "/rpc").encode("ascii"),
             user=self.username.encode("ascii"),
             password=self.secret.encode("utf-8"),
-            allowNone=True, connectTimeout=min(timeout, 30), reactor=reactor)
-        self._proxy.queryFactory = _QuietQueryFactory
-        self._pool = pool
-        self._http = None
+            allowNone=True, connectTimeout=min(self._timeout, 30),
+            reactor=self._reactor)
+        proxy.queryFactory = _QuietQueryFactory
+        # Proxy drops a query from its URL: the path carries it.
+        proxy.path += query.encode("ascii")
+        return proxy
+
+    def set_lease(self, master: str, epoch: int) -> None:
+        """Send ``master``'s lease ``epoch`` with every call (as the query
+        of ``/rpc``, which launchpad-buildd ignores). Our agent refuses a
+        state change from an epoch older than one it has seen: a master
+        that lost the builder while stalled cannot act on it after."""
+        if self._lease == (master, epoch):
+            return
+        from urllib.parse import urlencode
+
+        self._lease = (master, epoch)
+        self._proxy = self._make_proxy(
+            "?" + urlencode({"master": master, "lease": int(epoch)}))
 
     def _call(self, method, *args, timeout=None):
         d = self._proxy.callRemote(method, *args)
         d.addTimeout(timeout or self._timeout, self._reactor)
 
         def failed(failure):
+            if (failure.check(Fault)
+                    and failure.value.faultCode == STALE_LEASE_FAULT):
+                from lp_services.buildmaster.leases import LeaseLost
+
+                raise LeaseLost(self.url)
             if failure.check(defer.TimeoutError, TwistedTimeout):
                 raise AgentError("%s() timed out after %ss"
                                  % (method, timeout or self._timeout))

@@ -76,13 +76,15 @@ class BuilderVitals:
     #: When ``info()`` was last read (None: never, or since the version
     #: changed).
     date_info_read: datetime | None = None
+    #: The lease epoch of its current owner (sent with every agent call).
+    lease_epoch: int = 0
 
 
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
      bstatus, jstatus, bfailures, version, cancel_deadline, build_types,
-     date_info_read) = row
+     date_info_read, lease_epoch) = row
     build = None
     if job is not None:
         build = BuildVitals(job, cookie, build_type, BuildStatus(bstatus),
@@ -92,7 +94,7 @@ def _vitals(row) -> BuilderVitals:
                          BuilderCleanStatus(clean), reset, secret,
                          tuple(resources or ()), failnotes, build, version,
                          None if build_types is None else tuple(build_types),
-                         date_info_read)
+                         date_info_read, lease_epoch)
 
 
 def load_vitals(store_or_cursor, name: str | None = None) -> list[BuilderVitals]:

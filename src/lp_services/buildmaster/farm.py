@@ -178,6 +178,11 @@ class Farm:
             else:
                 agent = AgentClient(vitals.url, vitals.secret, self.reactor)
             self._agents[key] = agent
+        set_lease = getattr(agent, "set_lease", None)
+        if set_lease is not None:
+            # Every call carries this master's lease epoch: the agent
+            # refuses state changes from an older one (leases.py).
+            set_lease(self.config.identity, vitals.lease_epoch)
         return agent
 
     def file_url(self, sha1: str) -> str:

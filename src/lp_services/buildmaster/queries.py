@@ -332,7 +332,7 @@ SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
              WHERE bp.builder = b.id ORDER BY bp.processor),
        q.job, q.build_cookie, q.build_type, f.status, j.status,
        f.failure_count, b.version, q.cancel_deadline, b.build_types,
-       b.date_info_read
+       b.date_info_read, b.lease_epoch
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job
@@ -591,7 +591,8 @@ WHERE id = ANY(%(ids)s::int[]) AND owner = %(name)s
 RETURNING id
 """
 
-#: Take %(ids)s for master %(name)s until %(until)s where free or expired.
+#: Take %(ids)s for master %(name)s until %(until)s where free or expired,
+#: each with a new lease epoch (the agent fences on it).
 #: A builder another master is writing about (its row locked FOR SHARE by
 #: HOLD_BUILDER) is skipped, not waited for: a stalled master must not
 #: stall the others. Returns the ids taken.
@@ -602,7 +603,8 @@ WITH free AS (
       AND (owner IS NULL OR owner = %(name)s OR lease_expires IS NULL
            OR lease_expires <= %(now)s)
     FOR UPDATE SKIP LOCKED)
-UPDATE builder SET owner = %(name)s, lease_expires = %(until)s
+UPDATE builder SET owner = %(name)s, lease_expires = %(until)s,
+       lease_epoch = builder.lease_epoch + 1
 FROM free WHERE builder.id = free.id
 RETURNING builder.id
 """

@@ -21,7 +21,7 @@ from lp_services.slave.cgroup import Limits
 from lp_services.slave.config import AgentConfig
 from lp_services.slave.errors import (
     AgentDiskError, BadArguments, BadBuildId, BadFileName, BadSha1, NotClean,
-    WrongState)
+    StaleLease, WrongState)
 from lp_services.slave.manager import BuildContext, BuildOutcome, ManagerRegistry
 from lp_services.protocol.states import (
     UNKNOWNBUILDER,
@@ -161,6 +161,29 @@ class Agent:
         self._sweeping: defer.Deferred | None = None
         self._sweep_waiters: list[defer.Deferred] = []
         self._leftovers: list[str] = []
+        #: The newest buildmaster lease seen: (epoch, master).
+        self._lease: tuple[int, str] | None = None
+
+    def check_lease(self, method: str, master: str | None,
+                    epoch: int | None) -> None:
+        """Before a state change (build, abort, clean): refuse it from a
+        buildmaster whose lease epoch is older than the newest seen, which
+        means that master lost this builder (perhaps while paused) and
+        another took it. A caller that sends no lease (Launchpad's master,
+        or a test) is not fenced.
+
+        :raises StaleLease: nothing is changed.
+        """
+        if epoch is None:
+            return
+        if self._lease is not None and epoch < self._lease[0]:
+            raise StaleLease(
+                "%s() from %s with lease %d, but %s holds lease %d of this "
+                "builder" % (method, master, epoch, self._lease[1],
+                             self._lease[0]))
+        self._lease = (epoch, master or "")
+        self.log.info("{method}() from {master} (lease {epoch})",
+                      method=method, master=master, epoch=epoch)
 
     @property
     def state(self) -> BuilderStatus:

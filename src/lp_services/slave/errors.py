@@ -13,6 +13,7 @@ __all__ = [
     "BadFileName",
     "BadSha1",
     "NotClean",
+    "StaleLease",
     "WrongState",
     "FAULT_CODES",
 ]
@@ -69,6 +70,14 @@ class AgentDiskError(RequestRefused):
     fault_code = 7
 
 
+class StaleLease(RequestRefused):
+    """A state change from a buildmaster whose lease on this builder is
+    older than one the agent has seen (``/rpc?master=…&lease=N``): that
+    master lost the builder, perhaps while paused; nothing was changed."""
+
+    fault_code = 8
+
+
 #: code -> meaning, for docs and tests.
 FAULT_CODES = {
     1: "bad arguments (count, types, build args)",
@@ -78,6 +87,7 @@ FAULT_CODES = {
     5: "bad sha1",
     6: "the work directory is not clean (leftovers could not be removed)",
     7: "the agent's disk refused the request (e.g. full)",
+    8: "a buildmaster's lease older than one already seen (it lost the builder)",
     8001: "no such method (Twisted)",
     8002: "unexpected failure or unparseable request (Twisted)",
 }

@@ -44,6 +44,19 @@ def _call(*names, optional: int = 0):
     return decorate
 
 
+def _lease_of(request):
+    """(master, epoch) from the request's query, or (None, None)."""
+    master = request.args.get(b"master", [None])[0]
+    epoch = request.args.get(b"lease", [None])[0]
+    try:
+        epoch = int(epoch) if epoch is not None else None
+    except ValueError:
+        epoch = ValueError  # refused below: never "no lease"
+    if master is not None:
+        master = master.decode("utf-8", "replace")[:200]
+    return master, epoch
+
+
 def _fault(failure):
     failure.trap(RequestRefused)
     raise Fault(failure.value.fault_code, str(failure.value))
@@ -55,6 +68,28 @@ class AgentXMLRPC(xmlrpc.XMLRPC):
     def __init__(self, agent):
         super().__init__(allowNone=True, useDateTime=False)
         self.agent = agent
+        #: (master, epoch) of the request being answered (its query).
+        self._lease = (None, None)
+
+    def render_POST(self, request):
+        """Note the caller's lease (``?master=…&lease=N``; absent from
+        launchpad-buildd's callers) for the duration of the call: the
+        procedure runs within this call, before any other request."""
+        self._lease = _lease_of(request)
+        try:
+            return super().render_POST(request)
+        finally:
+            self._lease = (None, None)
+
+    def _check_lease(self, method):
+        master, epoch = self._lease
+        if epoch is ValueError:
+            raise Fault(BadArguments.fault_code,
+                        "the lease in the query must be an integer")
+        try:
+            self.agent.check_lease(method, master, epoch)
+        except RequestRefused as e:
+            raise Fault(e.fault_code, str(e)) from None
 
     def xmlrpc_echo(self, *args):
         """Return the arguments."""
@@ -81,15 +116,18 @@ class AgentXMLRPC(xmlrpc.XMLRPC):
     @_call("build_id", "build_type", "chroot_sha1", "filemap", "args")
     def xmlrpc_build(self, build_id, build_type, chroot_sha1, filemap, args):
         """Start a build."""
+        self._check_lease("build")
         return self.agent.build(build_id, build_type, chroot_sha1, filemap,
                                 args)
 
     @_call()
     def xmlrpc_abort(self):
         """Abort the build."""
+        self._check_lease("abort")
         return self.agent.abort()
 
     @_call()
     def xmlrpc_clean(self):
         """Clean after the build."""
+        self._check_lease("clean")
         return self.agent.clean()
