@@ -538,6 +538,16 @@ class LeaseFenceTests(ProtocolTestCase):
         self.assertIn("m2 holds lease 3", fault.faultString)
 
     @defer.inlineCallbacks
+    def test_same_epoch_from_another_master_refused(self):
+        """Each take of a lease is a new epoch: m1 with the epoch m2 used
+        is stale too."""
+        from lp_services.buildmaster.leases import LeaseLost
+
+        yield self.start_hold("b-1")
+        yield self.client("m2", 4).abort()
+        yield self.assertFailure(self.client("m1", 4).abort(), LeaseLost)
+
+    @defer.inlineCallbacks
     def test_malformed_lease_refused(self):
         """A lease that is not an integer is bad arguments, not "no
         lease"."""

@@ -78,13 +78,15 @@ class BuilderVitals:
     date_info_read: datetime | None = None
     #: The lease epoch of its current owner (sent with every agent call).
     lease_epoch: int = 0
+    #: The master holding its lease (None: nobody).
+    owner: str | None = None
 
 
 def _vitals(row) -> BuilderVitals:
     (bid, name, url, virt, manual, ok, failures, clean, reset, secret,
      resources, failnotes, procs, proc_names, job, cookie, build_type,
      bstatus, jstatus, bfailures, version, cancel_deadline, build_types,
-     date_info_read, lease_epoch) = row
+     date_info_read, lease_epoch, owner) = row
     build = None
     if job is not None:
         build = BuildVitals(job, cookie, build_type, BuildStatus(bstatus),
@@ -94,7 +96,7 @@ def _vitals(row) -> BuilderVitals:
                          BuilderCleanStatus(clean), reset, secret,
                          tuple(resources or ()), failnotes, build, version,
                          None if build_types is None else tuple(build_types),
-                         date_info_read, lease_epoch)
+                         date_info_read, lease_epoch, owner)
 
 
 def load_vitals(store_or_cursor, name: str | None = None) -> list[BuilderVitals]:

@@ -332,7 +332,7 @@ SELECT b.id, b.name, b.url, b.virtualized, b.manual, b.builderok,
              WHERE bp.builder = b.id ORDER BY bp.processor),
        q.job, q.build_cookie, q.build_type, f.status, j.status,
        f.failure_count, b.version, q.cancel_deadline, b.build_types,
-       b.date_info_read, b.lease_epoch
+       b.date_info_read, b.lease_epoch, b.owner
 FROM builder b
 LEFT JOIN build_queue q ON q.builder = b.id
 LEFT JOIN build_farm_job f ON f.job = q.job

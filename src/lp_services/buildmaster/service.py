@@ -135,10 +135,15 @@ class BuilderManager(Service):
         seen = set()
         interval = self.farm.config.interval
         held = self.leases.held
+        identity = self.farm.config.identity
         for v in vitals:
             if v.id not in held:
                 continue  # another master's
             seen.add(v.name)
+            if v.owner != identity:
+                # Read before this master took it: its lease epoch is the
+                # previous owner's. The next refresh reads it afresh.
+                continue
             scanner = self.scanners.get(v.name)
             if scanner is None:
                 scanner = BuilderScanner(self.farm, v)

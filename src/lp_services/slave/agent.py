@@ -167,7 +167,8 @@ class Agent:
     def check_lease(self, method: str, master: str | None,
                     epoch: int | None) -> None:
         """Before a state change (build, abort, clean): refuse it from a
-        buildmaster whose lease epoch is older than the newest seen, which
+        buildmaster whose lease epoch is older than the newest seen, or
+        equal to it but another master's (each take is a new epoch), which
         means that master lost this builder (perhaps while paused) and
         another took it. A caller that sends no lease (Launchpad's master,
         or a test) is not fenced.
@@ -176,7 +177,11 @@ class Agent:
         """
         if epoch is None:
             return
-        if self._lease is not None and epoch < self._lease[0]:
+        if self._lease is not None and (
+                epoch < self._lease[0]
+                or (epoch == self._lease[0] and master != self._lease[1])):
+            # Each take of the lease is a new epoch: the same epoch from
+            # another master is a stale one too.
             raise StaleLease(
                 "%s() from %s with lease %d, but %s holds lease %d of this "
                 "builder" % (method, master, epoch, self._lease[1],
