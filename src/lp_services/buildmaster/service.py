@@ -16,7 +16,11 @@ from lp_services.buildmaster.farm import Farm, database_lost, transaction
 from lp_services.buildmaster.leases import LeaseKeeper
 from lp_services.buildmaster.scanner import BuilderScanner
 
-__all__ = ["BuilderManager", "WAKE_PER_NOTIFICATION"]
+__all__ = ["BuilderManager", "TAKEOVER_SPREAD", "WAKE_PER_NOTIFICATION"]
+
+#: Seconds over which the first scans of builders taken from another
+#: master are spread (the first refresh spreads over the whole interval).
+TAKEOVER_SPREAD = 2.0
 
 #: Idle scanners woken per "queued" notification (the rest pick work up
 #: at their next scan); bounds the claims a burst of requests causes.
@@ -151,9 +155,13 @@ class BuilderManager(Service):
                 self.scanners[v.name] = scanner
                 if self.running:
                     # Spread scans over the interval: 1,000 builders must
-                    # not all be asked at the same instant.
+                    # not all be asked at the same instant. Builders taken
+                    # later (from a master that died or left) are spread
+                    # over a few seconds only: their builds wait for us.
                     offset = (zlib.crc32(v.name.encode()) % 1000) / 1000.0
-                    scanner.start(offset * interval)
+                    spread = (interval if self.refreshes <= 1
+                              else min(interval, TAKEOVER_SPREAD))
+                    scanner.start(offset * spread)
             elif scanner.generation == generations.get(v.name):
                 scanner.vitals = v
         for name in list(self.scanners):
