@@ -128,3 +128,31 @@ class WaitingReasonTests(DatabaseTestMixin, TestCase):
         self.offer("binarypackage")
         self.assertIsNone(self.reason(12))
         self.assertIsNone(self.reason(13))
+
+
+class MasterOfBuildTests(DatabaseTestMixin, TestCase):
+    """show names the buildmaster holding a running build's builder."""
+
+    def setUp(self):
+        super().setUp()
+        self.conn = self.connect()
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(SEED)
+            cur.execute("INSERT INTO buildmaster (name, host, pid,"
+                        " date_started, heartbeat) VALUES"
+                        " ('m1', 'h', 1, now(), now())")
+
+    def master_of(self, job_id, lease):
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute("UPDATE builder SET owner = 'm1',"
+                        " lease_expires = now() + %s WHERE name = 'a1'",
+                        (lease,))
+        with self.conn.cursor() as cur:
+            return describe_work(cur, job_id).build.master
+
+    def test_running_build(self):
+        """Build 12 runs on a1, whose lease m1 holds: show says m1; with
+        the lease expired, nobody; a finished build on a1, nobody."""
+        self.assertEqual(self.master_of(12, timedelta(seconds=30)), "m1")
+        self.assertIsNone(self.master_of(12, timedelta(seconds=-1)))
+        self.assertIsNone(self.master_of(15, timedelta(seconds=30)))

@@ -134,6 +134,8 @@ def format_work(d, humanize) -> list[str]:
             add("expected start", humanize(b.expected_start))
         if b.waiting_reason is not None:
             add("waiting", b.waiting_reason)
+        if b.master is not None:
+            add("master", b.master)
         add("dependencies", b.dependencies)
         if b.log is not None:
             add("log", _file_line(b.log))

@@ -37,7 +37,8 @@ SELECT w.id, w.kind, w.type, w.status FROM job j
 JOIN ops_work w ON w.id = j.id
 WHERE j.prerequisite = %(id)s ORDER BY j.id"""
 
-#: Build %(id)s's own part: while queued its score, builder, arguments and
+#: Build %(id)s's own part: while queued its score, builder (and the
+#: master holding that builder's lease while it runs), arguments and
 #: logtail (``build_queue``); once ended its builder and log.
 BUILD_DETAILS = """
 SELECT f.build_type, build_status_name(f.status) AS build_status,
@@ -45,7 +46,9 @@ SELECT f.build_type, build_status_name(f.status) AS build_status,
        bq.lastscore, bq.manual, b.name AS builder,
        bq.estimated_duration, f.dependencies, bq.logtail,
        bq.build_args, bq.filemap,
-       l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size
+       l.sha1 AS log_sha1, l.filename AS log_name, l.size AS log_size,
+       CASE WHEN bq.builder IS NOT NULL AND b.lease_expires > now()
+            THEN b.owner END AS master
 FROM build_farm_job f
 JOIN processor p ON p.id = f.processor
 LEFT JOIN build_queue bq ON bq.job = f.job

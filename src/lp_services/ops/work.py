@@ -73,6 +73,8 @@ class BuildDetails:
     #: {file name: sha1} of its input files; None once it left the queue.
     build_args: dict | None = None
     filemap: dict | None = None
+    #: The buildmaster holding its builder's lease while it runs.
+    master: str | None = None
     #: Why a waiting build is not dispatched (no available builder of
     #: its processor, or none that offers its build type), else None.
     waiting_reason: str | None = None
@@ -206,5 +208,6 @@ def _describe_build(cursor, job_id, file_url, now) -> BuildDetails:
         estimated_duration=row["estimated_duration"],
         expected_start=expected_start(cursor, job_id, now),
         waiting_reason=waiting_reason(cursor, job_id),
+        master=row["master"],
         dependencies=row["dependencies"], logtail=row["logtail"], log=log,
         files=files, build_args=row["build_args"], filemap=row["filemap"])

@@ -335,6 +335,7 @@ def build_page(base: str, d, stored_log=None) -> Tag:
     build_facts = _fields([
         ("Build status", badge(b.build_status, id="build-status")),
         ("Builder", tags.span(b.builder or "-", id="builder")),
+        ("Master", b.master),
         ("Processor", b.processor + (" (virtualized)" if b.virtualized else "")),
         ("Series", b.series),
         ("Score", score),
