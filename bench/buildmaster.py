@@ -196,35 +196,12 @@ def bench_dispatch(builds: int, real_agent: bool = False):
 # -- (b) -----------------------------------------------------------------
 
 AGENTS_SERVER = r"""
-import sys, json
+import sys
 from twisted.internet import reactor
-from lp_services.testing.fakeagents import AgentModel, fake_agents_site
-from lp_services.protocol.states import BuilderStatus
+from lp_services.testing.fakeagents import fake_agents_site, growing_models
 n, building = int(sys.argv[1]), int(sys.argv[2])
-
-
-class Growing(AgentModel):
-    # A real build's log grows: every status() shows a new logtail, so
-    # every scan of a building agent has something to write (worst case).
-    lines = 0
-
-    def status(self):
-        if self.state == BuilderStatus.BUILDING:
-            self.lines += 1
-            self.logtail = "".join("line %d of the build log\n" % j for j in
-                                   range(self.lines, self.lines + 60))
-        return super().status()
-
-
-models = {}
-for i in range(n):
-    m = Growing()
-    if i < building:
-        m.state, m.build_id = BuilderStatus.BUILDING, "cookie-%d" % i
-        m.logtail = "step %d of a long build\n" % i * 20
-    models["a%d" % i] = m
-port = reactor.listenTCP(0, fake_agents_site(models), interface="127.0.0.1",
-                         backlog=1024)
+port = reactor.listenTCP(0, fake_agents_site(growing_models(n, building)),
+                         interface="127.0.0.1", backlog=1024)
 print(port.getHost().port, flush=True)
 reactor.run()
 """

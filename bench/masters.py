@@ -40,31 +40,11 @@ sys.path.insert(0, str(ROOT))
 AGENTS_SERVER = r"""
 import json, sys, time
 from twisted.internet import reactor
-from twisted.web import resource, server
-from lp_services.testing.fakeagents import AgentModel, fake_agents_site
-from lp_services.protocol.states import BuilderStatus
+from twisted.web import resource
+from lp_services.testing.fakeagents import fake_agents_site, growing_models
 n, building = int(sys.argv[1]), int(sys.argv[2])
 seen = {}
-
-
-class Growing(AgentModel):
-    lines = 0
-
-    def status(self):
-        if self.state == BuilderStatus.BUILDING:
-            self.lines += 1
-            self.logtail = "".join("line %d of the build log\n" % j for j in
-                                   range(self.lines, self.lines + 60))
-        return super().status()
-
-
-models = {}
-for i in range(n):
-    m = Growing()
-    if i < building:
-        m.state, m.build_id = BuilderStatus.BUILDING, "cookie-%d" % i
-    models["a%d" % i] = m
-site = fake_agents_site(models)
+site = fake_agents_site(growing_models(n, building))
 agents = site.resource
 
 

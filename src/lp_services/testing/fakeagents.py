@@ -385,6 +385,35 @@ def agent_resource(model: AgentModel, secret: str | None = None):
     return root
 
 
+class GrowingLogModel(AgentModel):
+    """A building agent whose log grows: every ``status()`` shows a new
+    logtail, so every scan has something to write (the benchmarks' worst
+    case)."""
+
+    lines = 0
+
+    def status(self):
+        if self.state == BuilderStatus.BUILDING:
+            self.lines += 1
+            self.logtail = "".join("line %d of the build log\n" % j for j in
+                                   range(self.lines, self.lines + 60))
+        return super().status()
+
+
+def growing_models(n: int, building: int) -> dict[str, GrowingLogModel]:
+    """``a0`` ... ``a<n-1>``, the first ``building`` of them building
+    ``cookie-<i>``."""
+    models = {}
+    for i in range(n):
+        model = GrowingLogModel()
+        if i < building:
+            model.state = BuilderStatus.BUILDING
+            model.build_id = "cookie-%d" % i
+            model.logtail = "step %d of a long build\n" % i * 20
+        models["a%d" % i] = model
+    return models
+
+
 def fake_agents_site(models: dict[str, AgentModel],
                      secrets: dict[str, str] | None = None) -> server.Site:
     """One site serving many fake agents, agent NAME at ``/NAME/``."""

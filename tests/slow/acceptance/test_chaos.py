@@ -93,6 +93,97 @@ class Farm:
             daemon.stop()
 
 
+def seeded_random(what: str) -> random.Random:
+    """A Random from LP_CHAOS_SEED or a fresh seed, printed for replay."""
+    seed = int(os.environ.get("LP_CHAOS_SEED", secrets.randbelow(10**6)))
+    print("%s seed: %d (set LP_CHAOS_SEED to replay)" % (what, seed))
+    return random.Random(seed)
+
+
+def start_database(test):
+    """An embedded PostgreSQL with the schema and the chaos audit, and the
+    Farm of daemons to come: (server, url, farm, home)."""
+    home = Path(test.mktemp()).resolve()
+    home.mkdir()
+    server = EmbeddedServer(home, fast_unsafe=True)
+    url = server.start()
+    test.addCleanup(server.stop)
+    farm = Farm(test, home, url)
+    test.addCleanup(farm.stop)
+    conn = psycopg2.connect(url)
+    upgrade(conn)
+    install_audit(conn)
+    conn.close()
+    return server, url, farm, home
+
+
+def start_agents(farm, home, names) -> dict:
+    """A real agent (sandbox backend, JSON event log) per name:
+    {name: (port, secret)}."""
+    agents = {}
+    for name in names:
+        port = free_port()
+        secret = secrets.token_hex(8)
+        agent_dir = home / name
+        agent_dir.mkdir()
+        (agent_dir / "secret").write_text(secret)
+        farm.twistd(
+            name, "buildslave", "--name", name, "--arch-tag", "amd64",
+            "--cache-dir", str(agent_dir / "cache"),
+            "--work-dir", str(agent_dir / "work"), "--backend", "sandbox",
+            "--port", str(port), "--interface", "127.0.0.1",
+            "--secret-file", str(agent_dir / "secret"),
+            json_log=agent_dir / "events.json")
+        agents[name] = (port, secret)
+    return agents
+
+
+def queue_work(home, url, agents, builds: int, native_jobs: int = 0):
+    """A builder per agent, the busybox chroot, ``builds`` script builds
+    and ``native_jobs`` chaos-record jobs."""
+    from datetime import datetime, timezone
+
+    from storm.database import create_database
+    from storm.store import Store
+
+    import lp_services.testing.chaos  # noqa: F401  registers the type
+    from lp_services.buildmaster.builders import add_builder, register_chroot
+    from lp_services.buildmaster.queue import request_build
+    from lp_services.database.connection import storm_uri
+    from lp_services.database.sql import raw_cursor
+    from lp_services.filestore.store import FileStore
+    from lp_services.job.enqueue import enqueue
+    from lp_services.slave.busybox_chroot import busybox_chroot
+
+    store = Store(create_database(storm_uri(url)))
+    files = FileStore(home / "files")
+    cursor = raw_cursor(store)
+    for name, (port, secret) in agents.items():
+        add_builder(cursor, name=name, url="http://127.0.0.1:%d" % port,
+                    processors=["amd64"], secret=secret)
+    chroot = files.add_path(store, busybox_chroot())
+    script = files.add(store, "build.sh", io.BytesIO(_BUILD_SCRIPT))
+    cursor = raw_cursor(store)
+    register_chroot(cursor, "amd64", "default", chroot.id)
+    for n in range(native_jobs):
+        enqueue(cursor, "chaos-record", {"n": n, "max_sleep": 0.3})
+    for _ in range(builds):
+        request_build(cursor, build_type="script", processor="amd64",
+                      now=datetime.now(timezone.utc),
+                      build_args={"script": "build.sh"},
+                      filemap={"build.sh": script.sha1})
+    store.commit()
+    store.close()
+
+
+def agent_events(home, agent) -> list[dict]:
+    """An agent's JSON log events, oldest first."""
+    events = [json.loads(line) for line in
+              (home / agent / "events.json").read_text().split("\x1e")
+              if line.strip()]
+    return sorted(events, key=lambda e: e["log_time"])
+
+
 class ChaosTests(TestCase):
     """Kill everything at random; lose nothing."""
 
@@ -106,37 +197,10 @@ class ChaosTests(TestCase):
 
     def test_chaos(self):
         """1,000 jobs and 50 builds survive kills and a database restart."""
-        seed = int(os.environ.get("LP_CHAOS_SEED", secrets.randbelow(10**6)))
-        print("chaos seed: %d (set LP_CHAOS_SEED to replay)" % seed)
-        rng = random.Random(seed)
-        home = Path(self.mktemp()).resolve()
-        home.mkdir()
-        server = EmbeddedServer(home, fast_unsafe=True)
-        url = server.start()
-        self.addCleanup(server.stop)
-        farm = Farm(self, home, url)
-        self.addCleanup(farm.stop)
-        conn = psycopg2.connect(url)
-        upgrade(conn)
-        install_audit(conn)
-        conn.close()
-
-        agents = {}
-        for name in ("agent-1", "agent-2"):
-            port = free_port()
-            secret = secrets.token_hex(8)
-            agent_dir = home / name
-            agent_dir.mkdir()
-            (agent_dir / "secret").write_text(secret)
-            farm.twistd(
-                name, "buildslave", "--name", name, "--arch-tag", "amd64",
-                "--cache-dir", str(agent_dir / "cache"),
-                "--work-dir", str(agent_dir / "work"), "--backend", "sandbox",
-                "--port", str(port), "--interface", "127.0.0.1",
-                "--secret-file", str(agent_dir / "secret"),
-                json_log=agent_dir / "events.json")
-            agents[name] = (port, secret)
-        self.queue_work(home, url, agents)
+        rng = seeded_random("chaos")
+        server, url, farm, home = start_database(self)
+        agents = start_agents(farm, home, ("agent-1", "agent-2"))
+        queue_work(home, url, agents, BUILDS, native_jobs=NATIVE_JOBS)
         bm_port = free_port()
         farm.twistd("buildmaster", "buildmaster", "--database", url,
                     "--home", str(home), "--port",
@@ -180,41 +244,6 @@ class ChaosTests(TestCase):
             self.check_builds(cur, home, farm.kills)
 
     # -- set-up ----------------------------------------------------------
-
-    def queue_work(self, home, url, agents):
-        from lp_services.buildmaster.builders import add_builder, register_chroot
-        from lp_services.buildmaster.queue import request_build
-        from lp_services.filestore.store import FileStore
-        from lp_services.job.enqueue import enqueue
-        from lp_services.slave.busybox_chroot import busybox_chroot
-        from storm.database import create_database
-        from storm.store import Store
-
-        from lp_services.database.connection import storm_uri
-        from lp_services.database.sql import raw_cursor
-        import lp_services.testing.chaos  # noqa: F401  registers the type
-
-        store = Store(create_database(storm_uri(url)))
-        files = FileStore(home / "files")
-        cursor = raw_cursor(store)
-        for name, (port, secret) in agents.items():
-            add_builder(cursor, name=name, url="http://127.0.0.1:%d" % port,
-                        processors=["amd64"], secret=secret)
-        chroot = files.add_path(store, busybox_chroot())
-        script = files.add(store, "build.sh", io.BytesIO(_BUILD_SCRIPT))
-        cursor = raw_cursor(store)
-        register_chroot(cursor, "amd64", "default", chroot.id)
-        for n in range(NATIVE_JOBS):
-            enqueue(cursor, "chaos-record", {"n": n, "max_sleep": 0.3})
-        from datetime import datetime, timezone
-
-        for n in range(BUILDS):
-            request_build(cursor, build_type="script", processor="amd64",
-                          now=datetime.now(timezone.utc),
-                          build_args={"script": "build.sh"},
-                          filemap={"build.sh": script.sha1})
-        store.commit()
-        store.close()
 
     def wait_for_terminal(self, url, farm):
         deadline = time.time() + DEADLINE
@@ -310,11 +339,7 @@ class ChaosTests(TestCase):
         runs = {}
         for agent in ("agent-1", "agent-2"):
             agent_kills = sorted(t for name, t in kills if name == agent)
-            events = []
-            for line in (home / agent / "events.json").read_text().split("\x1e"):
-                if line.strip():
-                    events.append(json.loads(line))
-            events.sort(key=lambda e: e["log_time"])
+            events = agent_events(home, agent)
             open_builds = {}
 
             def close_all(at):

@@ -18,24 +18,22 @@ At the end:
 """
 
 import hashlib
-import io
-import json
 import os
-import random
-import secrets
 import signal
 import time
-from pathlib import Path
 
 import psycopg2
 from twisted.trial.unittest import TestCase
 
 from lp_services.cli.demo_farm import free_port
-from lp_services.database.embedded import EmbeddedServer
-from lp_services.database.schema import upgrade
-from lp_services.testing.chaos import install_audit
 from lp_services.testing.tiers import slow
-from tests.slow.acceptance.test_chaos import Farm
+from tests.slow.acceptance.test_chaos import (
+    agent_events,
+    queue_work,
+    seeded_random,
+    start_agents,
+    start_database,
+)
 
 MASTERS = ("m1", "m2", "m3")
 AGENTS = tuple("agent-%d" % n for n in range(1, 7))
@@ -43,13 +41,6 @@ BUILDS = 100
 #: Short leases, so that takeovers happen within the run.
 LEASE, RENEWAL = 6, 2
 DEADLINE = 600
-_BUILD_SCRIPT = b"""#!/bin/sh
-set -eu
-echo "chaos build"
-sleep 1
-echo "result of a chaos build" > /work/out/result.txt
-date > /work/out/when.txt
-"""
 
 
 @slow
@@ -66,36 +57,10 @@ class MastersChaosTests(TestCase):
 
     def test_three_masters_six_agents(self):
         """100 builds survive masters killed, restarted and paused."""
-        seed = int(os.environ.get("LP_CHAOS_SEED", secrets.randbelow(10**6)))
-        print("masters chaos seed: %d (set LP_CHAOS_SEED to replay)" % seed)
-        rng = random.Random(seed)
-        home = Path(self.mktemp()).resolve()
-        home.mkdir()
-        server = EmbeddedServer(home, fast_unsafe=True)
-        url = server.start()
-        self.addCleanup(server.stop)
-        farm = Farm(self, home, url)
-        self.addCleanup(farm.stop)
-        conn = psycopg2.connect(url)
-        upgrade(conn)
-        install_audit(conn)
-        conn.close()
-
-        agents = {}
-        for name in AGENTS:
-            port, secret = free_port(), secrets.token_hex(8)
-            agent_dir = home / name
-            agent_dir.mkdir()
-            (agent_dir / "secret").write_text(secret)
-            farm.twistd(
-                name, "buildslave", "--name", name, "--arch-tag", "amd64",
-                "--cache-dir", str(agent_dir / "cache"),
-                "--work-dir", str(agent_dir / "work"), "--backend", "sandbox",
-                "--port", str(port), "--interface", "127.0.0.1",
-                "--secret-file", str(agent_dir / "secret"),
-                json_log=agent_dir / "events.json")
-            agents[name] = (port, secret)
-        self.queue_work(home, url, agents)
+        rng = seeded_random("masters chaos")
+        server, url, farm, home = start_database(self)
+        agents = start_agents(farm, home, AGENTS)
+        queue_work(home, url, agents, BUILDS)
         for name in MASTERS:
             port = free_port()
             farm.twistd(name, "buildmaster", "--database", url,
@@ -132,38 +97,7 @@ class MastersChaosTests(TestCase):
             self.check_builds(cur, home)
         self.check_callers(home)
 
-    # -- set-up ----------------------------------------------------------
-
-    def queue_work(self, home, url, agents):
-        from datetime import datetime, timezone
-
-        from storm.database import create_database
-        from storm.store import Store
-
-        from lp_services.buildmaster.builders import add_builder, register_chroot
-        from lp_services.buildmaster.queue import request_build
-        from lp_services.database.connection import storm_uri
-        from lp_services.database.sql import raw_cursor
-        from lp_services.filestore.store import FileStore
-        from lp_services.slave.busybox_chroot import busybox_chroot
-
-        store = Store(create_database(storm_uri(url)))
-        files = FileStore(home / "files")
-        cursor = raw_cursor(store)
-        for name, (port, secret) in agents.items():
-            add_builder(cursor, name=name, url="http://127.0.0.1:%d" % port,
-                        processors=["amd64"], secret=secret)
-        chroot = files.add_path(store, busybox_chroot())
-        script = files.add(store, "build.sh", io.BytesIO(_BUILD_SCRIPT))
-        cursor = raw_cursor(store)
-        register_chroot(cursor, "amd64", "default", chroot.id)
-        for _ in range(BUILDS):
-            request_build(cursor, build_type="script", processor="amd64",
-                          now=datetime.now(timezone.utc),
-                          build_args={"script": "build.sh"},
-                          filemap={"build.sh": script.sha1})
-        store.commit()
-        store.close()
+    # -- waiting ---------------------------------------------------------
 
     def wait_for_builds(self, url, farm):
         deadline = time.time() + DEADLINE
@@ -193,12 +127,6 @@ class MastersChaosTests(TestCase):
 
     # -- checks ----------------------------------------------------------
 
-    def events(self, home, agent):
-        events = [json.loads(line) for line in
-                  (home / agent / "events.json").read_text().split("\x1e")
-                  if line.strip()]
-        return sorted(events, key=lambda e: e["log_time"])
-
     def check_builds(self, cur, home):
         cur.execute("SELECT build_status_name(status), count(*)"
                     " FROM build_farm_job GROUP BY 1")
@@ -214,7 +142,7 @@ class MastersChaosTests(TestCase):
         runs = {}
         for agent in AGENTS:
             open_builds = {}
-            for event in self.events(home, agent):
+            for event in agent_events(home, agent):
                 fmt, build_id = event.get("log_format", ""), event.get("id")
                 if fmt.startswith("build {id} ({type}) started"):
                     open_builds[build_id] = event["log_time"]
@@ -254,7 +182,7 @@ class MastersChaosTests(TestCase):
         builder's state at overlapping times."""
         for agent in AGENTS:
             calls = [(e["epoch"], e["master"], e["method"])
-                     for e in self.events(home, agent)
+                     for e in agent_events(home, agent)
                      if e.get("log_format", "").startswith(
                          "{method}() from {master}")]
             self.assertTrue(calls, "%s logged no calls" % agent)
