@@ -249,3 +249,18 @@ CREATE TABLE build_file (
 );
 COMMENT ON TABLE build_file IS 'Result files a build produced.';
 CREATE INDEX build_file__library_file__idx ON build_file (library_file);
+
+CREATE TABLE api_token (
+    id serial PRIMARY KEY,
+    name text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_.@-]{0,63}$'),
+    role text NOT NULL CHECK (role IN ('submitter', 'operator', 'admin')),
+    token_sha256 text NOT NULL UNIQUE CHECK (token_sha256 ~ '^[0-9a-f]{64}$'),
+    date_created timestamptz NOT NULL,
+    expires timestamptz,
+    revoked timestamptz,
+    last_used timestamptz
+);
+COMMENT ON TABLE api_token IS
+    'API tokens by name and role; only their SHA-256 is stored.';
+COMMENT ON COLUMN api_token.token_sha256 IS
+    'SHA-256 (hex) of the token: a token is 256 random bits, so a fast hash is enough and a lookup by it leaks nothing by timing.';

@@ -23,6 +23,7 @@ _GROUPS = [
     ("lp_services.cli.build", "build"),
     ("lp_services.cli.recipe", "recipe"),
     ("lp_services.cli.demo", "demo"),
+    ("lp_services.cli.token", "token"),
 ]
 
 
