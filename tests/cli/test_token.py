@@ -37,7 +37,9 @@ class TokenCommandTests(DatabaseTestMixin, TestCase):
         again = self.run_cli("create", "ci-bot", "--role", "admin")
         self.assertEqual(again.exit_code, 1)
         self.assertIn("a token named 'ci-bot' exists", again.stderr)
-        self.assertEqual(self.run_cli("revoke", "ci-bot").exit_code, 0)
+        revoked = self.run_cli("revoke", "ci-bot", "--json")
+        self.assertEqual(json.loads(revoked.stdout),
+                         {"name": "ci-bot", "revoked": True})
         conn = self.connect()
         with conn, conn.cursor() as cur:
             self.assertRaises(TokenError, authenticate, cur, token,

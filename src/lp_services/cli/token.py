@@ -103,11 +103,15 @@ def list_(ctx, as_json):
 
 @token.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def revoke(ctx, name):
+def revoke(ctx, name, as_json):
     """Revoke token NAME at once."""
     from lp_services.auth.tokens import revoke_token
 
     _run(ctx, revoke_token, name, _now())
-    click.echo("revoked %s" % name)
+    if as_json:
+        echo_json({"name": name, "revoked": True})
+    else:
+        click.echo("revoked %s" % name)
