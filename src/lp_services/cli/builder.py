@@ -9,17 +9,8 @@ __all__ = ["builder", "builder_state"]
 
 def _run(ctx, function, *args, **kwargs):
     from lp_services.buildmaster.builders import BuilderError
-    from lp_services.database.sql import raw_cursor
 
-    ctx.connect().close()  # an unreachable database: one clear line
-    transactor = ctx.transactor()
-    try:
-        return transactor.run_blocking(
-            lambda store: function(raw_cursor(store), *args, **kwargs))
-    except BuilderError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        transactor.stop()
+    return ctx.run_with_cursor(function, *args, errors=(BuilderError,), **kwargs)
 
 
 @click.group()

@@ -81,6 +81,27 @@ class CLIContext:
 
         return Transactor(self.database_url())
 
+    def run_with_cursor(self, function, *args, errors=(), **kwargs):
+        """Run ``function(cursor, *args, **kwargs)`` in one committed
+        transaction and return its result; an exception of a type in
+        ``errors`` becomes one error line (ClickException).
+
+        An unreachable database is one clear line too (checked first).
+        """
+        import click
+
+        from lp_services.database.sql import raw_cursor
+
+        self.connect().close()
+        transactor = self.transactor()
+        try:
+            return transactor.run_blocking(
+                lambda store: function(raw_cursor(store), *args, **kwargs))
+        except tuple(errors) as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            transactor.stop()
+
 
 class SchemaMissing(Exception):
     """The database lacks the schema (or is behind); one line naming
