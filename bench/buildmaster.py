@@ -207,14 +207,45 @@ reactor.run()
 """
 
 
+def seed_building_farm(conn, port: int, agents: int, building: int) -> None:
+    """``agents`` builders b<i> at the fake agents' server on ``port``
+    (agent a<i>), the first ``building`` of them holding a RUNNING build
+    with cookie ``cookie-<i>`` (what the server's models report)."""
+    from datetime import datetime, timezone
+
+    from lp_services.buildmaster import queue as Q
+
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO processor (name) VALUES ('amd64')")
+        cur.execute("""
+            INSERT INTO builder (name, url, clean_status)
+            SELECT 'b' || i, 'http://127.0.0.1:%s/a' || i, 0
+            FROM generate_series(0, %s - 1) AS i""", (port, agents))
+        cur.execute("INSERT INTO builder_processor SELECT id, 1"
+                    " FROM builder")
+        now = datetime.now(timezone.utc)
+        for _ in range(building):
+            Q.request_build(cur, build_type="script", processor="amd64",
+                            now=now)
+        cur.execute("""
+            WITH q AS (SELECT job, row_number() OVER (ORDER BY job) - 1
+                       AS n FROM build_queue)
+            UPDATE build_queue SET builder = b.id,
+                   build_cookie = 'cookie-' || q.n
+            FROM q JOIN builder b ON b.name = 'b' || q.n
+            WHERE build_queue.job = q.job;
+            UPDATE job SET status = 1, lease_holder = 'bench',
+                   lease_expires = now() + interval '1 hour';
+            UPDATE build_farm_job SET status = 6;
+            """)
+
+
 def bench_many_agents(agents: int, cycles: int, interval: float):
     from twisted.internet import reactor, task
 
-    from lp_services.buildmaster import queue as Q
     from lp_services.buildmaster.farm import Farm, FarmConfig
     from lp_services.buildmaster.service import BuilderManager
     from lp_services.buildmaster.notify import NotifyListener
-    from lp_services.clock import utcnow
     from lp_services.database.connection import connect
     from lp_services.database.transactor import Transactor
     from lp_services.filestore.store import FileStore
@@ -229,29 +260,7 @@ def bench_many_agents(agents: int, cycles: int, interval: float):
     try:
         port = int(server.stdout.readline())
         conn = connect(url)
-        with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO processor (name) VALUES ('amd64')")
-            cur.execute("""
-                INSERT INTO builder (name, url, clean_status)
-                SELECT 'b' || i, 'http://127.0.0.1:%s/a' || i, 0
-                FROM generate_series(0, %s - 1) AS i""", (port, agents))
-            cur.execute("INSERT INTO builder_processor SELECT id, 1"
-                        " FROM builder")
-            now = utcnow(reactor)
-            for i in range(building):
-                Q.request_build(cur, build_type="script", processor="amd64",
-                                now=now)
-            cur.execute("""
-                WITH q AS (SELECT job, row_number() OVER (ORDER BY job) - 1
-                           AS n FROM build_queue)
-                UPDATE build_queue SET builder = b.id,
-                       build_cookie = 'cookie-' || q.n
-                FROM q JOIN builder b ON b.name = 'b' || q.n
-                WHERE build_queue.job = q.job;
-                UPDATE job SET status = 1, lease_holder = 'bench',
-                       lease_expires = now() + interval '1 hour';
-                UPDATE build_farm_job SET status = 6;
-                """)
+        seed_building_farm(conn, port, agents, building)
         transactor = Transactor(url, reactor=reactor)
         transactor.start()
         runs = [0]

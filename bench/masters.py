@@ -144,10 +144,9 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from lp_services.buildmaster import queue as Q
+    from bench.buildmaster import seed_building_farm
     from lp_services.database.connection import connect
     from lp_services.testing.database import create_test_database
-    from datetime import datetime, timezone
 
     url = create_test_database()
     n, building = args.agents, args.agents * 9 // 10
@@ -158,29 +157,7 @@ def main():
     try:
         port = int(server.stdout.readline())
         conn = connect(url)
-        with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO processor (name) VALUES ('amd64')")
-            cur.execute("""
-                INSERT INTO builder (name, url, clean_status)
-                SELECT 'b' || i, 'http://127.0.0.1:%s/a' || i, 0
-                FROM generate_series(0, %s - 1) AS i""", (port, n))
-            cur.execute("INSERT INTO builder_processor SELECT id, 1"
-                        " FROM builder")
-            now = datetime.now(timezone.utc)
-            for _ in range(building):
-                Q.request_build(cur, build_type="script", processor="amd64",
-                                now=now)
-            cur.execute("""
-                WITH q AS (SELECT job, row_number() OVER (ORDER BY job) - 1
-                           AS n FROM build_queue)
-                UPDATE build_queue SET builder = b.id,
-                       build_cookie = 'cookie-' || q.n
-                FROM q JOIN builder b ON b.name = 'b' || q.n
-                WHERE build_queue.job = q.job;
-                UPDATE job SET status = 1, lease_holder = 'bench',
-                       lease_expires = now() + interval '1 hour';
-                UPDATE build_farm_job SET status = 6;
-                """)
+        seed_building_farm(conn, port, n, building)
         home = Path(tempfile.mkdtemp(prefix="bench-masters-"))
         logs = home / "logs"
         logs.mkdir()
