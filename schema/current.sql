@@ -54,6 +54,7 @@ CREATE TABLE job (
     json_data jsonb NOT NULL DEFAULT '{}'::jsonb,
     last_error text,
     prerequisite bigint REFERENCES job (id),
+    private boolean NOT NULL DEFAULT false,
     CONSTRAINT job__lease__check
         CHECK ((lease_expires IS NULL) = (lease_holder IS NULL)),
     CONSTRAINT job__not_own_prerequisite__check CHECK (prerequisite <> id)
@@ -64,6 +65,10 @@ COMMENT ON COLUMN job.prerequisite IS
     'A job that must COMPLETE before this one may start.';
 COMMENT ON COLUMN job.lease_expires IS
     'While RUNNING: when the holder must have renewed, or lost, the job.';
+COMMENT ON COLUMN job.private IS
+    'Private work: shown, and its log and files served, only to its requester and to operators.';
+COMMENT ON COLUMN job.requester IS
+    'Who asked for it: an API token''s name, local:<user> from the command line, or recipe <name>.';
 
 -- The native runners' claim: WAITING native jobs (builds are selected
 -- through build_queue), highest priority, then oldest.
@@ -87,10 +92,16 @@ CREATE TABLE library_file (
         filename <> '' AND filename !~ '[/\x01-\x1f]'
         AND filename NOT IN ('.', '..') AND length(filename) <= 255),
     mimetype text NOT NULL DEFAULT 'application/octet-stream',
-    date_created timestamptz NOT NULL DEFAULT now()
+    date_created timestamptz NOT NULL DEFAULT now(),
+    restricted boolean NOT NULL DEFAULT false,
+    uploader text
 );
 COMMENT ON TABLE library_file IS
     'The content-addressed file store: content lives on disk under its sha1.';
+COMMENT ON COLUMN library_file.restricted IS
+    'Stored for private work or uploaded through the API: served to others only once public work references the content.';
+COMMENT ON COLUMN library_file.uploader IS
+    'The API token that uploaded it, if any (it may read it back).';
 CREATE INDEX library_file__sha1__idx ON library_file (sha1);
 CREATE INDEX library_file__date_created__idx ON library_file (date_created);
 
@@ -264,3 +275,20 @@ COMMENT ON TABLE api_token IS
     'API tokens by name and role; only their SHA-256 is stored.';
 COMMENT ON COLUMN api_token.token_sha256 IS
     'SHA-256 (hex) of the token: a token is 256 random bits, so a fast hash is enough and a lookup by it leaks nothing by timing.';
+
+CREATE TABLE change_log (
+    id bigserial PRIMARY KEY,
+    date timestamptz NOT NULL,
+    actor text NOT NULL CHECK (actor <> ''),
+    action text NOT NULL CHECK (action ~ '^[a-z][a-z_-]{0,31}$'),
+    job bigint REFERENCES job (id),
+    builder integer REFERENCES builder (id),
+    detail text,
+    CONSTRAINT change_log__one_subject__check
+        CHECK ((job IS NULL) <> (builder IS NULL))
+);
+COMMENT ON TABLE change_log IS
+    'Every change made through the API or the command line: who (a token''s name or local:<user>), what, to which job or builder.';
+CREATE INDEX change_log__job__idx ON change_log (job, id) WHERE job IS NOT NULL;
+CREATE INDEX change_log__builder__idx ON change_log (builder, id)
+    WHERE builder IS NOT NULL;

@@ -196,7 +196,9 @@ SELECT j.id,
        j.attempt_count AS attempts,
        j.max_retries,
        j.prerequisite,
-       j.last_error
+       j.last_error,
+       j.private,
+       j.requester
 FROM job j
 LEFT JOIN build_farm_job f ON f.job = j.id
 LEFT JOIN processor p ON p.id = f.processor

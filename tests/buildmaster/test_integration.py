@@ -136,9 +136,9 @@ class EndToEndTests(IntegrationBase):
                 sha1(b"result one\n"))).encode())
         self.assertEqual(await readBody(response), b"result one\n")
         response = await Agent(reactor).request(
-            b"GET", ("%s/api/builds/%d" % (farm.config.files_url, job)).encode())
+            b"GET", ("%s/api/v1/work/%d" % (farm.config.files_url, job)).encode())
         page = json.loads(await readBody(response))
-        self.assertEqual(page["status"], "FULLYBUILT")
+        self.assertEqual(page["build"]["build_status"], "FULLYBUILT")
         await wait_until(lambda: manager.scanners["b1"].vitals.clean_status
                          .name == "CLEAN", timeout=10)
 

@@ -47,10 +47,10 @@ class ReadPlanTests(QueuedFarmMixin, TestCase):
                              statement)
 
     def test_running_logtails_by_key(self):
-        """The status page's builder cards read their builds' logtails by
-        primary key."""
+        """The status page's builder cards read their builds' logtails
+        (and whether each is private work) by primary key."""
         plan = self.plan(queries.RUNNING_LOGTAILS, {"jobs": [17, 18]})
-        self.assertEqual(self.indexes(plan), {"build_queue_pkey"})
+        self.assertEqual(self.indexes(plan), {"build_queue_pkey", "job_pkey"})
 
     def test_expected_start_of_a_build_with_no_builder(self):
         """A build page's expected start for an arm64 build (no arm64

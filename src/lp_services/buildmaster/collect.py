@@ -102,11 +102,15 @@ def store_results(store, cursor, file_store, v, fetched, build_status,
 
     fs = file_store
     log_id, files = None, []
+    # A private build's log and results are restricted: served only to
+    # its requester and to operators (lp_services.filestore.access).
+    private = Q.is_private(raw_cursor(store), v.build.job_id)
     for name, sha1, path in fetched:
         with open(path, "rb") as stream:
             record = fs.add(store, name, stream, expected_sha1=sha1,
                             mimetype="text/plain" if sha1 is None
-                            else "application/octet-stream")
+                            else "application/octet-stream",
+                            restricted=private)
         if sha1 is None:
             log_id = record.id
         else:

@@ -84,11 +84,17 @@ def finish_without_chroot(cursor, found, builder_id, now):
 
 
 async def start_build(scanner, v, agent, found):
-    secret = v.secret or ""
-    sha1s = [found.chroot_sha1] + sorted(set(found.filemap.values()))
-    for sha1 in sha1s:
+    from lp_services.filestore.access import agent_credentials
+
+    # The chroot is public; the build's own files may be restricted
+    # (private work, API uploads): the file store serves those to the
+    # holder of this build's cookie (lp_services.filestore.access).
+    fetches = [(found.chroot_sha1, ("buildd", v.secret or ""))] + [
+        (sha1, agent_credentials(found.job_id, found.cookie))
+        for sha1 in sorted(set(found.filemap.values()))]
+    for sha1, (user, password) in fetches:
         present, info = await agent.ensurepresent(
-            sha1, scanner.farm.file_url(sha1), "buildd", secret)
+            sha1, scanner.farm.file_url(sha1), user, password)
         if not present:
             raise AgentError("ensurepresent(%s) failed: %s" % (sha1, info))
     args = {"arch_tag": found.processor, "series": found.series,

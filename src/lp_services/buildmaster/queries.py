@@ -44,16 +44,19 @@ SELECT (SELECT id FROM processor WHERE name = %(processor)s),
          WHERE sha1 = ANY(%(sha1s)s))
 """
 
+#: Whether job %(job)s is private.
+JOB_IS_PRIVATE = "SELECT private FROM job WHERE id = %(job)s"
+
 #: A new build: job WAITING, farm job NEEDSBUILD, queue row; the
 #: buildmasters are told (delivered at commit).
 REQUEST_BUILD = f"""
 WITH new_job AS (
     INSERT INTO job (job_type, status, requester, reason,
                      date_created, scheduled_start, max_retries,
-                     json_data, prerequisite)
+                     json_data, prerequisite, private)
     VALUES (%(job_type)s, {W}, %(requester)s, %(reason)s, %(now)s,
             %(scheduled_start)s, %(max_retries)s, %(json_data)s,
-            %(prerequisite)s)
+            %(prerequisite)s, %(private)s)
     RETURNING id),
 farm AS (
     INSERT INTO build_farm_job (job, build_type, processor,

@@ -51,6 +51,7 @@ __all__ = [
     "reset_build",
     "set_cancel_deadline",
     "retry_delay",
+    "is_private",
     "show_build",
 ]
 
@@ -246,7 +247,7 @@ def request_build(store_or_cursor, *, build_type: str, processor: str,
         "now": now, "scheduled_start": scheduled_start or now,
         "max_retries": max_retries, "json_data": json.dumps(json_data),
         "prerequisite": prerequisite, "build_type": build_type,
-        "processor": processor_id, "virtualized": virtualized,
+        "private": bool(private), "processor": processor_id, "virtualized": virtualized,
         "series": series, "lastscore": sort_key(base, now),
         "estimated_duration": estimated_duration,
         "build_args": json.dumps(build_args or {}),
@@ -487,6 +488,14 @@ def rescore_build(store_or_cursor, job_id: int, score: int,
         raise BuildRequestError(
             "build %s is not waiting; only a waiting build can be rescored"
             % job_id)
+
+
+def is_private(store_or_cursor, job_id: int) -> bool:
+    """Whether job ``job_id`` is private work (False if there is none)."""
+    cursor = cursor_of(store_or_cursor)
+    cursor.execute(BQ.JOB_IS_PRIVATE, {"job": job_id})
+    row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def show_build(store_or_cursor, job_id: int, now: datetime) -> dict:

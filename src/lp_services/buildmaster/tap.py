@@ -63,6 +63,9 @@ class Options(usage.Options):
         ["lease", None, str(int(F.LEASE.total_seconds())),
          "Seconds of a running build's lease."],
         ["threads", None, "4", "Database threads."],
+        ["upload-limit", None, str(2 << 30),
+         "Largest file, in bytes, the API accepts as an upload (413 "
+         "beyond; the rest of the body is dropped as it arrives)."],
     ]
 
     def postOptions(self):
@@ -88,6 +91,13 @@ class Options(usage.Options):
             self["threads"] = int(self["threads"])
         except ValueError:
             raise usage.UsageError("--threads must be an integer")
+        try:
+            self["upload-limit"] = int(self["upload-limit"])
+            if self["upload-limit"] < 0:
+                raise ValueError
+        except ValueError:
+            raise usage.UsageError("--upload-limit must be a whole number "
+                                   "of bytes")
 
 
 def _read_config(path) -> dict:
@@ -171,8 +181,9 @@ def makeService(options, reactor=None):
     top = SequentialMultiService()
     TransactorService(transactor).setServiceParent(top)
     manager = BuilderManager(farm)
-    strports.service(options["port"], build_site(farm, manager),
-                     reactor=reactor).setServiceParent(top)
+    strports.service(options["port"], build_site(
+        farm, manager, upload_limit=options["upload-limit"]),
+        reactor=reactor).setServiceParent(top)
     manager.setServiceParent(top)
     NotifyListener(url, manager, reactor).setServiceParent(top)
     top.farm, top.manager = farm, manager

@@ -2,7 +2,7 @@
 
 from datetime import timezone
 
-from storm.locals import DateTime, Int, Storm, Unicode
+from storm.locals import Bool, DateTime, Int, Storm, Unicode
 
 __all__ = ["LibraryFile"]
 
@@ -19,3 +19,5 @@ class LibraryFile(Storm):
     filename = Unicode(allow_none=False)
     mimetype = Unicode(allow_none=False, default="application/octet-stream")
     date_created = DateTime(tzinfo=timezone.utc)
+    restricted = Bool(allow_none=False, default=False)
+    uploader = Unicode()

@@ -10,6 +10,8 @@ from psycopg2 import sql
 
 __all__ = [
     "ADD_FILE",
+    "BUILD_NEEDS_FILE",
+    "FILE_READERS",
     "FILE_ID",
     "HAS_FILEMAP",
     "LIVE_SHA1S",
@@ -22,9 +24,45 @@ FILE_ID = "SELECT id FROM library_file WHERE sha1 = %(sha1)s LIMIT 1"
 
 #: A new ``library_file`` row; returns its id.
 ADD_FILE = """
-INSERT INTO library_file (sha1, sha256, size, filename)
-VALUES (%(sha1)s, %(sha256)s, %(size)s, %(filename)s)
+INSERT INTO library_file (sha1, sha256, size, filename, restricted, uploader)
+VALUES (%(sha1)s, %(sha256)s, %(size)s, %(filename)s, %(restricted)s,
+        %(uploader)s)
 RETURNING id"""
+
+#: Who may read %(sha1)s besides operators: whether anybody may (some row
+#: of it is not restricted, a chroot or public work references it),
+#: and whether %(viewer)s may (it uploaded the content, or its private
+#: work references it). Work references a file by its log, its result
+#: files, and (while queued) its filemap.
+FILE_READERS = """
+WITH rows AS (SELECT id, restricted, uploader FROM library_file
+              WHERE sha1 = %(sha1)s),
+users AS (
+    SELECT j.private, j.requester FROM build_farm_job f
+    JOIN job j ON j.id = f.job WHERE f.log IN (SELECT id FROM rows)
+    UNION ALL
+    SELECT j.private, j.requester FROM build_file bf
+    JOIN job j ON j.id = bf.build WHERE bf.library_file IN (SELECT id FROM rows)
+    UNION ALL
+    SELECT j.private, j.requester FROM build_queue bq
+    JOIN job j ON j.id = bq.job, jsonb_each_text(bq.filemap) m
+    WHERE m.value = %(sha1)s)
+SELECT EXISTS (SELECT 1 FROM rows),
+       EXISTS (SELECT 1 FROM rows WHERE NOT restricted)
+       OR EXISTS (SELECT 1 FROM chroot WHERE library_file IN
+                  (SELECT id FROM rows))
+       OR EXISTS (SELECT 1 FROM users WHERE NOT private),
+       EXISTS (SELECT 1 FROM rows WHERE uploader = %(viewer)s)
+       OR EXISTS (SELECT 1 FROM users WHERE requester = %(viewer)s)"""
+
+#: Whether the build %(job)s, dispatched with cookie %(cookie)s, needs
+#: %(sha1)s (its filemap names it): the credentials the master gives an
+#: agent for a restricted file.
+BUILD_NEEDS_FILE = """
+SELECT build_cookie FROM build_queue bq
+WHERE job = %(job)s AND build_cookie IS NOT NULL
+  AND EXISTS (SELECT 1 FROM jsonb_each_text(bq.filemap) m
+              WHERE m.value = %(sha1)s)"""
 
 #: (table, column) of every single-column foreign key to library_file:
 #: the GC keeps a row any of them references, so a new table cannot be

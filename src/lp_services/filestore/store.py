@@ -98,9 +98,16 @@ class FileStore:
 
     def add(self, store, filename: str, stream, expected_sha1: str | None = None,
             mimetype: str = "application/octet-stream",
-            max_size: int | None = None) -> FileRecord:
+            max_size: int | None = None, restricted: bool = False,
+            uploader: str | None = None) -> FileRecord:
         """Store the content and add a ``library_file`` row in ``store``'s
-        transaction; return its record."""
+        transaction; return its record.
+
+        :param restricted: for private work (or uploaded through the API):
+            served to others only once public work references the content
+            (see :func:`lp_services.filestore.access.may_read`).
+        :param uploader: the API token that uploaded it.
+        """
         from lp_services.filestore.model import LibraryFile
 
         check_filename(filename)
@@ -108,6 +115,7 @@ class FileStore:
         row = LibraryFile()
         row.sha1, row.sha256, row.size = sha1, sha256, size
         row.filename, row.mimetype = filename, mimetype
+        row.restricted, row.uploader = bool(restricted), uploader
         store.add(row)
         store.flush()
         return FileRecord(row.id, sha1, sha256, size, filename)
@@ -142,7 +150,8 @@ def file_id(cursor, sha1: str) -> int | None:
 
 
 def add_file_row(cursor, sha1: str, sha256: str, size: int,
-                 filename: str) -> int:
+                 filename: str, restricted: bool = False,
+                 uploader: str | None = None) -> int:
     """A ``library_file`` row for content already stored (by
     :meth:`FileStore.put_stream`), in the cursor's transaction; its id.
     The file name is checked as :meth:`FileStore.add` checks it."""
@@ -150,7 +159,9 @@ def add_file_row(cursor, sha1: str, sha256: str, size: int,
 
     check_filename(filename)
     cursor.execute(FQ.ADD_FILE, {"sha1": sha1, "sha256": sha256,
-                                 "size": size, "filename": filename})
+                                 "size": size, "filename": filename,
+                                 "restricted": bool(restricted),
+                                 "uploader": uploader})
     return cursor.fetchone()[0]
 
 

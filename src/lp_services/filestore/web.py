@@ -12,6 +12,12 @@ no browser renders: ``application/octet-stream``, ``Content-Disposition:
 attachment``, ``X-Content-Type-Options: nosniff`` and a ``sandbox`` CSP
 (should a browser render it anyway, it runs no script and has no origin).
 
+Who may read what is decided by ``reader(request, sha1)``, a Deferred
+of True or False given by whoever mounts the store (the buildmaster
+checks tokens and agents' build credentials against
+:mod:`lp_services.filestore.access`); a file the asker may not read is
+answered exactly as one the store does not have: 404.
+
 Reading is done by ``twisted.web.static.File`` (a producer: the reactor
 never blocks on a large file; HEAD works), after
 :mod:`lp_services.filestore.ranges` has bounded and merged the request's
@@ -23,11 +29,14 @@ sha1, so it is immutable and cacheable forever.
 import re
 from urllib.parse import quote
 
-from twisted.web import http, resource, static
+from twisted.logger import Logger
+from twisted.web import http, resource, server, static
 
 from lp_services.filestore.ranges import (
     RangeNotSatisfiable, plan_ranges, range_header)
 from lp_services.protocol.names import InvalidFileName, check_filename, is_sha1
+
+_log = Logger()
 
 __all__ = ["DOWNLOAD_HEADERS", "FileStoreResource", "content_disposition"]
 
@@ -78,12 +87,40 @@ class _Missing(resource.Resource):
 class _StoredFile(resource.Resource):
     isLeaf = True
 
-    def __init__(self, path):
+    def __init__(self, path, sha1=None, reader=None):
         super().__init__()
         self.path = path
+        self.sha1 = sha1
+        self.reader = reader
 
     def render_GET(self, request):
         _security_headers(request)
+        if self.reader is None:
+            return self._serve(request)
+        d = self.reader(request, self.sha1)
+
+        def answer(allowed):
+            body = (self._serve(request) if allowed else
+                    _Missing(404, "no such file").render(request))
+            if body is not server.NOT_DONE_YET and not request.finished:
+                request.write(body)
+                request.finish()
+
+        def failed(failure):
+            code, message = getattr(failure.value, "http_status", None), None
+            if code is None:
+                _log.failure("checking who may read a file failed", failure)
+                code, message = 500, "internal error"
+            else:
+                message = str(failure.value)
+            if not request.finished:
+                request.write(_Missing(code, message).render(request))
+                request.finish()
+        d.addCallback(answer)
+        d.addErrback(failed)
+        return server.NOT_DONE_YET
+
+    def _serve(self, request):
         if request.postpath and request.postpath != [b""]:
             if len(request.postpath) > 1:
                 return _Missing(404, "no such file").render(request)
@@ -138,9 +175,14 @@ def drop_unreadable_date(request, header: bytes) -> None:
 class FileStoreResource(resource.Resource):
     """``/files/``: see the module docstring."""
 
-    def __init__(self, file_store):
+    def __init__(self, file_store, reader=None):
+        """:param reader: ``reader(request, sha1)`` -> Deferred of whether
+            the asker may read ``sha1`` (None: anybody may read anything,
+            for a store behind a trusted network only). It may fail with
+            an exception carrying ``http_status`` (a bad token: 401)."""
         super().__init__()
         self.file_store = file_store
+        self.reader = reader
 
     def getChild(self, name, request):
         sha1 = name.decode("ascii", "replace")
@@ -149,7 +191,7 @@ class FileStoreResource(resource.Resource):
         path = self.file_store.path_for(sha1)
         if not path.is_file():
             return _Missing(404, "no such file")
-        return _StoredFile(path)
+        return _StoredFile(path, sha1, self.reader)
 
     def render_GET(self, request):
         _security_headers(request)

@@ -8,8 +8,11 @@ from lp_services.job import queries as Q
 from lp_services.job.status import InvalidTransition, JobStatus
 from lp_services.job.transition import UnknownJob, transition_job
 
-__all__ = ["JobRecord", "NotANativeJob", "cancel_job", "get_job",
+__all__ = ["EVERYONE", "JobRecord", "NotANativeJob", "cancel_job", "get_job",
            "list_jobs", "retry_job"]
+
+#: ``viewer`` of :func:`list_jobs` that sees all jobs, private too.
+EVERYONE = object()
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -32,6 +35,7 @@ class JobRecord:
     json_data: object
     last_error: str | None
     prerequisite: int | None
+    private: bool = False
 
     def as_json(self) -> dict:
         value = asdict(self)
@@ -62,12 +66,20 @@ def get_job(cursor, job_id: int) -> JobRecord:
 
 
 def list_jobs(cursor, status: JobStatus | None = None,
-              job_type: str | None = None, limit: int = 50) -> list[JobRecord]:
-    """Newest first, optionally filtered."""
+              job_type: str | None = None, limit: int = 50,
+              viewer=EVERYONE) -> list[JobRecord]:
+    """Newest first, optionally filtered.
+
+    :param viewer: who lists (see ``lp_services.ops.work.may_see``):
+        :data:`EVERYONE` sees private jobs, a token's name its own, None
+        (anonymous) none.
+    """
+    everyone = viewer is EVERYONE
     cursor.execute(
         Q.LIST_JOBS,
         {"status": None if status is None else int(status),
-         "type": job_type, "limit": limit})
+         "type": job_type, "limit": limit, "everyone": everyone,
+         "viewer": None if everyone else viewer})
     return [_record(row) for row in cursor.fetchall()]
 
 

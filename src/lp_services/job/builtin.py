@@ -27,6 +27,8 @@ class NoopJobType(JobType):
     name = "noop"
     max_retries = 0
     timeout_seconds = 60.0
+    #: Harmless whatever its data: any submitter may queue it.
+    submittable = True
 
     def run(self, data, context):
         return None

@@ -38,7 +38,7 @@ def enqueue(target, job_type: str, data=None, *, priority: int = 0,
             scheduled_start: datetime | None = None,
             max_retries: int | None = None, prerequisite: int | None = None,
             requester: str | None = None, reason: str | None = None,
-            registry=None) -> int:
+            registry=None, private: bool = False) -> int:
     """Insert a WAITING job and NOTIFY runners; return its id.
 
     :param target: a psycopg2 cursor or a Storm Store.
@@ -49,6 +49,7 @@ def enqueue(target, job_type: str, data=None, *, priority: int = 0,
     :param max_retries: default: the type's.
     :param prerequisite: a job that must COMPLETE first.
     :param registry: default: the process registry with the built-ins.
+    :param private: shown only to ``requester`` and to operators.
     :raises UnknownJobType: no such type (``build`` never is one).
     :raises InvalidJobData: the type rejects ``data`` (or it is not JSON).
     :raises UnknownJob: the prerequisite does not exist.
@@ -81,7 +82,7 @@ def enqueue(target, job_type: str, data=None, *, priority: int = 0,
         {"type": job_type, "priority": priority, "requester": requester,
          "reason": reason, "start": scheduled_start,
          "max_retries": max_retries, "data": encoded,
-         "prerequisite": prerequisite})
+         "prerequisite": prerequisite, "private": bool(private)})
     job_id = cursor.fetchone()[0]
     cursor.execute(Q.NOTIFY_JOB_TYPE, {"type": job_type})
     return job_id

@@ -80,6 +80,11 @@ class IJobType(Interface):
         "a job of this type, or None for no limit. A job that exceeds it "
         "fails (MemoryError is not retried) and its child is replaced.")
 
+    submittable = Attribute(
+        "Whether a submitter's token may queue jobs of this type through "
+        "the API (POST /api/v1/jobs). False unless the type is harmless "
+        "whatever its data says: operators queue any type.")
+
     transactional = Attribute(
         "Whether run() receives an open transaction (context.cursor) that "
         "also completes the job; see the module docstring.")

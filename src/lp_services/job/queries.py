@@ -33,6 +33,7 @@ __all__ = [
     "NOTIFY_JOB_TYPE",
     "NOTIFY_OF_JOB",
     "NOTIFY_CHANNEL",
+    "RECORD_CHANGE",
     "PLAN_CACHE_MODE",
     "PREPARED",
     "Prepared",
@@ -262,16 +263,18 @@ JOB_COLUMNS = ("id", "job_type", "status", "priority", "requester",
                "reason", "date_created", "scheduled_start", "date_started",
                "date_finished", "lease_expires", "lease_holder",
                "attempt_count", "max_retries", "json_data", "last_error",
-               "prerequisite")
+               "prerequisite", "private")
 
 #: Job %(id)s's JOB_COLUMNS.
 GET_JOB = "SELECT %s FROM job WHERE id = %%(id)s" % ", ".join(JOB_COLUMNS)
 
-#: Newest first, filtered by %(status)s and %(type)s when not NULL.
+#: Newest first, filtered by %(status)s and %(type)s when not NULL; private
+#: jobs only when %(everyone)s or requested by %(viewer)s.
 LIST_JOBS = (
     "SELECT %s FROM job"
     " WHERE (%%(status)s::smallint IS NULL OR status = %%(status)s)"
     "   AND (%%(type)s::text IS NULL OR job_type = %%(type)s)"
+    "   AND (%%(everyone)s OR NOT private OR requester = %%(viewer)s)"
     " ORDER BY id DESC LIMIT %%(limit)s" % ", ".join(JOB_COLUMNS))
 
 #: Whether job %(id)s exists (a prerequisite named on enqueue).
@@ -281,10 +284,10 @@ JOB_EXISTS = "SELECT 1 FROM job WHERE id = %(id)s"
 #: clock: enqueuers have no clock of their own to agree with).
 ADD_JOB = """
 INSERT INTO job (job_type, priority, requester, reason, scheduled_start,
-                 max_retries, json_data, prerequisite)
+                 max_retries, json_data, prerequisite, private)
 VALUES (%(type)s, %(priority)s, %(requester)s, %(reason)s,
         coalesce(%(start)s, now()), %(max_retries)s, %(data)s::jsonb,
-        %(prerequisite)s)
+        %(prerequisite)s, %(private)s)
 RETURNING id"""
 
 #: Wake the runners of %(type)s (sent at commit).
@@ -318,3 +321,11 @@ def transition_statement(columns) -> str:
     return ("UPDATE job SET status = %(status)s" + assignments +
             " WHERE id = %(id)s AND status = ANY(%(sources)s::smallint[])"
             " RETURNING id")
+
+
+#: Record that %(actor)s did %(action)s to job %(job)s or to the builder
+#: named %(builder_name)s, at %(now)s (``change_log``).
+RECORD_CHANGE = """
+INSERT INTO change_log (date, actor, action, job, builder, detail)
+VALUES (%(now)s, %(actor)s, %(action)s, %(job)s,
+        (SELECT id FROM builder WHERE name = %(builder_name)s), %(detail)s)"""

@@ -93,6 +93,8 @@ class JobType:
     #: 1 GiB of address space: generous for Python, fatal for a leak.
     memory_limit: int | None = 1 << 30
     transactional: bool = False
+    #: See IJobType.submittable: off unless a type says it is harmless.
+    submittable: bool = False
     #: 5 s, 10 s, 20 s ... at most an hour, +-20 %.
     _backoff = staticmethod(exponential_backoff())
 

@@ -15,6 +15,7 @@ __all__ = [
     "WAITING_REASON",
     "RUNNING_LOGTAILS",
     "REPORTS",
+    "PRIVATE_WORK_REPORTS",
     "REPORT_FILTERS",
     "WORK",
     "report_statement",
@@ -23,19 +24,26 @@ __all__ = [
 #: Job %(id)s's common part: its ``ops_work`` row and the job columns the
 #: view leaves out.
 WORK = """
-SELECT w.*, j.requester, j.reason, j.json_data, j.lease_holder,
+SELECT w.*, j.reason, j.json_data, j.lease_holder,
        j.lease_expires
 FROM ops_work w JOIN job j ON j.id = w.id
 WHERE w.id = %(id)s"""
 
 #: Job %(id)s as a link (its prerequisite).
-RELATED = "SELECT id, kind, type, status FROM ops_work WHERE id = %(id)s"
+RELATED = """
+SELECT id, kind, type, status, private, requester FROM ops_work
+WHERE id = %(id)s"""
 
 #: The jobs waiting on job %(id)s, oldest first.
 DEPENDENTS = """
-SELECT w.id, w.kind, w.type, w.status FROM job j
+SELECT w.id, w.kind, w.type, w.status, w.private, w.requester FROM job j
 JOIN ops_work w ON w.id = j.id
 WHERE j.prerequisite = %(id)s ORDER BY j.id"""
+
+#: Who changed job %(id)s, oldest first (``change_log``).
+CHANGES = """
+SELECT date, actor, action, detail FROM change_log
+WHERE job = %(id)s ORDER BY id"""
 
 #: Build %(id)s's own part: while queued its score, builder (and the
 #: master holding that builder's lease while it runs), arguments and
@@ -65,7 +73,9 @@ WHERE bf.build = %(id)s ORDER BY bf.filename"""
 #: The build type and logtail of each build in %(jobs)s still queued (the
 #: status page's builder cards).
 RUNNING_LOGTAILS = """
-SELECT job, build_type, logtail FROM build_queue WHERE job = ANY(%(jobs)s)"""
+SELECT bq.job, bq.build_type, bq.logtail, j.private, j.requester
+FROM build_queue bq JOIN job j ON j.id = bq.job
+WHERE bq.job = ANY(%(jobs)s)"""
 
 #: Why waiting build %(id)s cannot be dispatched: whether any available
 #: builder of its processor and virtualization exists, and whether one
@@ -105,14 +115,22 @@ REPORTS = {
     "masters": ("ops_masters", "master"),
 }
 
+#: The reports that list work one row per job, so private work in them
+#: is hidden from whoever may not see it.
+PRIVATE_WORK_REPORTS = ("work",)
+
 #: The columns each report may be filtered on (equality).
 REPORT_FILTERS = {"work": ("kind", "type", "status", "outcome"),
                   "durations": ("kind",)}
 
 
-def report_statement(name: str, columns, limit: int | None = None) -> str:
+def report_statement(name: str, columns, limit: int | None = None,
+                     hide_private: bool = False, before: bool = False) -> str:
     """Report ``name`` filtered on ``columns`` (each equal to the parameter
     of its name), in its order, at most ``limit`` rows.
+
+    With ``hide_private`` (the work report only), private work shows only
+    when its requester is %(viewer)s (None: nobody's).
 
     :raises KeyError: an unknown report.
     :raises ValueError: a column the report cannot be filtered on (the
@@ -124,6 +142,14 @@ def report_statement(name: str, columns, limit: int | None = None) -> str:
         if column not in REPORT_FILTERS.get(name, ()):
             raise ValueError("report %s cannot filter on %s" % (name, column))
         where.append("%s = %%(%s)s" % (column, column))
+    if hide_private:
+        if name not in PRIVATE_WORK_REPORTS:
+            raise ValueError("report %s has no private work to hide" % name)
+        where.append("(NOT private OR requester = %(viewer)s)")
+    if before:
+        if name not in PRIVATE_WORK_REPORTS:
+            raise ValueError("report %s is not paged by id" % name)
+        where.append("id < %(before)s")
     sql = "SELECT * FROM %s" % view
     if where:
         sql += " WHERE " + " AND ".join(where)

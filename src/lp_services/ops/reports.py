@@ -8,24 +8,37 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from lp_services.ops.queries import REPORT_FILTERS, REPORTS, report_statement
+from lp_services.ops.work import EVERYONE
 
-__all__ = ["REPORTS", "attempts_text", "fetch_report", "humanize", "jsonable"]
+__all__ = ["EVERYONE", "REPORTS", "attempts_text", "fetch_report", "humanize",
+           "jsonable"]
 
 # Filters the work report accepts (the CLI's options).
 WORK_FILTERS = REPORT_FILTERS["work"]
 
 
 def fetch_report(cursor, name: str, limit: int | None = None,
+                 viewer=EVERYONE, before: int | None = None,
                  **filters) -> tuple[list[str], list[dict]]:
     """Return (columns, rows) of one report.
 
+    :param viewer: who reads the work report: :data:`EVERYONE` (operators
+        and the administrator's command line) sees private work; a token's
+        name sees its own private work besides public work; None
+        (anonymous) sees public work only.
+    :param before: the work report: only ids below it (paging).
     :param filters: equality filters on the work report (kind, type,
         status, outcome) or the durations report (kind); None values are
         ignored.
     :raises KeyError: an unknown report name.
     """
     filters = {k: v for k, v in filters.items() if v is not None}
-    cursor.execute(report_statement(name, sorted(filters), limit), filters)
+    hide = viewer is not EVERYONE
+    params = dict(filters, viewer=None if not hide else viewer,
+                  before=before)
+    cursor.execute(report_statement(name, sorted(filters), limit,
+                                    hide_private=hide,
+                                    before=before is not None), params)
     columns = [d[0] for d in cursor.description]
     return columns, [dict(zip(columns, row)) for row in cursor.fetchall()]
 

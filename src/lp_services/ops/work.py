@@ -8,17 +8,33 @@ score, builder, build status, log and result files) on top.
 """
 
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclasses_fields
 from datetime import datetime, timedelta
 
 from lp_services.ops import queries as Q
 
 __all__ = [
     "BuildDetails",
+    "Change",
+    "EVERYONE",
     "FileLink",
     "UnknownWork",
     "WorkDetails",
     "describe_work",
+    "may_see",
+    "work_from_json",
+    "work_to_json",
 ]
+
+from lp_services.job.admin import EVERYONE  # noqa: E402 (one sentinel)
+
+
+def may_see(viewer, private: bool, requester: str | None) -> bool:
+    """Whether ``viewer`` (:data:`EVERYONE`, a token's name, or None for
+    anonymous) may see work that is ``private`` and was asked for by
+    ``requester``."""
+    return (not private or viewer is EVERYONE
+            or (viewer is not None and viewer == requester))
 
 
 class UnknownWork(LookupError):
@@ -47,6 +63,16 @@ class Related:
     kind: str
     type: str
     status: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change made to a job: when, by whom, what (``change_log``)."""
+
+    date: datetime
+    actor: str
+    action: str
+    detail: str | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,10 @@ class WorkDetails:
     prerequisite: Related | None
     dependents: tuple[Related, ...]
     build: BuildDetails | None = field(default=None)
+    #: Shown only to its requester and to operators.
+    private: bool = False
+    #: Who changed it through the API or the command line, oldest first.
+    changes: tuple[Change, ...] = ()
 
 
 def _one(cursor, sql, params):
@@ -116,12 +146,14 @@ def _one(cursor, sql, params):
     return dict(zip([d[0] for d in cursor.description], row))
 
 
-def _related(cursor, sql, params) -> list[Related]:
+def _related(cursor, sql, params, viewer) -> list[Related]:
     cursor.execute(sql, params)
-    return [Related(*row) for row in cursor.fetchall()]
+    return [Related(*row[:4]) for row in cursor.fetchall()
+            if may_see(viewer, row[4], row[5])]
 
 
-def describe_work(cursor, job_id: int, file_url=None, now=None) -> WorkDetails:
+def describe_work(cursor, job_id: int, file_url=None, now=None,
+                  viewer=EVERYONE) -> WorkDetails:
     """Describe job ``job_id``, build or native.
 
     :param cursor: a psycopg2 cursor (any transaction).
@@ -129,18 +161,25 @@ def describe_work(cursor, job_id: int, file_url=None, now=None) -> WorkDetails:
         None to leave URLs out.
     :param now: the time expected starts are computed from (default: the
         database's now()).
-    :raises UnknownWork: no such job.
+    :param viewer: who asks (see :func:`may_see`): private work another
+        requester asked for is unknown to them, and so are private
+        prerequisites and dependents.
+    :raises UnknownWork: no such job, or one ``viewer`` may not see.
     """
     if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise UnknownWork(job_id)
     common = _one(cursor, Q.WORK, {"id": job_id})
-    if common is None:
+    if common is None or not may_see(viewer, common["private"],
+                                     common["requester"]):
         raise UnknownWork(job_id)
     prerequisite = None
     if common["prerequisite"] is not None:
-        found = _related(cursor, Q.RELATED, {"id": common["prerequisite"]})
+        found = _related(cursor, Q.RELATED, {"id": common["prerequisite"]},
+                         viewer)
         prerequisite = found[0] if found else None
-    dependents = _related(cursor, Q.DEPENDENTS, {"id": job_id})
+    dependents = _related(cursor, Q.DEPENDENTS, {"id": job_id}, viewer)
+    cursor.execute(Q.CHANGES, {"id": job_id})
+    changes = tuple(Change(*row) for row in cursor.fetchall())
     build = None
     if common["kind"] == "build":
         build = _describe_build(cursor, job_id, file_url, now)
@@ -156,7 +195,60 @@ def describe_work(cursor, job_id: int, file_url=None, now=None) -> WorkDetails:
         lease_holder=common["lease_holder"],
         lease_expires=common["lease_expires"],
         last_error=common["last_error"], data=common["json_data"] or {},
-        prerequisite=prerequisite, dependents=tuple(dependents), build=build)
+        prerequisite=prerequisite, dependents=tuple(dependents), build=build,
+        private=common["private"], changes=changes)
+
+
+def work_to_json(details: WorkDetails) -> dict:
+    """``details`` as JSON values (``show --json`` and the API's work):
+    times in ISO 8601, durations in seconds."""
+    import dataclasses
+
+    from lp_services.ops.reports import jsonable
+
+    def tree(value):
+        if isinstance(value, dict):
+            return {k: tree(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [tree(v) for v in value]
+        return jsonable(value)
+    return tree(dataclasses.asdict(details))
+
+
+_TIMES = ("date_created", "scheduled_start", "date_started", "date_finished",
+          "lease_expires", "expected_start", "date")
+_DURATIONS = ("duration", "estimated_duration")
+
+
+def work_from_json(value: dict) -> WorkDetails:
+    """The inverse of :func:`work_to_json` (the remote command line prints
+    what the API answers as ``show`` prints what the database holds)."""
+    def parse(obj: dict) -> dict:
+        obj = dict(obj)
+        for key in _TIMES:
+            if obj.get(key) is not None:
+                obj[key] = datetime.fromisoformat(obj[key])
+        for key in _DURATIONS:
+            if obj.get(key) is not None:
+                obj[key] = timedelta(seconds=obj[key])
+        return obj
+
+    top = parse(value)
+    names = {f.name for f in dataclasses_fields(WorkDetails)}
+    top = {k: v for k, v in top.items() if k in names}
+    if top.get("prerequisite") is not None:
+        top["prerequisite"] = Related(**top["prerequisite"])
+    top["dependents"] = tuple(Related(**r) for r in top.get("dependents", ()))
+    top["changes"] = tuple(Change(**parse(c)) for c in top.get("changes", ()))
+    if top.get("build") is not None:
+        b = parse(top["build"])
+        b = {k: v for k, v in b.items()
+             if k in {f.name for f in dataclasses_fields(BuildDetails)}}
+        b["files"] = tuple(FileLink(**f) for f in b.get("files", ()))
+        if b.get("log") is not None:
+            b["log"] = FileLink(**b["log"])
+        top["build"] = BuildDetails(**b)
+    return WorkDetails(**top)
 
 
 def _link(file_url, sha1, filename, size) -> FileLink:

@@ -263,7 +263,8 @@ def read_script_file(folder: Path, name: str) -> str:
         raise RecipeError("script_file %s is not UTF-8 text" % name) from None
 
 
-def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
+def fetch_source(source: Source, files, cursor, fetcher=None,
+                 restricted: bool = False) -> int:
     """Fetch ``source`` into the file store unless present; return the
     library_file id. Runs in a job runner's child process.
 
@@ -303,7 +304,8 @@ def fetch_source(source: Source, files, cursor, fetcher=None) -> int:
         raise RecipeError("source %s: %s" % (source.url, error)) from None
     except SourceRefused as error:
         raise RecipeError(str(error)) from None
-    return add_file_row(cursor, sha1, sha256, size, source.filename)
+    return add_file_row(cursor, sha1, sha256, size, source.filename,
+                        restricted=restricted)
 
 
 def build_script(patterns) -> str:
@@ -365,18 +367,25 @@ class RecipeJobType(JobType):
             raise RecipeError(
                 "recipe field 'series': no chroot is registered for %s/%s "
                 "(lp-services chroot add)" % (recipe.processor, recipe.series))
+        # The build is the recipe's requester's, and as private as the
+        # recipe: whoever may see the recipe job sees its build.
+        cursor.execute(
+            "SELECT requester, private FROM job WHERE id = %(id)s",
+            {"id": context.job_id})
+        requester, private = cursor.fetchone() or (None, False)
         files = default_file_store()
         filemap = {}
         # One fetcher: its deadline covers all of the job's sources.
         fetcher = SourceFetcher.from_environ()
         for source in recipe.sources:
-            fetch_source(source, files, cursor, fetcher)
+            fetch_source(source, files, cursor, fetcher, restricted=private)
             filemap[source.filename] = source.sha1
         for filename, text in (("recipe.sh", recipe.script),
                                ("build.sh", build_script(recipe.results))):
             sha1, sha256, size = files.put_stream(
                 io.BytesIO(text.encode("utf-8")))
-            add_file_row(cursor, sha1, sha256, size, filename)
+            add_file_row(cursor, sha1, sha256, size, filename,
+                         restricted=private)
             filemap[filename] = sha1
         try:
             request_build(
@@ -387,8 +396,10 @@ class RecipeJobType(JobType):
                             "results": list(recipe.results),
                             "recipe": recipe.name},
                 filemap=filemap, prerequisite=context.job_id,
-                requester="recipe %s" % recipe.name,
-                reason="queued by recipe job %d" % context.job_id)
+                private=private,
+                requester=requester or "recipe %s" % recipe.name,
+                reason="queued by recipe %s (job %d)" % (recipe.name,
+                                                         context.job_id))
         except BuildRequestError as error:
             raise RecipeError(str(error)) from None
 

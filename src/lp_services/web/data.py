@@ -16,7 +16,7 @@ from lp_services.database.sql import raw_cursor
 from lp_services.job.status import JobStatus
 from lp_services.ops import queries as OQ
 from lp_services.ops.reports import fetch_report
-from lp_services.ops.work import describe_work
+from lp_services.ops.work import EVERYONE, describe_work, may_see
 
 __all__ = [
     "BadFilter",
@@ -123,14 +123,17 @@ def read_chart_rows(cursor) -> tuple[list, list]:
 
 
 def load_farm(store, log_lines: int = FARM_LOG_LINES,
-              charts: ChartRows | None = None) -> Farm:
+              charts: ChartRows | None = None, viewer=EVERYONE) -> Farm:
     """Builders (ops_builders) with their current build's log tail, the
     queue (ops_queue), the latest work (ops_work), and the charts' rows
-    (from ``charts``, else read now)."""
+    (from ``charts``, else read now). Private work ``viewer`` may not see
+    (``lp_services.ops.work.may_see``) is left out: a builder running it
+    shows "private build" with no id, type or log."""
     cursor = raw_cursor(store)
     _, builders = fetch_report(cursor, "builders")
     _, queue = fetch_report(cursor, "queue")
-    _, recent = fetch_report(cursor, "work", limit=FARM_RECENT)
+    _, recent = fetch_report(cursor, "work", limit=FARM_RECENT,
+                             viewer=viewer)
     hourly, durations = (charts.rows(cursor) if charts is not None
                          else read_chart_rows(cursor))
     current = [b["current_build"] for b in builders
@@ -138,20 +141,26 @@ def load_farm(store, log_lines: int = FARM_LOG_LINES,
     running = {}
     if current:
         cursor.execute(OQ.RUNNING_LOGTAILS, {"jobs": current})
-        running = {job: (build_type, tail)
-                   for job, build_type, tail in cursor.fetchall()}
+        running = {row[0]: row[1:] for row in cursor.fetchall()}
     for b in builders:
-        build_type, tail = running.get(b["current_build"], (None, None))
+        build_type, tail, private, requester = running.get(
+            b["current_build"], (None, None, False, None))
         b["build_type"] = build_type
         b["logtail"] = last_lines(tail, log_lines)
+        b["private_build"] = False
+        if not may_see(viewer, private, requester):
+            b.update(current_build=None, build_type=None, logtail=None,
+                     private_build=True)
     cursor.execute(OQ.DATABASE_NOW)
     return Farm(builders=builders, queue=queue, recent=recent,
                 now=cursor.fetchone()[0], hourly=hourly, durations=durations)
 
 
-def load_work(store, job_id: int, file_url=None):
-    """``describe_work`` of one job (raises ``UnknownWork``)."""
-    return describe_work(raw_cursor(store), job_id, file_url=file_url)
+def load_work(store, job_id: int, file_url=None, viewer=EVERYONE):
+    """``describe_work`` of one job (raises ``UnknownWork``, also for
+    private work ``viewer`` may not see)."""
+    return describe_work(raw_cursor(store), job_id, file_url=file_url,
+                         viewer=viewer)
 
 
 @dataclass(frozen=True)
@@ -179,10 +188,11 @@ def read_tail(path, limit: int = STORED_LOG_TAIL) -> StoredLog | None:
     return StoredLog(data.decode("utf-8", "replace"), truncated)
 
 
-def load_job_page(store, job_id: int, file_url=None, file_store=None):
+def load_job_page(store, job_id: int, file_url=None, file_store=None,
+                  viewer=EVERYONE):
     """A job page's data: (``describe_work``, the end of the stored log of
     a finished build when ``file_store`` is given, else None)."""
-    details = load_work(store, job_id, file_url)
+    details = load_work(store, job_id, file_url, viewer)
     stored = None
     build = details.build
     if (file_store is not None and build is not None
@@ -191,9 +201,12 @@ def load_job_page(store, job_id: int, file_url=None, file_store=None):
     return details, stored
 
 
-def load_work_list(store, filters: dict, limit: int) -> list:
-    """The recent-work list (ops_work), newest first."""
-    _, rows = fetch_report(raw_cursor(store), "work", limit=limit, **filters)
+def load_work_list(store, filters: dict, limit: int,
+                   viewer=EVERYONE) -> list:
+    """The recent-work list (ops_work), newest first (private work only
+    if ``viewer`` may see it)."""
+    _, rows = fetch_report(raw_cursor(store), "work", limit=limit,
+                           viewer=viewer, **filters)
     return rows
 
 

@@ -115,7 +115,9 @@ def farm_page(base: str, farm) -> Tag:
     builder_rows = []
     for b in farm.builders:
         current = "-"
-        if b["current_build"] is not None:
+        if b.get("private_build"):
+            current = tags.span("private build", class_="muted")
+        elif b["current_build"] is not None:
             current = tags.a("build %d" % b["current_build"],
                              href=base + "builds/%d" % b["current_build"],
                              class_="build-link")

@@ -79,16 +79,29 @@ def make_status_resource(transactor, file_url=None, clock=None,
     metrics = MetricsResource(list(registries or [REGISTRY]) + [gauges],
                               refresh=gauges.refresh)
     return StatusRoot(_Context(transactor, file_url, file_store, reactor,
-                               data.ChartRows(clock)), metrics)
+                               data.ChartRows(clock), clock), metrics)
 
 
 class _Context:
-    def __init__(self, transactor, file_url, file_store, reactor, charts):
+    def __init__(self, transactor, file_url, file_store, reactor, charts,
+                 clock):
         self.transactor = transactor
         self.file_url = file_url
         self.file_store = file_store
         self.reactor = reactor
         self.charts = charts
+        self.clock = clock
+
+    def viewer(self, request):
+        """A Deferred of who asks (``Authorization: Bearer``; anonymous
+        without): what the pages show of private work. Fails with
+        ``TokenError`` for a bad token."""
+        from lp_services.auth.http import principal_of, viewer_of
+        from lp_services.clock import utcnow
+
+        d = principal_of(self.transactor, request, utcnow(self.clock))
+        d.addCallback(viewer_of)
+        return d
 
     def in_thread(self, function, *args):
         """Run CPU-bound ``function`` (page building and flattening) in the
@@ -133,8 +146,9 @@ class _Page(Resource):
     write it once.
 
     Subclasses set ``depth`` (path segments below the status root) and
-    implement ``load(request)`` -> Deferred of data (it may raise
-    ``BadFilter``) and ``reply(base, data)`` -> :class:`_Reply` or a
+    implement ``load(request, viewer)`` -> Deferred of data (it may raise
+    ``BadFilter``; ``viewer`` is who asks, see
+    ``lp_services.ops.work.may_see``) and ``reply(base, data)`` -> :class:`_Reply` or a
     ``(code, tag)`` pair; ``reply`` runs in a thread and must not touch
     the request.
     """
@@ -150,12 +164,8 @@ class _Page(Resource):
         base = _base(request.prepath, self.depth)
         gone = []
         request.notifyFinish().addErrback(gone.append)
-        try:
-            d = self.load(request)
-        except data.BadFilter as error:
-            reply = _error(base, 400, "Bad request", str(error))
-            _start(request, reply)
-            return reply.body
+        d = self.context.viewer(request)
+        d.addCallback(lambda viewer: self.load(request, viewer))
         d.addCallback(lambda loaded: self.context.in_thread(
             self._reply, base, loaded))
         d.addErrback(self.failed, request, base)
@@ -171,10 +181,15 @@ class _Page(Resource):
 
     def failed(self, failure, request, base) -> _Reply:
         """The reply when loading or rendering failed."""
+        from lp_services.auth.tokens import TokenError
         from lp_services.ops.work import UnknownWork
 
         if failure.check(UnknownWork):
             return _error(base, 404, "Not found", str(failure.value))
+        if failure.check(data.BadFilter):
+            return _error(base, 400, "Bad request", str(failure.value))
+        if failure.check(TokenError):
+            return _error(base, 401, "Unauthorized", str(failure.value))
         _log.failure("rendering {path} failed", failure,
                      path=request.path.decode("utf-8", "replace"))
         return _error(base, 500, "Internal error",
@@ -249,19 +264,21 @@ class _Redirect(Resource):
 
 
 class _Farm(_Page):
-    def load(self, request):
+    def load(self, request, viewer):
         return self.context.transactor.run(data.load_farm,
-                                           charts=self.context.charts)
+                                           charts=self.context.charts,
+                                           viewer=viewer)
 
     def reply(self, base, farm):
         return 200, pages.farm_page(base, farm)
 
 
 class _WorkList(_Page):
-    def load(self, request):
+    def load(self, request, viewer):
         filters, limit = data.parse_work_filters(request.args)
         self.filters, self.limit = filters, limit
-        return self.context.transactor.run(data.load_work_list, filters, limit)
+        return self.context.transactor.run(data.load_work_list, filters, limit,
+                                           viewer)
 
     def reply(self, base, rows):
         return 200, pages.work_page(base, rows, self.filters,
@@ -278,10 +295,10 @@ class _Work(_Page):
         self.kind = kind
         self.job_id = job_id
 
-    def load(self, request):
+    def load(self, request, viewer):
         return self.context.transactor.run(
             data.load_job_page, self.job_id, self.context.file_url,
-            self.context.file_store)
+            self.context.file_store, viewer)
 
     def reply(self, base, loaded):
         details, stored_log = loaded
@@ -304,8 +321,9 @@ class _LogJSON(_Page):
         super().__init__(context)
         self.job_id = job_id
 
-    def load(self, request):
-        return self.context.transactor.run(data.load_work, self.job_id)
+    def load(self, request, viewer):
+        return self.context.transactor.run(data.load_work, self.job_id, None,
+                                           viewer)
 
     def reply(self, base, details):
         if details.build is None:
@@ -315,8 +333,12 @@ class _LogJSON(_Page):
     def failed(self, failure, request, base):
         from lp_services.ops.work import UnknownWork
 
+        from lp_services.auth.tokens import TokenError
+
         if failure.check(UnknownWork):
             return self._json(404, {"error": str(failure.value)})
+        if failure.check(TokenError):
+            return self._json(401, {"error": str(failure.value)})
         _log.failure("reading a build's log failed", failure)
         return self._json(500, {"error": "internal error"})
 
@@ -416,13 +438,20 @@ class StatusRoot(Resource):
         self.context = context
         self.metrics = metrics
         self.static = _Static()
+        self.writable = set()
+
+    def putWritableChild(self, path: bytes, child) -> None:
+        """Mount ``child`` at ``path`` for every method (the API); the
+        rest of the site stays read-only."""
+        self.putChild(path, child)
+        self.writable.add(path)
 
     def getChildWithDefault(self, name, request):
         # Every request below the root passes here first, so every answer
         # (children added with putChild and Twisted's own errors too)
         # carries the security headers.
         _security_headers(request)
-        if request.method not in _READ_METHODS:
+        if request.method not in _READ_METHODS and name not in self.writable:
             return _ReadOnly()
         return super().getChildWithDefault(name, request)
 

@@ -1,0 +1,2 @@
+"""The authenticated HTTP API (``/api/v1/``) and the remote command line's
+client of it; see docs/api.md."""
