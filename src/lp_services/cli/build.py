@@ -82,22 +82,23 @@ def build():
               help="binarypackage: also build Architecture: all packages.")
 @click.option("--distribution", help="binarypackage: the distribution "
               "(default debian).")
+@click.option("--wait", "wait", is_flag=True,
+              help="Follow the build to its end; exit 0 if it succeeded, "
+              "1 if it failed, 3 if it was cancelled.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
 def request(ctx, build_type, processor, script, files, virtualized, urgency,
             prerequisite, series, resources, max_retries, private, pocket,
             component, dsc, archives, trusted_keys, suite, archive_purpose,
-            arch_indep, distribution, as_json):
+            arch_indep, distribution, wait, as_json):
     """Queue a build; print its id.
 
     A binarypackage build takes its source package with --dsc (the .dsc
     and the files it lists, from the same directory) and gets what
     launchpad-buildd needs (suite, ogrecomponent, archive_purpose,
     arch_indep, distribution) from the options or their defaults."""
-    from lp_services.buildmaster.queue import check_request, request_build
     from lp_services.protocol.names import InvalidFileName, check_filename
-    from lp_services.filestore.store import default_file_store
 
     if build_type == "script" and script is None:
         raise click.ClickException("a script build needs --script FILE")
@@ -122,30 +123,81 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
         if path.name in names and names[path.name] != path.resolve():
             raise click.ClickException("two files named %r" % path.name)
         names[path.name] = path.resolve()
-    file_store = default_file_store(ctx.home)
-    args = {"script": script.name} if script else {}
+    args = {}
     if build_type == "binarypackage":
         args.update(package_args(dsc, archives, trusted_keys, suite,
                                  archive_purpose, arch_indep, distribution))
-
-    def queue(store):
-        check_request(store, build_type=build_type, processor=processor,
-                      urgency=urgency, prerequisite=prerequisite)
-        filemap = {name: file_store.add_path(store, path, name).sha1
+    remote = ctx.remote()
+    if remote is not None:
+        filemap = {name: remote.upload(path, name)
                    for name, path in names.items()}
-        return request_build(
-            store, build_type=build_type, processor=processor, now=_now(),
-            virtualized=virtualized, series=series, build_args=args,
-            filemap=filemap, urgency=urgency, prerequisite=prerequisite,
-            required_resources=list(resources), max_retries=max_retries,
-            private=private, pocket=pocket, component=component,
-            requester="cli")
-
-    job_id = _run(ctx, queue)
+        job_id = remote.post("/builds", {
+            "build_type": build_type, "processor": processor,
+            "files": filemap, "script": script.name if script else None,
+            "args": args, "series": series, "virtualized": virtualized,
+            "urgency": urgency, "after": prerequisite,
+            "resources": list(resources), "max_retries": max_retries,
+            "private": private, "pocket": pocket,
+            "component": component})["id"]
+    else:
+        job_id = _request_direct(ctx, names, build_type, processor, script,
+                                 args, virtualized, series, urgency,
+                                 prerequisite, resources, max_retries,
+                                 private, pocket, component)
     if as_json:
         echo_json({"id": job_id})
     else:
         click.echo(job_id)
+    if wait:
+        from lp_services.cli.wait import wait_for_work
+
+        ctx_exit(wait_for_work(ctx, job_id))
+
+
+def ctx_exit(code: int) -> None:
+    """End the command with exit status ``code`` (0 returns)."""
+    if code:
+        raise SystemExit(code)
+
+
+def _request_direct(ctx, names, build_type, processor, script, args,
+                    virtualized, series, urgency, prerequisite, resources,
+                    max_retries, private, pocket, component):
+    """Store the files and queue the build in the database (direct mode),
+    recording the local user as its requester."""
+    from lp_services.buildmaster.queue import check_request, request_build
+    from lp_services.filestore.store import default_file_store
+    from lp_services.job.changes import local_actor, record_change
+
+    file_store = default_file_store(ctx.home)
+    if script:
+        args = dict(args, script=script.name)
+    actor = local_actor()
+
+    def queue(store):
+        from lp_services.database.sql import raw_cursor
+
+        check_request(store, build_type=build_type, processor=processor,
+                      urgency=urgency, prerequisite=prerequisite)
+        # A private build's files are restricted: served only to whoever
+        # may see the build (lp_services.filestore.access).
+        filemap = {name: file_store.add_path(store, path, name,
+                                             restricted=private).sha1
+                   for name, path in names.items()}
+        now = _now()
+        job_id = request_build(
+            store, build_type=build_type, processor=processor, now=now,
+            virtualized=virtualized, series=series, build_args=args,
+            filemap=filemap, urgency=urgency, prerequisite=prerequisite,
+            required_resources=list(resources), max_retries=max_retries,
+            private=private, pocket=pocket, component=component,
+            requester=actor)
+        record_change(raw_cursor(store), actor, "request", now, job=job_id,
+                      detail="%s build%s" % (build_type, " (private)"
+                                             if private else ""))
+        return job_id
+
+    return _run(ctx, queue)
 
 
 def source_package_files(dsc: Path) -> list[Path]:
@@ -208,11 +260,44 @@ def cancel(ctx, build_id, as_json):
     """Cancel build BUILD_ID."""
     from lp_services.buildmaster.queue import cancel_build
 
-    status = _run(ctx, lambda store: cancel_build(store, build_id, _now()))
-    if as_json:
-        echo_json({"id": build_id, "build_status": status.name})
+    remote = ctx.remote()
+    if remote is not None:
+        _remote_build(ctx, build_id)
+        status = remote.post("/work/%d/cancel" % build_id)["status"]
     else:
-        click.echo("build %d: %s" % (build_id, status.name))
+        status = _run(ctx, _recorded(lambda store: cancel_build(
+            store, build_id, _now()).name, build_id, "cancel"))
+    if as_json:
+        echo_json({"id": build_id, "build_status": status})
+    else:
+        click.echo("build %d: %s" % (build_id, status))
+
+
+def _remote_build(ctx, build_id):
+    """Refuse an id that is not a build (remote mode), as direct mode does."""
+    from lp_services.cli.show import load_details
+    from lp_services.ops.work import UnknownWork
+
+    try:
+        kind = load_details(ctx, build_id).kind
+    except UnknownWork:
+        kind = None
+    if kind != "build":
+        raise click.ClickException("no build with id %d" % build_id)
+
+
+def _recorded(change, job_id, action, detail=None):
+    """``change(store)`` followed by its ``change_log`` row (direct mode:
+    the actor is the local user)."""
+    def run(store):
+        from lp_services.database.sql import raw_cursor
+        from lp_services.job.changes import local_actor, record_change
+
+        result = change(store)
+        record_change(raw_cursor(store), local_actor(), action, _now(),
+                      job=job_id, detail=detail)
+        return result
+    return run
 
 
 # ignore_unknown_options: a negative SCORE ("-5") is a number, not an
@@ -230,7 +315,13 @@ def rescore(ctx, build_id, score, as_json):
     """
     from lp_services.buildmaster.queue import rescore_build
 
-    _run(ctx, lambda store: rescore_build(store, build_id, score, _now()))
+    remote = ctx.remote()
+    if remote is not None:
+        _remote_build(ctx, build_id)
+        remote.post("/work/%d/rescore" % build_id, {"score": score})
+    else:
+        _run(ctx, _recorded(lambda store: rescore_build(
+            store, build_id, score, _now()), build_id, "rescore", str(score)))
     if as_json:
         echo_json({"id": build_id, "score": score, "score_pinned": True})
     else:

@@ -1,5 +1,7 @@
 """``lp-services builder``: adding, listing and switching builders."""
 
+from urllib.parse import quote
+
 import click
 
 from lp_services.cli.context import echo_json, pass_context, user_errors
@@ -55,7 +57,9 @@ def list_(ctx, as_json):
     """List builders and what they are doing."""
     from lp_services.buildmaster.builders import list_builders
 
-    rows = _run(ctx, list_builders)
+    remote = ctx.remote()
+    rows = (remote.get("/builders")["items"] if remote is not None
+            else _run(ctx, list_builders))
     if as_json:
         echo_json(rows)
         return
@@ -93,6 +97,12 @@ def builder_state(row) -> str:
     return "ok"
 
 
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
 def _mode(mode, help_text):
     @click.argument("name")
     @click.option("--reason", help="Why (shown as the builder's notes).")
@@ -100,9 +110,17 @@ def _mode(mode, help_text):
     @pass_context
     @user_errors
     def command(ctx, name, reason, as_json):
-        from lp_services.buildmaster.builders import set_builder_mode
+        from lp_services.api import actions
+        from lp_services.api.errors import ApiError
 
-        _run(ctx, set_builder_mode, name, mode, reason)
+        remote = ctx.remote()
+        if remote is not None:
+            remote.post("/builders/%s/mode" % quote(name, safe=""),
+                        {"mode": mode, "reason": reason})
+        else:
+            ctx.run_with_cursor(actions.set_builder_mode,
+                                actions.local_admin(), name, mode, reason,
+                                _now(), errors=(ApiError,))
         state = {"enable": "enabled", "disable": "disabled",
                  "manual": "manual"}[mode]
         if as_json:

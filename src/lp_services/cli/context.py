@@ -23,6 +23,32 @@ class CLIContext:
 
     database: str | None
     home: str | None
+    #: The buildmaster's URL: commands go through its API (remote mode).
+    server: str | None = None
+    token_file: str | None = None
+
+    def remote(self):
+        """The API client of remote mode, or None in the database's direct
+        mode (the administrator's, with the database's credentials)."""
+        if not self.server:
+            return None
+        from lp_services.api.client import (
+            ApiClient, ApiClientError, read_token_file)
+
+        token = None
+        if self.token_file:
+            try:
+                token = read_token_file(self.token_file)
+            except ApiClientError as error:
+                raise click.ClickException(str(error)) from None
+        return ApiClient(self.server, token)
+
+    def direct_only(self, what: str) -> None:
+        """Refuse a command the API does not offer in remote mode."""
+        if self.server:
+            raise click.ClickException(
+                "%s needs the database (direct mode): run it without "
+                "--server/LP_SERVER" % what)
 
     def database_url(self, start_embedded: bool = False) -> str:
         """The database URL.
@@ -34,6 +60,12 @@ class CLIContext:
         """
         from lp_services.database.connection import resolve_database_url
 
+        if self.server:
+            # Remote mode reaches the farm through its API only: a command
+            # the API does not offer must not fall back on the database.
+            raise click.ClickException(
+                "this command needs the database (the administrator's "
+                "direct mode); run it without --server/LP_SERVER")
         return resolve_database_url(self.database, self.home, start_embedded)
 
     def file_url(self, sha1: str, filename: str) -> str | None:
@@ -133,13 +165,14 @@ pass_context = click.make_pass_decorator(CLIContext)
 
 
 def _user_error_types():
+    from lp_services.api.client import ApiClientError
     from lp_services.config import BadDatabaseURL
     from lp_services.database.connection import DatabaseUnreachable
     from lp_services.database.embedded import EmbeddedServerError
     from lp_services.database.schema import SchemaError
 
-    return (BadDatabaseURL, DatabaseUnreachable, EmbeddedServerError,
-            SchemaError, SchemaMissing)
+    return (ApiClientError, BadDatabaseURL, DatabaseUnreachable,
+            EmbeddedServerError, SchemaError, SchemaMissing)
 
 
 def user_errors(function):

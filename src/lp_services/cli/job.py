@@ -85,15 +85,33 @@ def enqueue(ctx, job_type, data, at, max_retries, after, priority, module,
     except ValueError as error:
         raise click.BadParameter("not valid JSON: %s" % error,
                                  param_hint="--data") from None
+    remote = ctx.remote()
+    if remote is not None:
+        if at or module:
+            raise click.ClickException("--at and --module need the "
+                                       "database (direct mode)")
+        job_id = remote.post("/jobs", {
+            "type": job_type, "data": parsed, "priority": priority,
+            "max_retries": max_retries, "after": after})["id"]
+        echo_json({"id": job_id}) if as_json else click.echo(job_id)
+        return
     when = _parse_time(at)
     try:
         load_modules(module)
     except ImportError as error:
         raise click.ClickException("cannot import %s" % error) from None
-    job_id = _in_transaction(ctx, lambda cur: do_enqueue(
-        cur, job_type, parsed, priority=priority, scheduled_start=when,
-        max_retries=max_retries, prerequisite=after,
-        requester="cli", registry=job_types))
+    from lp_services.job.changes import local_actor, record_change
+
+    def queue(cur):
+        actor = local_actor()
+        job_id = do_enqueue(
+            cur, job_type, parsed, priority=priority, scheduled_start=when,
+            max_retries=max_retries, prerequisite=after,
+            requester=actor, registry=job_types)
+        record_change(cur, actor, "request", _now(), job=job_id,
+                      detail=job_type)
+        return job_id
+    job_id = _in_transaction(ctx, queue)
     if as_json:
         echo_json({"id": job_id})
     else:
@@ -129,8 +147,13 @@ def list_(ctx, status, job_type, limit, as_json):
     from lp_services.ops.reports import attempts_text
 
     wanted = None if status is None else JobStatus[status.upper()]
-    records = _in_transaction(ctx, lambda cur: list_jobs(
-        cur, wanted, job_type, limit))
+    remote = ctx.remote()
+    if remote is not None:
+        records = [_record_from_json(item) for item in remote.get(
+            "/jobs", status=status, type=job_type, limit=limit)["items"]]
+    else:
+        records = _in_transaction(ctx, lambda cur: list_jobs(
+            cur, wanted, job_type, limit))
     if as_json:
         echo_json([r.as_json() for r in records])
         return
@@ -153,6 +176,19 @@ def list_(ctx, status, job_type, limit, as_json):
         optional=["scheduled", "prio", "finished"]))
 
 
+def _record_from_json(value: dict):
+    """A ``JobRecord`` from the API's ``Job`` answer (``as_json``)."""
+    from lp_services.job.admin import JobRecord
+    from lp_services.job.status import JobStatus
+
+    value = dict(value, status=JobStatus[value["status"]])
+    for key in ("date_created", "scheduled_start", "date_started",
+                "date_finished", "lease_expires"):
+        if value.get(key) is not None:
+            value[key] = datetime.fromisoformat(value[key])
+    return JobRecord(**value)
+
+
 def _short(when):
     return "" if when is None else when.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -167,7 +203,18 @@ def cancel(ctx, job_id, as_json):
     by its runner at its next lease renewal)."""
     from lp_services.job.admin import cancel_job
 
-    record = _in_transaction(ctx, lambda cur: cancel_job(cur, job_id, _now()))
+    remote = ctx.remote()
+    if remote is not None:
+        # The API answers {id, kind, status}: printed as it comes.
+        _remote_native(ctx, job_id)
+        answer = remote.post("/work/%d/cancel" % job_id)
+        if as_json:
+            echo_json(answer)
+        else:
+            click.echo("job %d cancelled (%s)" % (job_id, answer["status"]))
+        return
+    record = _in_transaction(ctx, _recorded(lambda cur: cancel_job(
+        cur, job_id, _now()), job_id, "cancel"))
     if as_json:
         echo_json(record.as_json())
     else:
@@ -183,8 +230,40 @@ def retry(ctx, job_id, as_json):
     """Queue a FAILED job again, with its full retry allowance."""
     from lp_services.job.admin import retry_job
 
-    record = _in_transaction(ctx, lambda cur: retry_job(cur, job_id, _now()))
+    remote = ctx.remote()
+    if remote is not None:
+        _remote_native(ctx, job_id)
+        record = _record_from_json(remote.post("/work/%d/retry" % job_id))
+    else:
+        record = _in_transaction(ctx, _recorded(lambda cur: retry_job(
+            cur, job_id, _now()), job_id, "retry"))
     if as_json:
         echo_json(record.as_json())
     else:
         click.echo("job %d queued again (%s)" % (record.id, record.status.name))
+
+
+def _recorded(change, job_id, action):
+    """``change(cursor)`` followed by its ``change_log`` row (the actor is
+    the local user)."""
+    def run(cur):
+        from lp_services.job.changes import local_actor, record_change
+
+        result = change(cur)
+        record_change(cur, local_actor(), action, _now(), job=job_id)
+        return result
+    return run
+
+
+def _remote_native(ctx, job_id):
+    """Refuse a build's id (remote mode), as direct mode does."""
+    from lp_services.cli.show import load_details
+    from lp_services.ops.work import UnknownWork
+
+    try:
+        kind = load_details(ctx, job_id).kind
+    except UnknownWork:
+        raise click.ClickException("no job with id %d" % job_id) from None
+    if kind == "build":
+        raise click.ClickException("job %d is a build; use the build "
+                                   "commands" % job_id)

@@ -24,6 +24,7 @@ _GROUPS = [
     ("lp_services.cli.recipe", "recipe"),
     ("lp_services.cli.demo", "demo"),
     ("lp_services.cli.token", "token"),
+    ("lp_services.cli.logs", "logs"),
 ]
 
 
@@ -38,10 +39,19 @@ _GROUPS = [
                    "$STATE_DIRECTORY under systemd, else "
                    "$XDG_STATE_HOME/lp-services, else /var/lib/lp-services "
                    "for root and ~/.local/state/lp-services for others).")
+@click.option("--server", metavar="URL", envvar="LP_SERVER",
+              help="A buildmaster's URL: request, show, list, cancel, "
+                   "retry, rescore, logs and builder commands go through "
+                   "its API (default: $LP_SERVER; without it, straight to "
+                   "the database, for administrators).")
+@click.option("--token-file", metavar="FILE", envvar="LP_TOKEN_FILE",
+              help="A file holding the API token for --server (default: "
+                   "$LP_TOKEN_FILE; without it, anonymous).")
 @click.pass_context
-def cli(ctx, database, home):
+def cli(ctx, database, home, server, token_file):
     """lp-services: one job table for a software build farm."""
-    ctx.obj = CLIContext(database=database, home=home)
+    ctx.obj = CLIContext(database=database, home=home, server=server,
+                         token_file=token_file)
 
 
 for _module, _name in _GROUPS:

@@ -22,10 +22,17 @@ def recipe():
 @click.option("--max-retries", type=click.IntRange(0), default=None,
               help="Retries of the recipe job when a source is unreachable "
                    "(default: the recipe type's).")
+@click.option("--private", is_flag=True,
+              help="Private work: the recipe job, its build, log and files "
+              "are shown only to you and to operators.")
+@click.option("--wait", is_flag=True,
+              help="Follow the recipe job and its build to the end; exit 0 "
+              "if the build succeeded, 1 if anything failed, 3 if "
+              "cancelled.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 @user_errors
-def request(ctx, path, priority, max_retries, as_json):
+def request(ctx, path, priority, max_retries, private, wait, as_json):
     """Enqueue a recipe job for FILE; print its id.
 
     A recipe with a bad or missing field is refused at once (exit 1,
@@ -34,8 +41,6 @@ def request(ctx, path, priority, max_retries, as_json):
     series) and only then queues the build, whose prerequisite it is.
     `lp-services show ID` follows both.
     """
-    import getpass
-
     from lp_services.job.enqueue import enqueue
     from lp_services.recipes.recipe import (
         RECIPE_JOB_TYPE, RecipeError, load_recipe_file, parse_recipe)
@@ -52,16 +57,38 @@ def request(ctx, path, priority, max_retries, as_json):
     except RecipeError as error:
         raise click.ClickException("%s: %s" % (path, error)) from None
     name = data.get("name") if isinstance(data.get("name"), str) else path.name
-    conn = ctx.connect()
-    try:
-        with conn, conn.cursor() as cur:
-            job_id = enqueue(cur, RECIPE_JOB_TYPE, data, priority=priority,
-                             max_retries=max_retries,
-                             requester=getpass.getuser(),
-                             reason="recipe %s from %s" % (name, path))
-    finally:
-        conn.close()
+    remote = ctx.remote()
+    if remote is not None:
+        job_id = remote.post("/recipes", {
+            "recipe": data, "priority": priority, "max_retries": max_retries,
+            "private": private})["id"]
+    else:
+        from lp_services.job.changes import local_actor, record_change
+
+        actor = local_actor()
+        conn = ctx.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                job_id = enqueue(cur, RECIPE_JOB_TYPE, data,
+                                 priority=priority, max_retries=max_retries,
+                                 requester=actor, private=private,
+                                 reason="recipe %s from %s" % (name, path))
+                record_change(cur, actor, "request", _now(), job=job_id,
+                              detail="recipe %s" % name)
+        finally:
+            conn.close()
     if as_json:
         echo_json({"id": job_id})
     else:
         click.echo(job_id)
+    if wait:
+        from lp_services.cli.build import ctx_exit
+        from lp_services.cli.wait import wait_for_work
+
+        ctx_exit(wait_for_work(ctx, job_id, then_dependents=True))
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

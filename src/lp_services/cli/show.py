@@ -31,27 +31,20 @@ def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> Non
     :param builds_only: ``build show``: an id that is no build is an
         error ("no build with id N").
     """
-    import dataclasses
+    from lp_services.ops.reports import humanize
+    from lp_services.ops.work import UnknownWork, work_to_json
 
-    from lp_services.ops.reports import humanize, jsonable
-    from lp_services.ops.work import UnknownWork, describe_work
-
-    conn = ctx.connect()
     try:
-        with conn.cursor() as cur:
-            try:
-                details = describe_work(cur, job_id, file_url=ctx.file_url)
-                if builds_only and details.kind != "build":
-                    raise UnknownWork(job_id)
-            except UnknownWork as error:
-                raise click.ClickException(
-                    "no build with id %d" % job_id if builds_only
-                    else str(error)) from None
-    finally:
-        conn.close()
+        details = load_details(ctx, job_id)
+        if builds_only and details.kind != "build":
+            raise UnknownWork(job_id)
+    except UnknownWork as error:
+        raise click.ClickException(
+            "no build with id %d" % job_id if builds_only
+            else str(error)) from None
     log_tail = _stored_log_tail(ctx, details)
     if as_json:
-        tree = _jsonable_tree(dataclasses.asdict(details), jsonable)
+        tree = work_to_json(details)
         if tree.get("build") is not None:
             tree["build"]["stored_log_tail"] = log_tail
         echo_json(tree)
@@ -61,7 +54,8 @@ def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> Non
     b = details.build
     if b is None:
         return
-    if (b.log is not None or b.files) and ctx.files_base() is None:
+    if (b.log is not None or b.files) and ctx.files_base() is None \
+            and not ctx.server:
         click.echo("  (download links: set LP_FILES_URL to the buildmaster's "
                    "--files-url)")
     tail = b.logtail or log_tail
@@ -71,25 +65,50 @@ def show_work(ctx, job_id: int, as_json: bool, builds_only: bool = False) -> Non
             click.echo("  | " + line)
 
 
+def load_details(ctx, job_id: int):
+    """``describe_work`` of ``job_id``, from the database or (remote mode)
+    the API. :raises UnknownWork:"""
+    from lp_services.ops.work import UnknownWork, describe_work, work_from_json
+
+    remote = ctx.remote()
+    if remote is not None:
+        from lp_services.api.client import ApiClientError
+
+        try:
+            return work_from_json(remote.get("/work/%d" % job_id))
+        except ApiClientError as error:
+            if error.status == 404:
+                raise UnknownWork(job_id) from None
+            raise
+    conn = ctx.connect()
+    try:
+        with conn.cursor() as cur:
+            return describe_work(cur, job_id, file_url=ctx.file_url)
+    finally:
+        conn.close()
+
+
 def _stored_log_tail(ctx, details) -> str | None:
     """The last lines of a finished build's log from the local file store
-    (None when there is no log, or the store is on another machine)."""
+    or the API (None when there is no log, or the store is on another
+    machine)."""
     from lp_services.filestore.store import default_file_store
     from lp_services.web.data import last_lines, read_tail
 
     b = details.build
     if b is None or b.log is None or b.logtail:
         return None
+    if ctx.server:
+        from lp_services.cli.logs import read_log
+
+        size = b.log.size
+        answer = read_log(ctx, details.id, max(0, size - 16384))
+        text = answer["text"]
+        if size > 16384 and "\n" in text:
+            text = text[text.index("\n") + 1:]
+        return last_lines(text, LOG_TAIL_LINES)
     stored = read_tail(default_file_store(ctx.home).path_for(b.log.sha1))
     return last_lines(stored.text, LOG_TAIL_LINES) if stored else None
-
-
-def _jsonable_tree(value, jsonable):
-    if isinstance(value, dict):
-        return {k: _jsonable_tree(v, jsonable) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable_tree(v, jsonable) for v in value]
-    return jsonable(value)
 
 
 def format_work(d, humanize) -> list[str]:
@@ -105,6 +124,7 @@ def format_work(d, humanize) -> list[str]:
     add("outcome", d.outcome)
     add("priority", d.priority)
     add("requester", d.requester)
+    add("private", "yes" if d.private else None)
     add("reason", d.reason)
     add("created", humanize(d.date_created))
     add("scheduled start", humanize(d.scheduled_start))
@@ -120,6 +140,9 @@ def format_work(d, humanize) -> list[str]:
         add("prerequisite", "%s %d (%s, %s)" % (p.kind, p.id, p.type, p.status))
     for dep in d.dependents:
         add("dependent", "%s %d (%s, %s)" % (dep.kind, dep.id, dep.type, dep.status))
+    for c in d.changes:
+        add("change", "%s %s by %s%s" % (humanize(c.date), c.action, c.actor,
+                                         ": " + c.detail if c.detail else ""))
     b = d.build
     if b is not None:
         add("build status", b.build_status)
