@@ -350,3 +350,74 @@ class DescriptionTests(SiteMixin, TestCase):
 
         for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', text)):
             self.assertIn(ref, served["components"]["schemas"])
+
+
+class BinaryPackageRequestTests(SiteMixin, TestCase):
+
+    async def test_binarypackage_through_the_api(self):
+        """A source package uploaded file by file and requested as a
+        binarypackage build gets launchpad-buildd's arguments; a request
+        without a .dsc is refused naming why."""
+        self.add_chroot()
+        files = {}
+        for name, content in (("hello_1.0.dsc", b"Source: hello\n"),
+                              ("hello_1.0.tar.gz", b"tarball")):
+            code, _, files[name] = await self.upload(content, name=name)
+            self.assertEqual(code, 201)
+        code, answer = await self.api("POST", "/builds", "alice", body={
+            "build_type": "binarypackage", "processor": "amd64",
+            "series": "bookworm", "files": files,
+            "args": {"archives": ["deb http://deb.debian.org/debian "
+                                  "bookworm main"]}})
+        self.assertEqual(code, 201, answer)
+        code, work = await self.api("GET", "/" + answer["url"], "alice",
+                                    template="/work/{job_id}")
+        args = work["build"]["build_args"]
+        self.assertEqual((args["suite"], args["ogrecomponent"],
+                          args["distribution"]),
+                         ("bookworm", "main", "debian"))
+        del files["hello_1.0.dsc"]
+        code, answer = await self.api("POST", "/builds", "alice", body={
+            "build_type": "binarypackage", "processor": "amd64",
+            "files": files})
+        self.assertEqual(code, 400)
+        self.assertIn(".dsc", answer["error"])
+
+
+class DatabaseGoneTests(SiteMixin, TestCase):
+
+    async def test_unreachable_database_is_503(self):
+        """With the database gone, a request that needs it is answered
+        503 with Retry-After (nothing was done), never a 500."""
+        from lp_services.database.transactor import Transactor
+
+        gone = Transactor("postgresql://127.0.0.1:1/nowhere", max_retries=0)
+        gone.start()
+        self.addCleanup(gone.stop)
+        farm = Farm(gone, reactor, self.file_store,
+                    FarmConfig(identity="gone", files_url="http://unset"))
+        port = reactor.listenTCP(0, build_site(farm, None),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = "http://127.0.0.1:%d" % port.getHost().port
+        for method, path, who in (("GET", "/work", None),
+                                  ("GET", "/work/1", "alice"),
+                                  ("POST", "/jobs", "olga")):
+            code, headers, body = await self.http(
+                method, "/api/v1" + path, who,
+                body={"type": "noop"} if method == "POST" else None)
+            self.assertEqual(code, 503, (path, body))
+            self.assertEqual(headers.getRawHeaders(b"retry-after"), [b"10"])
+
+
+class PageChangesTests(SiteMixin, TestCase):
+
+    async def test_build_page_names_who_changed_it(self):
+        """The build page lists its changes with their tokens."""
+        self.add_chroot()
+        job_id = self.queue_build(requester="alice")
+        await self.api("POST", "/work/%d/rescore" % job_id, "olga",
+                       body={"score": 99}, template="/work/{job_id}/rescore")
+        code, _, page = await self.http("GET", "/builds/%d" % job_id)
+        self.assertEqual(code, 200)
+        self.assertIn(b"<strong>rescore</strong> by olga: 99", page)

@@ -136,8 +136,8 @@ class PrivateWorkTests(SiteMixin, TestCase):
         await self.finish()
         for sha1 in (self.log_sha1, self.result_sha1, self.source):
             for who, sees in SEES.items():
-                code, _, body = await self.http("GET", "/files/%s/x" % sha1,
-                                                 who)
+                code, _, body = await self.http(
+                    "GET", "/files/%s/x" % sha1, who)
                 self.assertEqual(code, 200 if sees else 404, (sha1, who))
                 if not sees:
                     self.assertEqual(body, b"no such file\n")

@@ -58,8 +58,8 @@ def _int_arg(request, name: str, default=None, low=None, high=None):
         raise BadRequest("%s must be a whole number" % name,
                          field="query.%s" % name)
     value = int(raw)
-    if (low is not None and value < low) or (high is not None
-                                              and value > high):
+    too_low = low is not None and value < low
+    if too_low or (high is not None and value > high):
         raise BadRequest("%s must be from %s to %s" % (name, low, high),
                          field="query.%s" % name)
     return value
@@ -149,6 +149,18 @@ class ApiApp:
 
     @app.handle_errors(Exception)
     def _internal_error(self, request, failure):
+        import psycopg2
+
+        if failure.check(psycopg2.OperationalError, psycopg2.InterfaceError):
+            # The database went away (the transactor's retries are spent):
+            # nothing was done; the client may try again.
+            _log.warn("API request {path}: database unavailable: {error}",
+                      path=request.path.decode("utf-8", "replace"),
+                      error=failure.getErrorMessage())
+            request.setHeader(b"retry-after", b"10")
+            return _json(request, 503, {
+                "error": "the database is unavailable; nothing was done, "
+                         "try again", "status": 503})
         _log.failure("API request {path} failed", failure,
                      path=request.path.decode("utf-8", "replace"))
         return _json(request, 500, {"error": "internal error; see the "

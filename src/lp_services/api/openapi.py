@@ -78,7 +78,9 @@ _REFUSALS = {400: "bad JSON, field or argument", 401: "no or bad token",
              403: "the token's role does not allow it",
              404: "no such thing (or private work you may not see)",
              405: "method not allowed", 409: "not in a state for this",
-             413: "the body is too large"}
+             413: "the body is too large",
+             503: "the database is unavailable: nothing was done, try "
+                  "again (Retry-After)"}
 
 
 def _ref(model) -> dict:

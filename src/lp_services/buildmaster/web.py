@@ -23,7 +23,7 @@ import base64
 from twisted.internet import defer
 from twisted.web import resource, server
 
-from lp_services.api.app import API_BODY_LIMIT, ApiApp
+from lp_services.api.app import ApiApp
 from lp_services.auth.http import principal_of, viewer_of
 from lp_services.auth.tokens import TokenError
 from lp_services.database.sql import raw_cursor
@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_UPLOAD_LIMIT", "LimitedRequest", "build_site"]
 #: Largest upload through the API unless configured otherwise (a source
 #: package's orig tarball is rarely over a few hundred MiB).
 DEFAULT_UPLOAD_LIMIT = 2 << 30
+
 
 class LimitedRequest(server.Request):
     """A request whose body may not exceed the site's ``upload_limit``:

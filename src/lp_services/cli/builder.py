@@ -55,11 +55,12 @@ def add(ctx, name, url, processors, virtualized, reset_command, secret,
 @user_errors
 def list_(ctx, as_json):
     """List builders and what they are doing."""
-    from lp_services.buildmaster.builders import list_builders
+    from lp_services.api import actions
 
     remote = ctx.remote()
     rows = (remote.get("/builders")["items"] if remote is not None
-            else _run(ctx, list_builders))
+            else _run(ctx, actions.list_builders, actions.local_admin(),
+                      _now()))
     if as_json:
         echo_json(rows)
         return

@@ -30,12 +30,16 @@ def may_read(cursor, sha1: str, viewer) -> bool:
     """Whether ``viewer`` (:data:`EVERYONE`, a token's name, or None for
     anonymous) may read the stored content ``sha1``; False also when the
     store has no such content."""
-    cursor.execute(Q.FILE_READERS, {"sha1": sha1, "viewer": viewer
-                                    if isinstance(viewer, str) else None})
-    exists, public, own = cursor.fetchone()
+    cursor.execute(Q.FILE_OPEN, {"sha1": sha1})
+    exists, open_to_all = cursor.fetchone()
     if not exists:
         return False
-    return viewer is EVERYONE or public or own
+    if open_to_all or viewer is EVERYONE:
+        return True
+    cursor.execute(Q.FILE_READERS, {"sha1": sha1, "viewer": viewer
+                                    if isinstance(viewer, str) else None})
+    public, own = cursor.fetchone()
+    return public or own
 
 
 def agent_credentials(job_id: int, cookie: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from psycopg2 import sql
 __all__ = [
     "ADD_FILE",
     "BUILD_NEEDS_FILE",
+    "FILE_OPEN",
     "FILE_READERS",
     "FILE_ID",
     "HAS_FILEMAP",
@@ -29,15 +30,23 @@ VALUES (%(sha1)s, %(sha256)s, %(size)s, %(filename)s, %(restricted)s,
         %(uploader)s)
 RETURNING id"""
 
-#: Who may read %(sha1)s besides operators: whether anybody may (some row
-#: of it is not restricted, a chroot or public work references it),
-#: and whether %(viewer)s may (it uploaded the content, or its private
-#: work references it). Work references a file by its log, its result
-#: files, and (while queued) its filemap.
+#: Whether the store holds %(sha1)s, and whether anybody may read it
+#: without looking further: some row of it is not restricted, or a chroot
+#: uses it (the agents' hot path: one index probe).
+FILE_OPEN = """
+WITH rows AS (SELECT id, restricted FROM library_file WHERE sha1 = %(sha1)s)
+SELECT EXISTS (SELECT 1 FROM rows),
+       EXISTS (SELECT 1 FROM rows WHERE NOT restricted)
+       OR EXISTS (SELECT 1 FROM chroot WHERE library_file IN
+                  (SELECT id FROM rows))"""
+
+#: For restricted %(sha1)s: whether public work uses it (then anybody may
+#: read it), and whether %(viewer)s may (it uploaded the content, or its
+#: private work uses it). Work uses a file by its log, its result files,
+#: and (while queued) its filemap.
 FILE_READERS = """
-WITH rows AS (SELECT id, restricted, uploader FROM library_file
-              WHERE sha1 = %(sha1)s),
-users AS (
+WITH rows AS (SELECT id, uploader FROM library_file WHERE sha1 = %(sha1)s),
+users AS MATERIALIZED (
     SELECT j.private, j.requester FROM build_farm_job f
     JOIN job j ON j.id = f.job WHERE f.log IN (SELECT id FROM rows)
     UNION ALL
@@ -47,11 +56,7 @@ users AS (
     SELECT j.private, j.requester FROM build_queue bq
     JOIN job j ON j.id = bq.job, jsonb_each_text(bq.filemap) m
     WHERE m.value = %(sha1)s)
-SELECT EXISTS (SELECT 1 FROM rows),
-       EXISTS (SELECT 1 FROM rows WHERE NOT restricted)
-       OR EXISTS (SELECT 1 FROM chroot WHERE library_file IN
-                  (SELECT id FROM rows))
-       OR EXISTS (SELECT 1 FROM users WHERE NOT private),
+SELECT EXISTS (SELECT 1 FROM users WHERE NOT private),
        EXISTS (SELECT 1 FROM rows WHERE uploader = %(viewer)s)
        OR EXISTS (SELECT 1 FROM users WHERE requester = %(viewer)s)"""
 

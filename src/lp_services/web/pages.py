@@ -283,6 +283,8 @@ def _common(base: str, d, *extra_columns) -> list:
         ("Type", d.type),
         ("Priority", str(d.priority)),
         ("Requester", d.requester),
+        ("Private", "yes: shown to its requester and operators only"
+         if d.private else None),
         ("Reason", d.reason),
         ("Attempts", attempts),
         ("Lease", lease),
@@ -294,6 +296,13 @@ def _common(base: str, d, *extra_columns) -> list:
     if d.last_error:
         parts.append(tags.section(tags.h2("Last error"),
                                   tags.pre(d.last_error, class_="error")))
+    if d.changes:
+        parts.append(tags.section(
+            tags.h2("Changes"),
+            tags.ul(*[tags.li(_time(c.date), " ", tags.strong(c.action),
+                              " by ", c.actor,
+                              (": " + c.detail) if c.detail else "",
+                              class_="change") for c in d.changes])))
     if d.dependents:
         parts.append(tags.section(
             tags.h2("Dependents"),
