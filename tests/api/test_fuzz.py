@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import threads
 from twisted.trial.unittest import TestCase
 
 from lp_services.api.openapi import OPERATIONS
+from lp_services.testing.fuzz import run_property
 from tests.api.support import (
     RECIPE, ROLES, SiteMixin, check_shape, files_in, snapshot)
 
@@ -148,14 +148,7 @@ class ApiFuzzTests(SiteMixin, TestCase):
                 check_shape(method, template, response.status,
                             json.loads(data))
 
-        def run():
-            try:
-                prop()
-            except BaseExceptionGroup as group:
-                raise AssertionError("\n".join(
-                    "%s: %s" % (type(e).__name__, e)
-                    for e in group.exceptions)) from None
-        return threads.deferToThread(run)
+        return run_property(prop)
 
     def test_fuzz(self):
         """400 random requests: see the module docstring. Some must be

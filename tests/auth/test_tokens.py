@@ -55,6 +55,13 @@ class TokenTests(DatabaseTestMixin, TestCase):
         self.assertEqual(self.run_sql(authenticate, token, now),
                          Principal("ops", "operator"))
         self.assertEqual(self.run_sql(list_tokens)[0]["last_used"], now)
+        # Used again within the minute: no write (a busy token must not
+        # make every request update one row); a minute later, recorded.
+        self.run_sql(authenticate, token, now + timedelta(seconds=59))
+        self.assertEqual(self.run_sql(list_tokens)[0]["last_used"], now)
+        later = now + timedelta(seconds=61)
+        self.run_sql(authenticate, token, later)
+        self.assertEqual(self.run_sql(list_tokens)[0]["last_used"], later)
         for bad in ("lp_" + "x" * 43, token[:-1], "", None, "Bearer " + token,
                     "lp_" + "x" * 500):
             error = self.assertRaises(TokenError, self.run_sql,

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import threads
 from twisted.trial.unittest import TestCase
+
+from lp_services.testing.fuzz import run_property
 
 from lp_services.filestore.store import FileStore
 from lp_services.filestore.web import FileStoreResource
@@ -127,15 +128,7 @@ class SiteFuzzTestCase(StatusSiteMixin, TestCase):
             # Closing happens in the reactor thread; it is done by the
             # time the client has read each answer.
             self.assertEqual(open_files_under(self.store_root), before)
-        def run():
-            try:
-                prop()
-            except BaseExceptionGroup as group:
-                # Name every distinct failure, not just "2 failures".
-                raise AssertionError("\n".join(
-                    "%s: %s" % (type(e).__name__, e)
-                    for e in group.exceptions)) from None
-        return threads.deferToThread(run).addCallback(check_closed)
+        return run_property(prop).addCallback(check_closed)
 
 
 class FastSiteFuzzTests(SiteFuzzTestCase):
