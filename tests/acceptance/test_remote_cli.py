@@ -178,3 +178,30 @@ class RemoteCommandLineTests(DatabaseTestMixin, TestCase):
         self.assertIn("HTTP 401", anonymous.stderr)
         for text in (missing.stderr, refused.stderr, anonymous.stderr):
             self.assertNotIn("Traceback", text)
+
+    def test_private_args_stay_out_of_logs(self):
+        """A private build's arguments reach its requester's answers only:
+        not the buildmaster's or the agent's log, not the build's log."""
+        from lp_services.api.client import ApiClient
+        from lp_services.cli.wait import wait_for_work
+        from lp_services.cli.context import CLIContext
+
+        secret = "private-arg-%s" % os.getpid()
+        alice = ApiClient(self.base, self.token_files["alice"].read_text()
+                          .strip())
+        script = self.script("args.sh", "#!/bin/sh\necho building\n")
+        sha1 = alice.upload(Path(script), "build.sh")
+        build = alice.post("/builds", {
+            "build_type": "script", "processor": "amd64",
+            "files": {"build.sh": sha1}, "script": "build.sh",
+            "args": {"note": secret}, "private": True})["id"]
+        ctx = CLIContext(database=None, home=None, server=self.base,
+                         token_file=str(self.token_files["alice"]))
+        self.assertEqual(wait_for_work(ctx, build, sleep=time.sleep), 0)
+        self.assertEqual(alice.get("/work/%d" % build)["requester"], "alice")
+        log = self.remote("alice", "logs", str(build)).stdout
+        self.assertIn("building", log)
+        self.assertNotIn(secret, log)
+        logs = self.farm.state_dir / "logs"
+        for name in ("buildmaster.log", "agent.log", "jobrunner.log"):
+            self.assertNotIn(secret, (logs / name).read_text(), name)

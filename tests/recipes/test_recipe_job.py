@@ -21,7 +21,7 @@ from lp_services.job.runner import JobRunner
 from lp_services.job.status import JobStatus
 from lp_services.recipes.recipe import RECIPE_JOB_TYPE
 from lp_services.testing.database import DatabaseTestMixin
-from lp_services.ops.work import describe_work
+from lp_services.ops.work import describe_work, may_see
 from tests.job.support import job_row, wait_for
 
 SOURCE = b"the source of a recipe\n"
@@ -70,9 +70,10 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
                 SELECT p.id, l.id FROM processor p, library_file l""")
 
     @defer.inlineCallbacks
-    def run_recipe(self, data, max_retries=None):
+    def run_recipe(self, data, max_retries=None, **enqueued):
         with self.conn, self.conn.cursor() as cur:
-            job_id = enqueue(cur, RECIPE_JOB_TYPE, data, max_retries=max_retries)
+            job_id = enqueue(cur, RECIPE_JOB_TYPE, data,
+                             max_retries=max_retries, **enqueued)
         runner = JobRunner(self.database_url, [job_types.get(RECIPE_JOB_TYPE)],
                            holder="recipe-test", concurrency=1,
                            modules=("lp_services.recipes.recipe",), poll_interval=0.2,
@@ -122,6 +123,31 @@ class RecipeJobTests(DatabaseTestMixin, TestCase):
         self.assertEqual(build.prerequisite.id, row["id"])
         self.assertEqual((build.kind, build.build.build_status),
                          ("build", "NEEDSBUILD"))
+
+    @defer.inlineCallbacks
+    def test_private_recipe_queues_a_private_build_of_its_requester(self):
+        """A private recipe's build is private and its requester's, and
+        everything it stored for the build is restricted: whoever may see
+        the recipe sees the build, nobody else sees either."""
+        row = yield self.run_recipe(self.recipe(), requester="alice",
+                                    private=True)
+        self.assertEqual(row["status"], JobStatus.COMPLETED, row["last_error"])
+        [(build_id, _, filemap, _)] = self.builds()
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT requester, private FROM job WHERE id = %s",
+                        (build_id,))
+            self.assertEqual(cur.fetchone(), ("alice", True))
+            cur.execute("SELECT bool_and(restricted) FROM library_file "
+                        "WHERE sha1 = ANY(%s)", (list(filemap.values()),))
+            self.assertEqual(cur.fetchone(), (True,))
+            for viewer, sees in (("alice", True), ("bob", False),
+                                 (None, False)):
+                found = [may_see(viewer, *r) for r in self._owners(cur)]
+                self.assertEqual(found, [sees, sees], viewer)
+
+    def _owners(self, cur):
+        cur.execute("SELECT private, requester FROM job ORDER BY id")
+        return cur.fetchall()
 
     @defer.inlineCallbacks
     def test_wrong_hash_fails_and_queues_nothing(self):
