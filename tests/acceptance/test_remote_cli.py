@@ -9,6 +9,7 @@ exactly what the database's direct mode prints; another submitter is told
 the private build does not exist; roles are enforced; direct-only
 commands and bad token files are refused with one line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -205,3 +206,26 @@ class RemoteCommandLineTests(DatabaseTestMixin, TestCase):
         logs = self.farm.state_dir / "logs"
         for name in ("buildmaster.log", "agent.log", "jobrunner.log"):
             self.assertNotIn(secret, (logs / name).read_text(), name)
+
+    def test_native_jobs_over_the_api(self):
+        """A submitter queues a submittable job; it runs; retrying it is
+        refused (it did not fail); a type only operators may queue is
+        refused to the submitter, not to an operator."""
+        queued = self.remote("alice", "job", "enqueue", "noop", "--json")
+        self.assertEqual(queued.returncode, 0, queued.stderr)
+        job_id = json.loads(queued.stdout)["id"]
+        deadline = time.monotonic() + 60
+        while "COMPLETED" not in self.remote("alice", "show",
+                                             str(job_id)).stdout:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.5)
+        listed = self.remote("alice", "job", "list", "--json")
+        self.assertIn(job_id, [j["id"] for j in json.loads(listed.stdout)])
+        retried = self.remote("alice", "job", "retry", str(job_id))
+        self.assertEqual(retried.returncode, 1)
+        self.assertIn("HTTP 409", retried.stderr)
+        refused = self.remote("alice", "job", "enqueue", "library-gc")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("not submittable", refused.stderr)
+        self.assertEqual(self.remote("olga", "job", "enqueue",
+                                     "library-gc").returncode, 0)
