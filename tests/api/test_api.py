@@ -421,23 +421,3 @@ class PageChangesTests(SiteMixin, TestCase):
         code, _, page = await self.http("GET", "/builds/%d" % job_id)
         self.assertEqual(code, 200)
         self.assertIn(b"<strong>rescore</strong> by olga: 99", page)
-
-
-class ModelTests(TestCase):
-
-    def test_answer_models_follow_the_read_model(self):
-        """The API's Work, Build and Job answers have exactly the fields of
-        what `show` and `job list` print (WorkDetails, BuildDetails,
-        JobRecord): the two cannot drift apart."""
-        import dataclasses
-
-        from lp_services.api import models
-        from lp_services.job.admin import JobRecord
-        from lp_services.ops.work import BuildDetails, WorkDetails
-
-        for model, record in ((models.Work, WorkDetails),
-                              (models.Build, BuildDetails),
-                              (models.Job, JobRecord)):
-            self.assertEqual(set(model.model_fields),
-                             {f.name for f in dataclasses.fields(record)},
-                             model.__name__)

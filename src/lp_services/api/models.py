@@ -3,7 +3,10 @@
 pydantic (v2) checks every request body, naming the field at fault, and
 gives each model's JSON Schema, from which :mod:`lp_services.api.openapi`
 builds ``/api/v1/openapi.json``. Answer models forbid extra fields, so
-the description is exact: the tests check every answer against it.
+the description is exact: the tests check every answer against it. The
+work answer is described from the read model itself
+(``lp_services.ops.work.WorkDetails``, what ``show`` prints), so the two
+cannot drift apart.
 """
 
 from datetime import datetime
@@ -112,77 +115,6 @@ class Error(_Answer):
 class Created(_Answer):
     id: int
     url: str
-
-
-class FileLink(_Answer):
-    filename: str
-    sha1: str
-    size: int
-    url: str | None
-
-
-class Related(_Answer):
-    id: int
-    kind: str
-    type: str
-    status: str
-
-
-class Change(_Answer):
-    date: datetime
-    actor: str
-    action: str
-    detail: str | None
-
-
-class Build(_Answer):
-    build_type: str
-    build_status: str
-    processor: str
-    virtualized: bool
-    series: str
-    score: int | None
-    score_pinned: bool
-    builder: str | None
-    estimated_duration: float | None = Field(description="seconds")
-    expected_start: datetime | None
-    dependencies: str | None
-    logtail: str | None
-    log: FileLink | None
-    files: list[FileLink]
-    build_args: dict[str, Any] | None
-    filemap: dict[str, str] | None
-    master: str | None
-    waiting_reason: str | None
-
-
-class Work(_Answer):
-    """A build or a native job, as ``lp-services show`` prints it."""
-
-    id: int
-    kind: Literal["build", "native"]
-    type: str
-    status: str
-    outcome: str | None
-    priority: int
-    requester: str | None
-    reason: str | None
-    date_created: datetime
-    scheduled_start: datetime
-    date_started: datetime | None
-    date_finished: datetime | None
-    duration: float | None = Field(description="seconds")
-    attempts: int
-    max_retries: int
-    lease_holder: str | None
-    lease_expires: datetime | None
-    last_error: str | None
-    data: dict[str, Any]
-    prerequisite: Related | None
-    dependents: list[Related]
-    build: Build | None
-    private: bool
-    changes: list[Change]
 
 
 class WorkRow(_Answer):
@@ -332,6 +264,6 @@ class Index(_Answer):
 
 REQUEST_MODELS = (BuildRequest, RecipeRequest, JobRequest, RescoreRequest,
                   BuilderModeRequest, TokenRequest)
-ANSWER_MODELS = (Error, Created, Work, WorkList, JobList, Cancelled,
+ANSWER_MODELS = (Error, Created, WorkList, JobList, Cancelled,
                  Rescored, BuilderList, BuilderMode, Log, StoredFile,
                  TokenList, TokenCreated, Index)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 
+from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from lp_services.api import models as M
+from lp_services.ops.work import WorkDetails
 
 __all__ = ["OPERATIONS", "description"]
 
@@ -37,7 +39,7 @@ OPERATIONS = [
       _query("limit", "integer", minimum=1, maximum=500),
       _query("before", "integer", minimum=1)], None, {200: M.WorkList}),
     ("get", "/work/{job_id}", "Any work by id", None, [_ID], None,
-     {200: M.Work}),
+     {200: WorkDetails}),
     ("post", "/work/{job_id}/cancel", "Cancel a build or a job (its "
      "requester, operators)", "submitter", [_ID], None, {200: M.Cancelled}),
     ("post", "/work/{job_id}/retry", "Queue a failed job again (its "
@@ -90,10 +92,17 @@ def _ref(model) -> dict:
 @functools.cache
 def description() -> dict:
     """The OpenAPI document (built once)."""
+    template = "#/components/schemas/{model}"
     _, schemas = models_json_schema(
         [(m, "validation") for m in M.REQUEST_MODELS]
         + [(m, "serialization") for m in M.ANSWER_MODELS],
-        ref_template="#/components/schemas/{model}")
+        ref_template=template)
+    schemas = schemas["$defs"]
+    # The work answer: described from the read model's dataclasses.
+    work = TypeAdapter(WorkDetails).json_schema(mode="serialization",
+                                                ref_template=template)
+    schemas.update(work.pop("$defs"))
+    schemas[WorkDetails.__name__] = work
     paths: dict = {}
     for method, path, summary, role, params, body, answers in OPERATIONS:
         responses = {}
@@ -126,7 +135,7 @@ def description() -> dict:
         "servers": [{"url": "/api/v1"}],
         "paths": paths,
         "components": {
-            "schemas": schemas["$defs"],
+            "schemas": schemas,
             "securitySchemes": {"token": {
                 "type": "http", "scheme": "bearer",
                 "description": "lp-services token create NAME --role ROLE"}},

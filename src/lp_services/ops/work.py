@@ -45,9 +45,19 @@ class UnknownWork(LookupError):
         super().__init__("no job or build with id %s" % (job_id,))
 
 
+#: How these records appear as JSON (``work_to_json``), said for pydantic,
+#: which describes the API's answers from these very classes
+#: (``lp_services.api.openapi``): durations in seconds, no other field,
+#: every field present.
+JSON_SHAPE = {"ser_json_timedelta": "float", "extra": "forbid",
+              "json_schema_serialization_defaults_required": True}
+
+
 @dataclass(frozen=True)
 class FileLink:
     """A stored file: name, hashes, size and where to download it."""
+
+    __pydantic_config__ = JSON_SHAPE
 
     filename: str
     sha1: str
@@ -59,6 +69,8 @@ class FileLink:
 class Related:
     """Another job named from this one (prerequisite or dependent)."""
 
+    __pydantic_config__ = JSON_SHAPE
+
     id: int
     kind: str
     type: str
@@ -69,6 +81,8 @@ class Related:
 class Change:
     """A change made to a job: when, by whom, what (``change_log``)."""
 
+    __pydantic_config__ = JSON_SHAPE
+
     date: datetime
     actor: str
     action: str
@@ -78,6 +92,8 @@ class Change:
 @dataclass(frozen=True)
 class BuildDetails:
     """What only builds have."""
+
+    __pydantic_config__ = JSON_SHAPE
 
     build_type: str
     build_status: str
@@ -109,6 +125,8 @@ class BuildDetails:
 @dataclass(frozen=True)
 class WorkDetails:
     """A job of either kind, as ``show`` prints it."""
+
+    __pydantic_config__ = JSON_SHAPE
 
     id: int
     kind: str
