@@ -6,7 +6,8 @@ logtail) over one PostgreSQL, with the default leases (30 s, renewed
 every 10 s) and the 15 s scan interval. Prints, in one run:
 
 (a) each master's CPU as a share of one core over --cycles scan intervals,
-    once both hold their half of the builders (from /proc/<pid>/stat);
+    once both hold their half of the builders (from /proc/<pid>/stat),
+    measured --cpu-runs times back to back: median and every run;
 (b) takeover, --runs times: SIGKILL one master, then time until every
     builder it held has been scanned (a status() call recorded by the
     agents' server) by the other; the killed master is restarted and
@@ -142,6 +143,7 @@ def main():
     parser.add_argument("--agents", type=int, default=5000)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cpu-runs", type=int, default=3)
     args = parser.parse_args()
 
     from bench.buildmaster import seed_building_farm
@@ -169,12 +171,15 @@ def main():
              240)
         # Every builder scanned once by its owner, then measure.
         time.sleep(20)
-        before = [cpu_seconds(m.process.pid) for m in masters]
-        wall0 = time.monotonic()
-        time.sleep(15 * args.cycles)
-        wall = time.monotonic() - wall0
-        shares = [(cpu_seconds(m.process.pid) - b) / wall
-                  for m, b in zip(masters, before)]
+        cpu_runs = {m.name: [] for m in masters}
+        for _ in range(args.cpu_runs):
+            before = [cpu_seconds(m.process.pid) for m in masters]
+            wall0 = time.monotonic()
+            time.sleep(15 * args.cycles)
+            wall = time.monotonic() - wall0
+            for m, b in zip(masters, before):
+                cpu_runs[m.name].append(
+                    (cpu_seconds(m.process.pid) - b) / wall)
 
         takeovers = []
         for run in range(args.runs):
@@ -199,15 +204,22 @@ def main():
             "agents": n, "building": building, "interval_s": 15,
             "builder_lease_s": 30, "lease_renewal_s": 10,
             "cycles": args.cycles,
-            "cpu_share_of_one_core": {m.name: round(s, 3)
-                                      for m, s in zip(masters, shares)},
+            "cpu_share_of_one_core_median": {
+                name: round(statistics.median(runs), 3)
+                for name, runs in cpu_runs.items()},
+            "cpu_share_of_one_core_runs": {
+                name: [round(r, 3) for r in runs]
+                for name, runs in cpu_runs.items()},
             "takeover_s_runs": [round(t, 1) for t in takeovers],
             "takeover_s_median": round(statistics.median(takeovers), 1),
         }
         print("(a) %d agents (%d building), two masters at 15 s: CPU of one "
-              "core: %s" % (n, building, ", ".join(
-                  "%s %.1f%%" % (k, 100 * v)
-                  for k, v in result["cpu_share_of_one_core"].items())))
+              "core, median of %d runs of %d intervals: %s" % (
+                  n, building, args.cpu_runs, args.cycles, "; ".join(
+                      "%s %.1f%% (runs %s)" % (
+                          name, 100 * statistics.median(runs),
+                          ", ".join("%.1f%%" % (100 * r) for r in runs))
+                      for name, runs in cpu_runs.items())))
         print("(b) takeover (SIGKILL -> all its builders scanned by the "
               "other), %d runs: median %.1f s; runs %s  [target <= 45 s: %s]"
               % (len(takeovers), result["takeover_s_median"],
