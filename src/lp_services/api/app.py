@@ -10,7 +10,10 @@ transaction; the operation then runs in one transaction, rolled back on
 any refusal. Answers are JSON, errors too: ``{"error", "status",
 "field"?}`` with 400 (bad JSON or field), 401 (no or bad token), 403
 (role), 404 (unknown, or private work the caller may not see), 409
-(wrong state), 413 (too large).
+(wrong state), 413 (too large) and 503 (the database is unreachable:
+nothing was done). The routes and their least roles are listed once, in
+:data:`lp_services.api.openapi.OPERATIONS`; a test holds the two to
+each other.
 """
 
 from __future__ import annotations
