@@ -421,3 +421,21 @@ class PageChangesTests(SiteMixin, TestCase):
         code, _, page = await self.http("GET", "/builds/%d" % job_id)
         self.assertEqual(code, 200)
         self.assertIn(b"<strong>rescore</strong> by olga: 99", page)
+
+
+class RoutesTests(TestCase):
+
+    def test_every_route_is_described(self):
+        """The Klein routes and the description's operations are the same
+        set: no route escapes the rights matrix and the fuzz."""
+        import re
+
+        from lp_services.api.app import ApiApp
+        from lp_services.api.openapi import OPERATIONS
+
+        routes = set()
+        for rule in ApiApp.app.url_map.iter_rules():
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                routes.add((method.lower(), path))
+        self.assertEqual(routes, {(m, p) for m, p, *_ in OPERATIONS})
