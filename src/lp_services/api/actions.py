@@ -59,25 +59,26 @@ def require(principal: Principal | None, role: str) -> Principal:
     return principal
 
 
-def _subject(cursor, principal, job_id) -> tuple[str, bool, str | None]:
-    """(job type, private, requester) of job ``job_id`` that ``principal``
-    may change: an operator any, a submitter its own.
+def _subject(cursor, principal, job_id) -> str:
+    """The type of job ``job_id``, which ``principal`` may change: an
+    operator any, a submitter its own.
 
     :raises NotFound: no such job, or private work it may not see.
     :raises Forbidden: someone else's public work.
     """
+    from lp_services.job.admin import job_owners
     from lp_services.ops.work import may_see
 
     require(principal, "submitter")
-    cursor.execute("SELECT job_type, private, requester FROM job "
-                   "WHERE id = %(id)s", {"id": job_id})
-    row = cursor.fetchone()
-    if row is None or not may_see(viewer_of(principal), row[1], row[2]):
+    owner = job_owners(cursor, [job_id]).get(job_id)
+    if owner is None or not may_see(viewer_of(principal), owner.private,
+                                    owner.requester):
         raise NotFound("no job or build with id %d" % job_id)
-    if not has_role(principal, "operator") and row[2] != principal.name:
+    if not has_role(principal, "operator") and \
+            owner.requester != principal.name:
         raise Forbidden("job %d is not yours (it was requested by %s)"
-                        % (job_id, row[2]))
-    return row
+                        % (job_id, owner.requester))
+    return owner.job_type
 
 
 # -- reading -----------------------------------------------------------------
@@ -144,20 +145,18 @@ def list_builders(cursor, principal, now) -> list:
     """Every builder; the id of a private build it runs only to whoever
     may see that build."""
     from lp_services.buildmaster.builders import list_builders as rows_of
+    from lp_services.job.admin import job_owners
     from lp_services.ops.work import may_see
 
     viewer = viewer_of(principal)
     rows = rows_of(cursor, now)
-    running = [r["current_build"] for r in rows if r["current_build"]]
-    owners = {}
-    if running:
-        cursor.execute("SELECT id, private, requester FROM job "
-                       "WHERE id = ANY(%(ids)s)", {"ids": running})
-        owners = {row[0]: row[1:] for row in cursor.fetchall()}
+    owners = job_owners(cursor, [r["current_build"] for r in rows
+                                 if r["current_build"]])
     for row in rows:
-        private, requester = owners.get(row["current_build"], (False, None))
-        row["current_build_private"] = bool(private)
-        if not may_see(viewer, private, requester):
+        owner = owners.get(row["current_build"])
+        private = owner is not None and owner.private
+        row["current_build_private"] = private
+        if private and not may_see(viewer, True, owner.requester):
             row["current_build"] = None
     return rows
 
@@ -235,12 +234,12 @@ def _check_files(cursor, principal, files: dict) -> None:
 def _check_after(cursor, principal, after):
     if after is None:
         return
+    from lp_services.job.admin import job_owners
     from lp_services.ops.work import may_see
 
-    cursor.execute("SELECT private, requester FROM job WHERE id = %(id)s",
-                   {"id": after})
-    row = cursor.fetchone()
-    if row is None or not may_see(viewer_of(principal), *row):
+    owner = job_owners(cursor, [after]).get(after)
+    if owner is None or not may_see(viewer_of(principal), owner.private,
+                                    owner.requester):
         raise BadRequest("unknown prerequisite job %d" % after,
                          field="body.after")
 
@@ -341,7 +340,7 @@ def cancel_work(cursor, principal, job_id: int, now: datetime) -> dict:
     from lp_services.job.admin import cancel_job
     from lp_services.job.status import InvalidTransition
 
-    job_type, _, _ = _subject(cursor, principal, job_id)
+    job_type = _subject(cursor, principal, job_id)
     if job_type == "build":
         try:
             status = queue.cancel_build(cursor, job_id, now).name
@@ -365,7 +364,7 @@ def retry_work(cursor, principal, job_id: int, now: datetime) -> dict:
     from lp_services.job.admin import retry_job
     from lp_services.job.status import InvalidTransition
 
-    job_type, _, _ = _subject(cursor, principal, job_id)
+    job_type = _subject(cursor, principal, job_id)
     if job_type == "build":
         raise Conflict("build %d cannot be retried: request it again"
                        % job_id)
@@ -384,7 +383,7 @@ def rescore_build(cursor, principal, job_id: int, score: int,
     from lp_services.buildmaster import queue
 
     require(principal, "operator")
-    job_type, _, _ = _subject(cursor, principal, job_id)
+    job_type = _subject(cursor, principal, job_id)
     if job_type != "build":
         raise Conflict("job %d is not a build; only builds have scores"
                        % job_id)
@@ -422,13 +421,10 @@ def store_upload(cursor, principal, sha1: str, sha256: str, size: int,
     """Record an upload of content already in the store (the web layer
     checked its sha1); whether a row was added. Idempotent: uploading the
     same content again by the same token adds nothing."""
-    from lp_services.filestore.store import add_file_row
+    from lp_services.filestore.store import add_file_row, uploaded_by
 
     require(principal, "submitter")
-    cursor.execute("SELECT 1 FROM library_file WHERE sha1 = %(sha1)s "
-                   "AND uploader = %(who)s LIMIT 1",
-                   {"sha1": sha1, "who": principal.name})
-    if cursor.fetchone() is not None:
+    if uploaded_by(cursor, sha1, principal.name):
         return False
     add_file_row(cursor, sha1, sha256, size, filename, restricted=True,
                  uploader=principal.name)

@@ -99,12 +99,14 @@ async def fetch_results(scanner, v, agent, status):
 def store_results(store, cursor, file_store, v, fetched, build_status,
                   status, now):
     from lp_services.database.sql import raw_cursor
+    from lp_services.job.admin import job_owners
 
     fs = file_store
     log_id, files = None, []
     # A private build's log and results are restricted: served only to
     # its requester and to operators (lp_services.filestore.access).
-    private = Q.is_private(raw_cursor(store), v.build.job_id)
+    private = job_owners(raw_cursor(store), [v.build.job_id])[
+        v.build.job_id].private
     for name, sha1, path in fetched:
         with open(path, "rb") as stream:
             record = fs.add(store, name, stream, expected_sha1=sha1,

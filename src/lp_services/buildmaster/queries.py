@@ -44,9 +44,6 @@ SELECT (SELECT id FROM processor WHERE name = %(processor)s),
          WHERE sha1 = ANY(%(sha1s)s))
 """
 
-#: Whether job %(job)s is private.
-JOB_IS_PRIVATE = "SELECT private FROM job WHERE id = %(job)s"
-
 #: A new build: job WAITING, farm job NEEDSBUILD, queue row; the
 #: buildmasters are told (delivered at commit).
 REQUEST_BUILD = f"""

@@ -51,7 +51,6 @@ __all__ = [
     "reset_build",
     "set_cancel_deadline",
     "retry_delay",
-    "is_private",
     "show_build",
 ]
 
@@ -488,14 +487,6 @@ def rescore_build(store_or_cursor, job_id: int, score: int,
         raise BuildRequestError(
             "build %s is not waiting; only a waiting build can be rescored"
             % job_id)
-
-
-def is_private(store_or_cursor, job_id: int) -> bool:
-    """Whether job ``job_id`` is private work (False if there is none)."""
-    cursor = cursor_of(store_or_cursor)
-    cursor.execute(BQ.JOB_IS_PRIVATE, {"job": job_id})
-    row = cursor.fetchone()
-    return bool(row and row[0])
 
 
 def show_build(store_or_cursor, job_id: int, now: datetime) -> dict:

@@ -17,11 +17,17 @@ __all__ = [
     "HAS_FILEMAP",
     "LIVE_SHA1S",
     "REFERENCING_COLUMNS",
+    "UPLOADED_BY",
     "gc_delete_statement",
 ]
 
 #: The id of a ``library_file`` row holding %(sha1)s, if any.
 FILE_ID = "SELECT id FROM library_file WHERE sha1 = %(sha1)s LIMIT 1"
+
+#: Whether %(uploader)s uploaded content %(sha1)s through the API.
+UPLOADED_BY = """
+SELECT 1 FROM library_file WHERE sha1 = %(sha1)s AND uploader = %(uploader)s
+LIMIT 1"""
 
 #: A new ``library_file`` row; returns its id.
 ADD_FILE = """

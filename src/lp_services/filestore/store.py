@@ -24,6 +24,7 @@ __all__ = [
     "add_file_row",
     "default_file_store",
     "file_id",
+    "uploaded_by",
 ]
 
 _CHUNK = 1 << 20
@@ -147,6 +148,15 @@ def file_id(cursor, sha1: str) -> int | None:
     cursor.execute(FQ.FILE_ID, {"sha1": sha1})
     row = cursor.fetchone()
     return None if row is None else row[0]
+
+
+def uploaded_by(cursor, sha1: str, uploader: str) -> bool:
+    """Whether ``uploader`` (a token's name) stored ``sha1`` through the
+    API before (an upload again is then a no-op)."""
+    from lp_services.filestore import queries as FQ
+
+    cursor.execute(FQ.UPLOADED_BY, {"sha1": sha1, "uploader": uploader})
+    return cursor.fetchone() is not None
 
 
 def add_file_row(cursor, sha1: str, sha256: str, size: int,

@@ -8,8 +8,8 @@ from lp_services.job import queries as Q
 from lp_services.job.status import InvalidTransition, JobStatus
 from lp_services.job.transition import UnknownJob, transition_job
 
-__all__ = ["EVERYONE", "JobRecord", "NotANativeJob", "cancel_job", "get_job",
-           "list_jobs", "retry_job"]
+__all__ = ["EVERYONE", "JobOwner", "JobRecord", "NotANativeJob", "cancel_job",
+           "get_job", "job_owners", "list_jobs", "retry_job"]
 
 #: ``viewer`` of :func:`list_jobs` that sees all jobs, private too.
 EVERYONE = object()
@@ -44,6 +44,21 @@ class JobRecord:
             if isinstance(item, datetime):
                 value[key] = item.isoformat()
         return value
+
+
+@dataclass(frozen=True)
+class JobOwner:
+    """What decides who may see and change a job."""
+
+    job_type: str
+    private: bool
+    requester: str | None
+
+
+def job_owners(cursor, job_ids) -> dict[int, JobOwner]:
+    """{id: JobOwner} of those of ``job_ids`` that exist (one statement)."""
+    cursor.execute(Q.JOB_OWNERS, {"ids": list(job_ids)})
+    return {row[0]: JobOwner(*row[1:]) for row in cursor.fetchall()}
 
 
 class NotANativeJob(ValueError):

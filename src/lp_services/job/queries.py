@@ -33,6 +33,7 @@ __all__ = [
     "NOTIFY_JOB_TYPE",
     "NOTIFY_OF_JOB",
     "NOTIFY_CHANNEL",
+    "JOB_OWNERS",
     "RECORD_CHANGE",
     "PLAN_CACHE_MODE",
     "PREPARED",
@@ -276,6 +277,10 @@ LIST_JOBS = (
     "   AND (%%(type)s::text IS NULL OR job_type = %%(type)s)"
     "   AND (%%(everyone)s OR NOT private OR requester = %%(viewer)s)"
     " ORDER BY id DESC LIMIT %%(limit)s" % ", ".join(JOB_COLUMNS))
+
+#: Who may see and change jobs %(ids)s: their type, privacy and requester.
+JOB_OWNERS = ("SELECT id, job_type, private, requester FROM job"
+              " WHERE id = ANY(%(ids)s)")
 
 #: Whether job %(id)s exists (a prerequisite named on enqueue).
 JOB_EXISTS = "SELECT 1 FROM job WHERE id = %(id)s"

@@ -355,6 +355,7 @@ class RecipeJobType(JobType):
         from lp_services.buildmaster.builders import find_chroot
         from lp_services.buildmaster.queue import BuildRequestError, request_build
         from lp_services.filestore.store import add_file_row, default_file_store
+        from lp_services.job.admin import job_owners
 
         recipe = parse_recipe(data)
         cursor = context.cursor
@@ -369,10 +370,8 @@ class RecipeJobType(JobType):
                 "(lp-services chroot add)" % (recipe.processor, recipe.series))
         # The build is the recipe's requester's, and as private as the
         # recipe: whoever may see the recipe job sees its build.
-        cursor.execute(
-            "SELECT requester, private FROM job WHERE id = %(id)s",
-            {"id": context.job_id})
-        requester, private = cursor.fetchone() or (None, False)
+        owner = job_owners(cursor, [context.job_id])[context.job_id]
+        requester, private = owner.requester, owner.private
         files = default_file_store()
         filemap = {}
         # One fetcher: its deadline covers all of the job's sources.
