@@ -95,23 +95,16 @@ def get_work(cursor, principal, job_id: int, file_url=None) -> dict:
     return work_to_json(details)
 
 
-WORK_FILTERS = {
-    "kind": ("build", "native"),
-    "status": ("WAITING", "RUNNING", "COMPLETED", "FAILED", "SUSPENDED"),
-    "outcome": ("succeeded", "failed", "cancelled"),
-}
-
-
 def list_work(cursor, principal, *, kind=None, status=None, outcome=None,
               type=None, before: int | None = None, limit: int = 50) -> list:
     """Work newest first (``ops_work``), ``before`` an id for the next
     page; private work only to whoever may see it."""
-    from lp_services.ops.reports import fetch_report
+    from lp_services.ops.reports import WORK_CHOICES, fetch_report
 
     viewer = viewer_of(principal)
     filters = {"kind": kind, "status": status, "outcome": outcome,
                "type": type}
-    for name, allowed in WORK_FILTERS.items():
+    for name, allowed in WORK_CHOICES.items():
         if filters[name] is not None and filters[name] not in allowed:
             raise BadRequest("%s must be one of %s" % (name, ", ".join(
                 allowed)), field="query.%s" % name)

@@ -7,14 +7,23 @@ every presentation shows the same figures with the same ordering.
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from lp_services.job.status import JobStatus
 from lp_services.ops.queries import REPORT_FILTERS, REPORTS, report_statement
 from lp_services.ops.work import EVERYONE
 
-__all__ = ["EVERYONE", "REPORTS", "attempts_text", "fetch_report", "humanize",
-           "jsonable"]
+__all__ = ["EVERYONE", "REPORTS", "WORK_CHOICES", "attempts_text",
+           "fetch_report", "humanize", "jsonable"]
 
 # Filters the work report accepts (the CLI's options).
 WORK_FILTERS = REPORT_FILTERS["work"]
+
+#: The values the work report's enumerated filters can match (from the
+#: ops_work view): the status pages' selects and the API's checks.
+WORK_CHOICES = {
+    "kind": ("build", "native"),
+    "status": tuple(s.name for s in JobStatus),
+    "outcome": ("succeeded", "failed", "cancelled"),
+}
 
 
 def fetch_report(cursor, name: str, limit: int | None = None,

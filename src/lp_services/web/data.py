@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lp_services.database.sql import raw_cursor
-from lp_services.job.status import JobStatus
 from lp_services.ops import queries as OQ
-from lp_services.ops.reports import fetch_report
+from lp_services.ops.reports import WORK_CHOICES, fetch_report
 from lp_services.ops.work import EVERYONE, describe_work, may_see
 
 __all__ = [
@@ -53,12 +52,6 @@ CHARTS_REFRESH = 60.0
 #: where a build fails, without downloading the whole log.
 STORED_LOG_TAIL = 64 * 1024
 
-#: The values of the work list's select filters (from the ops_work view).
-WORK_CHOICES = {
-    "kind": ("build", "native"),
-    "status": tuple(s.name for s in JobStatus),
-    "outcome": ("succeeded", "failed", "cancelled"),
-}
 # job.job_type and build types share this shape (schema CHECKs).
 _TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
