@@ -186,6 +186,28 @@ class RequestTests(SiteMixin, TestCase):
                                           template="-")
             self.assertEqual(code, 409, (path, answer))
 
+    async def test_log_pieces_join_cleanly(self):
+        """Read in pieces smaller than a line, cut inside multi-byte
+        characters: the pieces join into the log, each one valid text."""
+        from lp_services.api import actions
+
+        self.patch(actions, "LOG_CHUNK", 7)
+        job_id = self.queue_build()
+        log = "\u00e9t\u00e9 \u2603 na\u00efve\n" * 5
+        self.finish_build(job_id, log=log.encode())
+        text, offset = "", 0
+        while True:
+            code, piece = await self.api(
+                "GET", "/work/%d/log?offset=%d" % (job_id, offset),
+                template="/work/{job_id}/log")
+            self.assertNotIn("\ufffd", piece["text"])
+            text += piece["text"]
+            if piece["next_offset"] == piece["size"]:
+                break
+            self.assertGreater(piece["next_offset"], offset)
+            offset = piece["next_offset"]
+        self.assertEqual(text, log)
+
     async def test_paging(self):
         """``limit`` and ``before`` page through the work newest first; the
         ``next`` link gives the following page; bad values are 400."""

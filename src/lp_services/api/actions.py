@@ -18,6 +18,7 @@ Every change is recorded with its actor (``change_log``).
 
 from __future__ import annotations
 
+import codecs
 from datetime import datetime
 
 from lp_services.api.errors import (
@@ -187,17 +188,13 @@ def build_log(cursor, principal, job_id: int, file_store,
         except OSError:
             raise NotFound("build %d's log is not in this file store"
                            % job_id) from None
-        # Cut at the last whole UTF-8 character, so pieces join cleanly.
-        cut = len(data)
-        while cut and cut > len(data) - 4 and (data[cut - 1] & 0xC0) == 0x80:
-            cut -= 1
-        if cut and data[cut - 1] >= 0xC0:
-            cut -= 1
-        if start + len(data) >= size:
-            cut = len(data)
-        data = data[:cut]
-        answer.update(offset=start, next_offset=start + len(data), size=size,
-                      text=data.decode("utf-8", "replace"))
+        # Stop before a character the piece cuts in two (the next piece
+        # starts with it), so pieces join cleanly; the end is the end.
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text = decoder.decode(data, final=start + len(data) >= size)
+        used = len(data) - len(decoder.getstate()[0])
+        answer.update(offset=start, next_offset=start + used, size=size,
+                      text=text)
     elif b.logtail:
         answer.update(live=True, text=b.logtail)
     return answer
