@@ -42,6 +42,8 @@ class BuildCommandTests(DatabaseTestMixin, TestCase):
         self.assertTrue("score:             -5 (pinned)" in shown
                         or "score:             -4 (pinned)" in shown, shown)
         self.assertNotIn("-48", shown)
+        # Direct mode records the change as the local user's.
+        self.assertRegex(shown, r"change: .* rescore by local:\S+: -5\n")
         # The same layout from build show (but for the expected start,
         # which each command computes from its own now()).
         self.assertEqual(

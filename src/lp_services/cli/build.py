@@ -6,28 +6,29 @@ from pathlib import Path
 import click
 
 from lp_services.buildmaster.scoring import COMPONENT, POCKET
-from lp_services.cli.context import echo_json, pass_context, user_errors
+from lp_services.cli.context import (
+    echo_json, pass_context, recorded, user_errors, utc_now)
 
 __all__ = ["build"]
 
 
-def _run(ctx, function):
+def _build_errors():
     from lp_services.buildmaster.queue import BuildNotFound, BuildRequestError
 
+    return (BuildRequestError, BuildNotFound)
+
+
+def _run(ctx, function):
+    """``function(store)`` in one transaction (storing files needs the
+    Store); the build errors become one line."""
     ctx.connect().close()  # an unreachable database: one clear line
     transactor = ctx.transactor()
     try:
         return transactor.run_blocking(function)
-    except (BuildRequestError, BuildNotFound) as error:
+    except _build_errors() as error:
         raise click.ClickException(str(error)) from None
     finally:
         transactor.stop()
-
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 @click.group()
@@ -184,7 +185,7 @@ def _request_direct(ctx, names, build_type, processor, script, args,
         filemap = {name: file_store.add_path(store, path, name,
                                              restricted=private).sha1
                    for name, path in names.items()}
-        now = _now()
+        now = utc_now()
         job_id = request_build(
             store, build_type=build_type, processor=processor, now=now,
             virtualized=virtualized, series=series, build_args=args,
@@ -265,8 +266,10 @@ def cancel(ctx, build_id, as_json):
         _remote_build(ctx, build_id)
         status = remote.post("/work/%d/cancel" % build_id)["status"]
     else:
-        status = _run(ctx, _recorded(lambda store: cancel_build(
-            store, build_id, _now()).name, build_id, "cancel"))
+        status = ctx.run_with_cursor(
+            recorded(lambda cursor: cancel_build(cursor, build_id,
+                                                 utc_now()).name,
+                     build_id, "cancel"), errors=_build_errors())
     if as_json:
         echo_json({"id": build_id, "build_status": status})
     else:
@@ -284,20 +287,6 @@ def _remote_build(ctx, build_id):
         kind = None
     if kind != "build":
         raise click.ClickException("no build with id %d" % build_id)
-
-
-def _recorded(change, job_id, action, detail=None):
-    """``change(store)`` followed by its ``change_log`` row (direct mode:
-    the actor is the local user)."""
-    def run(store):
-        from lp_services.database.sql import raw_cursor
-        from lp_services.job.changes import local_actor, record_change
-
-        result = change(store)
-        record_change(raw_cursor(store), local_actor(), action, _now(),
-                      job=job_id, detail=detail)
-        return result
-    return run
 
 
 # ignore_unknown_options: a negative SCORE ("-5") is a number, not an
@@ -320,8 +309,10 @@ def rescore(ctx, build_id, score, as_json):
         _remote_build(ctx, build_id)
         remote.post("/work/%d/rescore" % build_id, {"score": score})
     else:
-        _run(ctx, _recorded(lambda store: rescore_build(
-            store, build_id, score, _now()), build_id, "rescore", str(score)))
+        ctx.run_with_cursor(
+            recorded(lambda cursor: rescore_build(cursor, build_id, score,
+                                                  utc_now()),
+                     build_id, "rescore", str(score)), errors=_build_errors())
     if as_json:
         echo_json({"id": build_id, "score": score, "score_pinned": True})
     else:

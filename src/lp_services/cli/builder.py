@@ -4,7 +4,8 @@ from urllib.parse import quote
 
 import click
 
-from lp_services.cli.context import echo_json, pass_context, user_errors
+from lp_services.cli.context import (
+    echo_json, pass_context, user_errors, utc_now)
 
 __all__ = ["builder", "builder_state"]
 
@@ -60,7 +61,7 @@ def list_(ctx, as_json):
     remote = ctx.remote()
     rows = (remote.get("/builders")["items"] if remote is not None
             else _run(ctx, actions.list_builders, actions.local_admin(),
-                      _now()))
+                      utc_now()))
     if as_json:
         echo_json(rows)
         return
@@ -98,12 +99,6 @@ def builder_state(row) -> str:
     return "ok"
 
 
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
-
-
 def _mode(mode, help_text):
     @click.argument("name")
     @click.option("--reason", help="Why (shown as the builder's notes).")
@@ -121,7 +116,7 @@ def _mode(mode, help_text):
         else:
             ctx.run_with_cursor(actions.set_builder_mode,
                                 actions.local_admin(), name, mode, reason,
-                                _now(), errors=(ApiError,))
+                                utc_now(), errors=(ApiError,))
         state = {"enable": "enabled", "disable": "disabled",
                  "manual": "manual"}[mode]
         if as_json:

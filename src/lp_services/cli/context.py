@@ -13,7 +13,9 @@ __all__ = [
     "check_schema",
     "echo_json",
     "pass_context",
+    "recorded",
     "user_errors",
+    "utc_now",
 ]
 
 
@@ -192,3 +194,24 @@ def echo_json(value) -> None:
     """Print ``value`` as indented JSON (for ``--json`` options)."""
     json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def utc_now():
+    """Now, in UTC: when a command's change happens."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def recorded(change, job_id: int, action: str, detail: str | None = None):
+    """``change(cursor)`` followed, in its transaction, by the
+    ``change_log`` row saying the local user did ``action`` to job
+    ``job_id`` (the direct mode's actor is ``local:<user>``)."""
+    def run(cursor):
+        from lp_services.job.changes import local_actor, record_change
+
+        result = change(cursor)
+        record_change(cursor, local_actor(), action, utc_now(), job=job_id,
+                      detail=detail)
+        return result
+    return run

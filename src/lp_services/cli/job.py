@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import click
 
-from lp_services.cli.context import echo_json, pass_context, user_errors
+from lp_services.cli.context import (
+    echo_json, pass_context, recorded, user_errors, utc_now)
 
 __all__ = ["job"]
 
@@ -13,14 +14,6 @@ __all__ = ["job"]
 @click.group()
 def job():
     """Native jobs: enqueue, show, list, cancel, retry."""
-
-
-def _now():
-    from twisted.internet import reactor
-
-    from lp_services.clock import utcnow
-
-    return utcnow(reactor)
 
 
 def _in_transaction(ctx, action):
@@ -108,7 +101,7 @@ def enqueue(ctx, job_type, data, at, max_retries, after, priority, module,
             cur, job_type, parsed, priority=priority, scheduled_start=when,
             max_retries=max_retries, prerequisite=after,
             requester=actor, registry=job_types)
-        record_change(cur, actor, "request", _now(), job=job_id,
+        record_change(cur, actor, "request", utc_now(), job=job_id,
                       detail=job_type)
         return job_id
     job_id = _in_transaction(ctx, queue)
@@ -213,8 +206,8 @@ def cancel(ctx, job_id, as_json):
         else:
             click.echo("job %d cancelled (%s)" % (job_id, answer["status"]))
         return
-    record = _in_transaction(ctx, _recorded(lambda cur: cancel_job(
-        cur, job_id, _now()), job_id, "cancel"))
+    record = _in_transaction(ctx, recorded(lambda cur: cancel_job(
+        cur, job_id, utc_now()), job_id, "cancel"))
     if as_json:
         echo_json(record.as_json())
     else:
@@ -235,24 +228,12 @@ def retry(ctx, job_id, as_json):
         _remote_native(ctx, job_id)
         record = _record_from_json(remote.post("/work/%d/retry" % job_id))
     else:
-        record = _in_transaction(ctx, _recorded(lambda cur: retry_job(
-            cur, job_id, _now()), job_id, "retry"))
+        record = _in_transaction(ctx, recorded(lambda cur: retry_job(
+            cur, job_id, utc_now()), job_id, "retry"))
     if as_json:
         echo_json(record.as_json())
     else:
         click.echo("job %d queued again (%s)" % (record.id, record.status.name))
-
-
-def _recorded(change, job_id, action):
-    """``change(cursor)`` followed by its ``change_log`` row (the actor is
-    the local user)."""
-    def run(cur):
-        from lp_services.job.changes import local_actor, record_change
-
-        result = change(cur)
-        record_change(cur, local_actor(), action, _now(), job=job_id)
-        return result
-    return run
 
 
 def _remote_native(ctx, job_id):

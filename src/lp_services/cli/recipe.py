@@ -4,7 +4,8 @@ from pathlib import Path
 
 import click
 
-from lp_services.cli.context import echo_json, pass_context, user_errors
+from lp_services.cli.context import (
+    echo_json, pass_context, user_errors, utc_now)
 
 __all__ = ["recipe"]
 
@@ -73,7 +74,7 @@ def request(ctx, path, priority, max_retries, private, wait, as_json):
                                  priority=priority, max_retries=max_retries,
                                  requester=actor, private=private,
                                  reason="recipe %s from %s" % (name, path))
-                record_change(cur, actor, "request", _now(), job=job_id,
+                record_change(cur, actor, "request", utc_now(), job=job_id,
                               detail="recipe %s" % name)
         finally:
             conn.close()
@@ -86,9 +87,3 @@ def request(ctx, path, priority, max_retries, private, wait, as_json):
         from lp_services.cli.wait import wait_for_work
 
         ctx_exit(wait_for_work(ctx, job_id, then_dependents=True))
-
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)

@@ -3,7 +3,8 @@ database mode, for administrators."""
 
 import click
 
-from lp_services.cli.context import echo_json, pass_context, user_errors
+from lp_services.cli.context import (
+    echo_json, pass_context, user_errors, utc_now)
 
 __all__ = ["token"]
 
@@ -12,12 +13,6 @@ def _run(ctx, function, *args, **kwargs):
     from lp_services.auth.tokens import TokenError
 
     return ctx.run_with_cursor(function, *args, errors=(TokenError,), **kwargs)
-
-
-def _now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 def _expiry(value: str | None):
@@ -30,7 +25,7 @@ def _expiry(value: str | None):
     match = re.fullmatch(r"(\d+)([dhm])", value)
     if match:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
-        return _now() + timedelta(**{unit: int(match.group(1))})
+        return utc_now() + timedelta(**{unit: int(match.group(1))})
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -59,7 +54,7 @@ def create(ctx, name, role, expires, as_json):
     from lp_services.auth.tokens import create_token
 
     when = _expiry(expires)
-    secret = _run(ctx, create_token, name, role, _now(), when)
+    secret = _run(ctx, create_token, name, role, utc_now(), when)
     if as_json:
         echo_json({"name": name, "role": role, "token": secret,
                    "expires": when.isoformat() if when else None})
@@ -101,7 +96,7 @@ def revoke(ctx, name, as_json):
     """Revoke token NAME at once."""
     from lp_services.auth.tokens import revoke_token
 
-    _run(ctx, revoke_token, name, _now())
+    _run(ctx, revoke_token, name, utc_now())
     if as_json:
         echo_json({"name": name, "revoked": True})
     else:
