@@ -18,16 +18,17 @@ each other.
 
 from __future__ import annotations
 
+import functools
 import json
 
 from klein import Klein
 from pydantic import ValidationError
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.logger import Logger
 from werkzeug import exceptions as http_errors
 
 from lp_services.api import actions, models
-from lp_services.api.errors import ApiError, BadRequest, TooLarge
+from lp_services.api.errors import ApiError, BadRequest, TooLarge, Unauthorized
 from lp_services.auth.http import principal_of
 from lp_services.auth.tokens import TokenError
 from lp_services.database.sql import raw_cursor
@@ -42,6 +43,14 @@ API_BODY_LIMIT = 1 << 20
 LOG_WAIT_MAX = 30
 #: How often a waiting log request looks again.
 LOG_POLL = 1.0
+
+
+@functools.cache
+def _version() -> str:
+    """The installed package's version (read from its metadata once)."""
+    from importlib.metadata import version
+
+    return version("lp-services")
 
 
 def _json(request, code: int, value) -> bytes:
@@ -123,10 +132,13 @@ class ApiApp:
                                    sha1, quote(filename))
 
     def _principal(self, request):
-        d = principal_of(self.farm.transactor, request, self._now())
-        d.addErrback(lambda f: f.trap(TokenError) and defer.fail(
-            _unauthorized(f.value)))
-        return d
+        """A Deferred of the request's principal (None: anonymous); a bad
+        token fails it with Unauthorized."""
+        def refused(failure):
+            failure.trap(TokenError)
+            raise Unauthorized(str(failure.value))
+        return principal_of(self.farm.transactor, request,
+                            self._now()).addErrback(refused)
 
     async def _run(self, request, function, *args):
         """``function(cursor, principal, *args)`` in one transaction."""
@@ -173,11 +185,9 @@ class ApiApp:
 
     @app.route("/", methods=["GET"])
     async def index(self, request):
-        from importlib.metadata import version
-
         principal = await self._principal(request)
         return _json(request, 200, {
-            "version": version("lp-services"),
+            "version": _version(),
             "principal": principal.name if principal else None,
             "role": principal.role if principal else None,
             "links": {"openapi": "openapi.json", "work": "work",
@@ -366,9 +376,3 @@ class ApiApp:
         await self._run(request, actions.revoke_token, name, self._now())
         request.setResponseCode(204)
         return b""
-
-
-def _unauthorized(error):
-    from lp_services.api.errors import Unauthorized
-
-    return Unauthorized(str(error))
