@@ -150,15 +150,9 @@ def request(ctx, build_type, processor, script, files, virtualized, urgency,
     else:
         click.echo(job_id)
     if wait:
-        from lp_services.cli.wait import wait_for_work
+        from lp_services.cli.wait import exit_with, wait_for_work
 
-        ctx_exit(wait_for_work(ctx, job_id))
-
-
-def ctx_exit(code: int) -> None:
-    """End the command with exit status ``code`` (0 returns)."""
-    if code:
-        raise SystemExit(code)
+        exit_with(wait_for_work(ctx, job_id))
 
 
 def _request_direct(ctx, names, build_type, processor, script, args,

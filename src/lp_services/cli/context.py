@@ -45,13 +45,6 @@ class CLIContext:
                 raise click.ClickException(str(error)) from None
         return ApiClient(self.server, token)
 
-    def direct_only(self, what: str) -> None:
-        """Refuse a command the API does not offer in remote mode."""
-        if self.server:
-            raise click.ClickException(
-                "%s needs the database (direct mode): run it without "
-                "--server/LP_SERVER" % what)
-
     def database_url(self, start_embedded: bool = False) -> str:
         """The database URL.
 

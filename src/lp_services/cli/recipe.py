@@ -83,7 +83,6 @@ def request(ctx, path, priority, max_retries, private, wait, as_json):
     else:
         click.echo(job_id)
     if wait:
-        from lp_services.cli.build import ctx_exit
-        from lp_services.cli.wait import wait_for_work
+        from lp_services.cli.wait import exit_with, wait_for_work
 
-        ctx_exit(wait_for_work(ctx, job_id, then_dependents=True))
+        exit_with(wait_for_work(ctx, job_id, then_dependents=True))

@@ -5,7 +5,7 @@ import time
 
 import click
 
-__all__ = ["EXIT_CODES", "wait_for_work"]
+__all__ = ["EXIT_CODES", "exit_with", "wait_for_work"]
 
 #: Exit status by outcome (2 is click's usage error).
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}
@@ -43,3 +43,9 @@ def wait_for_work(ctx, job_id: int, then_dependents: bool = False,
             if details.outcome != "succeeded":
                 break
     return EXIT_CODES.get(details.outcome or "failed", 1)
+
+
+def exit_with(code: int) -> None:
+    """End the command with exit status ``code`` (0 returns)."""
+    if code:
+        raise SystemExit(code)
