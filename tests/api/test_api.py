@@ -461,3 +461,18 @@ class RoutesTests(TestCase):
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 routes.add((method.lower(), path))
         self.assertEqual(routes, {(m, p) for m, p, *_ in OPERATIONS})
+
+
+class JobModelTests(TestCase):
+
+    def test_job_answer_follows_the_job_record(self):
+        """The API's Job answer has exactly JobRecord's fields (what `job
+        list` prints); it is a model of its own only because the answer
+        names the status where the record holds the enum."""
+        import dataclasses
+
+        from lp_services.api.models import Job
+        from lp_services.job.admin import JobRecord
+
+        self.assertEqual(set(Job.model_fields),
+                         {f.name for f in dataclasses.fields(JobRecord)})
